@@ -1,0 +1,380 @@
+"""The DynamoDB jobs table: the only module that talks to it.
+
+Every status change is one conditional UpdateItem whose condition comes from
+``jobs.ALLOWED_SOURCES``: no lost update, no move backwards. botocore errors become
+audiolift errors here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .aws import error_code, translate
+from .errors import AudioliftError, Conflict, InvalidRequest, JobCancelled, NotFound
+from .jobs import ALLOWED_SOURCES, Job, JobStatus, isoformat, utc_now
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+OWNER_INDEX = "by_owner"
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+_JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
+
+
+def to_dynamo(value: Any) -> Any:
+    """Python -> DynamoDB attribute value. Floats become Decimals (DynamoDB has no float);
+    non-finite numbers are refused by Decimal's context, which is what we want."""
+    normalised = json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
+    return _serializer.serialize(normalised)
+
+
+def from_dynamo(value: Mapping[str, Any]) -> Any:
+    return _plain(_deserializer.deserialize(value))  # type: ignore[arg-type]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def job_to_item(job: Job) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for name in _JOB_FIELDS:
+        value = getattr(job, name)
+        if value is None:
+            continue
+        item[name] = to_dynamo(value.value if isinstance(value, JobStatus) else value)
+    return item
+
+
+def job_from_item(item: Mapping[str, Any]) -> Job:
+    plain = {name: from_dynamo(value) for name, value in item.items()}
+    known = {k: v for k, v in plain.items() if k in _JOB_FIELDS}
+    known["status"] = JobStatus(known["status"])
+    job = Job(**known)
+    job.extra = {k: v for k, v in plain.items() if k not in _JOB_FIELDS}
+    return job
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class ClaimRefused(AudioliftError):
+    """The processor may not start on this job now; ``job`` says why (None: no record)."""
+
+    code = "claim_refused"
+
+    def __init__(self, job: Job | None, reason: str):
+        super().__init__(reason)
+        self.job = job
+
+
+class JobsTable:
+    def __init__(self, client: DynamoDBClient, table_name: str, *, clock: Any = time.time):
+        self._client = client
+        self._table = table_name
+        self._clock = clock
+
+    # --- reads -----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "Reading the job") from error
+        item = response.get("Item")
+        return job_from_item(item) if item else None
+
+    def get_owned(self, job_id: str, owner: str) -> Job:
+        """The job, if ``owner`` owns it. Another owner's job is NotFound, never
+        Forbidden: callers must not learn that it exists."""
+        job = self.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFound(f"No job {job_id!r}.")
+        return job
+
+    def list_by_owner(
+        self,
+        owner: str,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """The owner's jobs, newest first, ``limit`` at most, resumable with ``cursor``."""
+        start_key = _decode_cursor(cursor, owner) if cursor else None
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":owner": {"S": owner}},
+            "ScanIndexForward": False,
+        }
+        if status is not None:
+            request["FilterExpression"] = "#status = :status"
+            request["ExpressionAttributeNames"]["#status"] = "status"
+            request["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        jobs: list[Job] = []
+        last_key: dict[str, Any] | None = start_key
+        # Limit counts items read before the filter: keep reading until the page is full.
+        while True:
+            page_request = dict(request, Limit=limit - len(jobs))
+            if last_key:
+                page_request["ExclusiveStartKey"] = last_key
+            try:
+                response = self._client.query(**page_request)
+            except (ClientError, BotoCoreError) as error:
+                raise translate(error, "Listing jobs") from error
+            jobs.extend(job_from_item(item) for item in response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if not last_key or len(jobs) >= limit:
+                break
+        return JobPage(jobs=jobs, next_cursor=_encode_cursor(last_key) if last_key else None)
+
+    # --- writes ----------------------------------------------------------------------
+
+    def create(self, job: Job) -> Job:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=job_to_item(job),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise Conflict(f"A job {job.job_id!r} exists already.") from error
+            raise translate(error, "Recording the job") from error
+        except BotoCoreError as error:
+            raise translate(error, "Recording the job") from error
+        return job
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        owner: str | None = None,
+        sources: Iterable[JobStatus] | None = None,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
+        lease_token: str | None = None,
+    ) -> Job:
+        """Move the job to ``target`` if its status is one the state machine allows
+        (narrowed by ``sources``), it belongs to ``owner`` and, when given, the caller
+        still holds the processing lease. Raises NotFound or Conflict otherwise."""
+        allowed = set(ALLOWED_SOURCES[target])
+        if sources is not None:
+            allowed &= set(sources)
+        if not allowed:
+            raise Conflict(f"No job can move to {target.value} from {sorted(sources or [])}.")
+        updates = dict(set_fields or {})
+        updates["status"] = target.value
+        updates["updated_at"] = isoformat(utc_now())
+        conditions = ["attribute_exists(job_id)"]
+        values: dict[str, Any] = {}
+        source_names = []
+        for index, source in enumerate(sorted(allowed)):
+            values[f":from{index}"] = {"S": source.value}
+            source_names.append(f":from{index}")
+        conditions.append(f"#status IN ({', '.join(source_names)})")
+        if owner is not None:
+            conditions.append("#owner = :owner")
+            values[":owner"] = {"S": owner}
+        if lease_token is not None:
+            conditions.append("lease_token = :lease")
+            values[":lease"] = {"S": lease_token}
+        return self._update(
+            job_id,
+            updates,
+            remove_fields,
+            " AND ".join(conditions),
+            values,
+            owner=owner,
+            what=f"Moving the job to {target.value}",
+        )
+
+    def claim(
+        self, job_id: str, *, object_etag: str, lease_token: str, lease_seconds: float
+    ) -> Job:
+        """Take the job for processing: from awaiting_upload or uploaded, or from
+        processing whose lease has run out (a crashed invocation). Refused (ClaimRefused)
+        when the job is finished, cancelled, or held by a live lease."""
+        now = self._clock()
+        updates = {
+            "status": JobStatus.PROCESSING.value,
+            "lease_token": lease_token,
+            "lease_expires_at": now + lease_seconds,
+            "object_etag": object_etag,
+            "progress": 0,
+            "updated_at": isoformat(utc_now()),
+        }
+        values = {
+            ":awaiting": {"S": JobStatus.AWAITING_UPLOAD.value},
+            ":uploaded": {"S": JobStatus.UPLOADED.value},
+            ":processing": {"S": JobStatus.PROCESSING.value},
+            ":now": to_dynamo(now),
+            ":one": {"N": "1"},
+        }
+        condition = (
+            "attribute_exists(job_id) AND (#status IN (:awaiting, :uploaded) OR "
+            "(#status = :processing AND lease_expires_at < :now))"
+        )
+        try:
+            return self._update(
+                job_id,
+                updates,
+                ("error",),
+                condition,
+                values,
+                add_attempt=True,
+                what="Claiming the job",
+            )
+        except (Conflict, NotFound) as refused:
+            job = self.get(job_id)
+            raise ClaimRefused(job, str(refused)) from None
+
+    def heartbeat(
+        self, job_id: str, *, lease_token: str, progress: int, lease_seconds: float
+    ) -> Job:
+        """Record progress and extend the lease. JobCancelled if the job was cancelled
+        meanwhile; Conflict if another invocation took the lease."""
+        values = {":processing": {"S": JobStatus.PROCESSING.value}, ":lease": {"S": lease_token}}
+        try:
+            return self._update(
+                job_id,
+                {
+                    "progress": max(0, min(99, int(progress))),
+                    "lease_expires_at": self._clock() + lease_seconds,
+                    "updated_at": isoformat(utc_now()),
+                },
+                (),
+                "#status = :processing AND lease_token = :lease",
+                values,
+                what="Recording progress",
+            )
+        except (Conflict, NotFound) as refused:
+            job = self.get(job_id)
+            if job is not None and job.status is JobStatus.CANCELLED:
+                raise JobCancelled() from None
+            raise Conflict(f"The job's processing lease was lost: {refused}") from None
+
+    def delete(self, job_id: str, *, owner: str) -> None:
+        """Delete a finished job's record."""
+        values = {":owner": {"S": owner}}
+        names = []
+        for index, status in enumerate(sorted(s.value for s in JobStatus if s.finished)):
+            values[f":done{index}"] = {"S": status}
+            names.append(f":done{index}")
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                ConditionExpression=f"#owner = :owner AND #status IN ({', '.join(names)})",
+                ExpressionAttributeNames={"#owner": "owner", "#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise self._refusal(job_id, owner, "Deleting the job") from error
+            raise translate(error, "Deleting the job") from error
+        except BotoCoreError as error:
+            raise translate(error, "Deleting the job") from error
+
+    # --- internals -------------------------------------------------------------------
+
+    def _update(
+        self,
+        job_id: str,
+        updates: Mapping[str, Any],
+        remove_fields: Iterable[str],
+        condition: str,
+        values: dict[str, Any],
+        *,
+        owner: str | None = None,
+        add_attempt: bool = False,
+        what: str,
+    ) -> Job:
+        names = {"#status": "status"}
+        if "#owner" in condition:
+            names["#owner"] = "owner"
+        assignments = []
+        for index, (name, value) in enumerate(updates.items()):
+            names[f"#f{index}"] = name
+            values[f":v{index}"] = to_dynamo(value)
+            assignments.append(f"#f{index} = :v{index}")
+        expression = "SET " + ", ".join(assignments)
+        if add_attempt:
+            expression += " ADD attempts :one"
+        removals = []
+        for index, name in enumerate(remove_fields):
+            names[f"#r{index}"] = name
+            removals.append(f"#r{index}")
+        if removals:
+            expression += " REMOVE " + ", ".join(removals)
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                raise self._refusal(job_id, owner, what) from error
+            if error_code(error) == "ValidationException":
+                raise InvalidRequest(f"{what} was refused by the table.") from error
+            raise translate(error, what) from error
+        except BotoCoreError as error:
+            raise translate(error, what) from error
+        return job_from_item(response["Attributes"])
+
+    def _refusal(self, job_id: str, owner: str | None, what: str) -> AudioliftError:
+        job = self.get(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            return NotFound(f"No job {job_id!r}.")
+        return Conflict(
+            f"{what} is not possible: the job is {job.status.value}.",
+            details={"status": job.status.value},
+        )
+
+
+def _encode_cursor(key: Mapping[str, Any]) -> str:
+    raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("The cursor is not one this API handed out.") from None
+    if not isinstance(key, dict) or key.get("owner", {}).get("S") != owner:
+        # A cursor from another owner's listing must not become a way into it.
+        raise InvalidRequest("The cursor is not one this API handed out.")
+    return key

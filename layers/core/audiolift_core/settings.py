@@ -1,0 +1,171 @@
+"""Typed settings, read from the environment in exactly one place.
+
+A missing required setting fails loudly at start-up (``ConfigurationError``); there is no
+silent default table or bucket name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigurationError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+S3_MIN_PART_BYTES = 5 * MiB
+S3_MAX_PART_BYTES = 5 * GiB
+S3_MAX_PARTS = 10_000
+S3_MAX_OBJECT_BYTES = 5 * TiB
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"The environment variable {name} is required but not set.")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """What both functions need: where jobs and objects live."""
+
+    jobs_table: str
+    upload_bucket: str
+    upload_prefix: str = "uploads/"
+    result_prefix: str = "results/"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
+        env = os.environ if env is None else env
+        return cls(
+            jobs_table=_required(env, "JOBS_TABLE"),
+            upload_bucket=_required(env, "UPLOAD_BUCKET"),
+        )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    storage: StorageSettings
+    auth_mode: str  # "jwt" (owner = the authorizer's sub claim) or "api_key"
+    api_key_hashes: Mapping[str, str] = field(default_factory=dict)  # sha256 hex -> owner
+    max_upload_bytes: int = 5 * GiB
+    part_min_bytes: int = S3_MIN_PART_BYTES
+    preferred_part_bytes: int = 16 * MiB
+    presign_ttl_seconds: int = 900
+    job_ttl_days: int = 30
+    first_batch_parts: int = 100
+    max_parts_per_sign: int = 1000
+    result_inline_max_bytes: int = 4 * MiB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if env is None else env
+        auth_mode = env.get("AUTH_MODE", "api_key").strip() or "api_key"
+        if auth_mode not in ("jwt", "api_key"):
+            raise ConfigurationError(f"AUTH_MODE must be 'jwt' or 'api_key', not {auth_mode!r}.")
+        hashes = parse_api_key_hashes(env.get("API_KEY_HASHES", ""))
+        if auth_mode == "api_key" and not hashes:
+            raise ConfigurationError(
+                "AUTH_MODE is api_key but API_KEY_HASHES is empty: nobody could call the API."
+            )
+        return cls(
+            storage=StorageSettings.from_env(env),
+            auth_mode=auth_mode,
+            api_key_hashes=hashes,
+            max_upload_bytes=_int(
+                env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES
+            ),
+            # Lowered in tests only; S3 itself refuses parts under 5 MiB (but the last).
+            part_min_bytes=_int(
+                env, "PART_MIN_BYTES", S3_MIN_PART_BYTES, low=1, high=S3_MAX_PART_BYTES
+            ),
+            preferred_part_bytes=_int(
+                env, "PART_SIZE_BYTES", 16 * MiB, low=1, high=S3_MAX_PART_BYTES
+            ),
+            presign_ttl_seconds=_int(env, "PRESIGN_TTL_SECONDS", 900, low=1, high=7 * 24 * 3600),
+            job_ttl_days=_int(env, "JOB_TTL_DAYS", 30, low=1, high=3650),
+        )
+
+
+def parse_api_key_hashes(raw: str) -> dict[str, str]:
+    """``"owner:sha256hex,owner2:sha256hex"`` -> ``{sha256hex: owner}``."""
+    hashes: dict[str, str] = {}
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        owner, sep, digest = entry.rpartition(":")
+        digest = digest.strip().lower()
+        if not sep or not owner.strip():
+            raise ConfigurationError(
+                "API_KEY_HASHES entries must look like owner:sha256hex (the key's SHA-256, "
+                "never the key itself)."
+            )
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigurationError(
+                f"API_KEY_HASHES entry for {owner.strip()!r} is not a SHA-256 hex digest."
+            )
+        hashes[digest] = owner.strip()
+    return hashes
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    storage: StorageSettings
+    max_receive_count: int = 3
+    read_chunk_bytes: int = 8 * MiB
+    read_ahead_chunks: int = 2
+    cache_chunks: int = 2
+    progress_interval_seconds: float = 2.0
+    # Stop this long before Lambda's deadline, to record the failure instead of dying.
+    deadline_margin_seconds: float = 20.0
+    max_duration_seconds: float = 48 * 3600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
+        env = os.environ if env is None else env
+        return cls(
+            storage=StorageSettings.from_env(env),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, low=1, high=1000),
+            read_chunk_bytes=_int(env, "READ_CHUNK_BYTES", 8 * MiB, low=64 * 1024, high=256 * MiB),
+            read_ahead_chunks=_int(env, "READ_AHEAD_CHUNKS", 2, low=0, high=16),
+            progress_interval_seconds=_float(
+                env, "PROGRESS_INTERVAL_SECONDS", 2.0, low=0.0, high=600.0
+            ),
+            deadline_margin_seconds=_float(
+                env, "DEADLINE_MARGIN_SECONDS", 20.0, low=0.0, high=600.0
+            ),
+            max_duration_seconds=_float(
+                env, "MAX_DURATION_SECONDS", 48 * 3600.0, low=1.0, high=1e9
+            ),
+        )
