@@ -1,0 +1,97 @@
+"""The FastAPI application. ``create_app()`` reads settings from the environment (and
+fails loudly when one is missing); tests and the local stack pass their own service."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.jobs_table import JobsTable
+from audiolift_core.observability import logger, metrics
+from audiolift_core.settings import ApiSettings
+from audiolift_core.storage import UploadStore
+from aws_lambda_powertools.metrics import MetricUnit
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from . import companion, errors, routes
+from .service import UploadService
+
+log = logger("audiolift-api")
+api_metrics = metrics("audiolift-api")
+
+
+def build_service(settings: ApiSettings) -> UploadService:
+    return UploadService(
+        settings,
+        JobsTable(dynamodb_client(), settings.storage.jobs_table),
+        UploadStore(s3_client(), settings.storage.upload_bucket),
+    )
+
+
+def _correlation_id(request: Request) -> str:
+    header = request.headers.get("x-correlation-id", "")
+    if header and len(header) <= 128 and header.isprintable():
+        return header
+    event = request.scope.get("aws.event") or {}
+    return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex)
+
+
+def create_app(service: UploadService | None = None) -> FastAPI:
+    if service is None:
+        service = build_service(ApiSettings.from_env())
+    app = FastAPI(
+        title="audiolift upload API",
+        version="1.0.0",
+        description=(
+            "Presigned multipart uploads of large audio files straight to S3, and the "
+            "analysis jobs that follow. Errors are "
+            '`{"error": {"code": "...", "message": "..."}}`.'
+        ),
+    )
+    app.state.service = service
+    errors.install(app)
+    app.include_router(routes.router)
+    app.include_router(companion.router)
+
+    @app.get("/health", tags=["health"], summary="Liveness; needs no credentials")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """One structured log line per request, with its job and correlation id."""
+        correlation_id = _correlation_id(request)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("unhandled error", extra={"correlation_id": correlation_id})
+            response = JSONResponse(
+                errors.error_body("internal", "Something went wrong on our side."), 500
+            )
+        response.headers["x-correlation-id"] = correlation_id
+        state: Any = request.state
+        metric = getattr(state, "metric", None)
+        if metric and response.status_code < 400:
+            api_metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "job_id": getattr(state, "job_id", None),
+                "owner": getattr(state, "owner", None),
+                "correlation_id": correlation_id,
+            },
+        )
+        return response
+
+    return app
