@@ -1,0 +1,111 @@
+"""Turn the events that announce an uploaded object into ``ObjectRef``s.
+
+Three shapes arrive: S3 notifications wrapped in SQS message bodies (the deployed path),
+direct S3 notifications, and EventBridge "Object Created" events. They all end in the
+same per-object function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+
+class MalformedEvent(ValueError):
+    """The message is not an event we understand; retrying will not change it."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    event_name: str
+
+
+def _clean_etag(value: Any) -> str | None:
+    return str(value).strip('"') if value else None
+
+
+def refs_from_s3_event(event: Mapping[str, Any]) -> list[ObjectRef]:
+    """S3 notification -> refs. ``s3:TestEvent`` (sent when notifications are configured)
+    yields nothing. Keys arrive URL-encoded (``+`` for space, ``%2F`` for ``/``)."""
+    if event.get("Event") == "s3:TestEvent":
+        return []
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise MalformedEvent("The S3 event has no Records list.")
+    refs = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            raise MalformedEvent("An S3 event record is not an object.")
+        name = str(record.get("eventName", ""))
+        if not name.startswith("ObjectCreated:"):
+            continue
+        try:
+            bucket = record["s3"]["bucket"]["name"]
+            obj = record["s3"]["object"]
+            key = unquote_plus(obj["key"])
+        except (KeyError, TypeError) as missing:
+            raise MalformedEvent(f"An S3 event record lacks {missing}.") from None
+        size = obj.get("size")
+        refs.append(
+            ObjectRef(
+                bucket=str(bucket),
+                key=key,
+                etag=_clean_etag(obj.get("eTag") or obj.get("etag")),
+                size=int(size) if size is not None else None,
+                event_name=name,
+            )
+        )
+    return refs
+
+
+def refs_from_eventbridge(event: Mapping[str, Any]) -> list[ObjectRef]:
+    detail = event.get("detail") or {}
+    try:
+        bucket = detail["bucket"]["name"]
+        obj = detail["object"]
+    except (KeyError, TypeError) as missing:
+        raise MalformedEvent(f"The EventBridge event lacks {missing}.") from None
+    size = obj.get("size")
+    return [
+        ObjectRef(
+            bucket=str(bucket),
+            # EventBridge keys are not URL-encoded the way notification keys are.
+            key=str(obj["key"]),
+            etag=_clean_etag(obj.get("etag")),
+            size=int(size) if size is not None else None,
+            event_name="ObjectCreated:" + str(detail.get("reason", "EventBridge")),
+        )
+    ]
+
+
+def refs_from_sqs_body(body: str) -> list[ObjectRef]:
+    try:
+        payload = json.loads(body)
+    except (TypeError, ValueError):
+        raise MalformedEvent("The SQS message body is not JSON.") from None
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent("The SQS message body is not a JSON object.")
+    if is_eventbridge(payload):
+        return refs_from_eventbridge(payload)
+    return refs_from_s3_event(payload)
+
+
+def is_sqs(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], Mapping)
+        and records[0].get("eventSource") == "aws:sqs"
+    )
+
+
+def is_eventbridge(event: Mapping[str, Any]) -> bool:
+    return event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created"

@@ -1,0 +1,85 @@
+"""Lambda entry point. SQS batches (S3 notifications, the deployed path) go through
+Powertools' batch processor with partial batch responses; direct S3 and EventBridge
+events go through the same per-object function."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.jobs_table import JobsTable
+from audiolift_core.settings import ProcessorSettings
+from audiolift_core.storage import UploadStore
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from .events import (
+    MalformedEvent,
+    is_eventbridge,
+    is_sqs,
+    refs_from_eventbridge,
+    refs_from_s3_event,
+    refs_from_sqs_body,
+)
+from .processing import LambdaContext, Processor, log, processor_metrics
+
+tracer = Tracer(service="audiolift-processor")
+
+
+@functools.cache
+def default_processor() -> Processor:
+    """Made on the first event (settings checked then), reused while the sandbox lives."""
+    settings = ProcessorSettings.from_env()
+    s3 = s3_client()
+    return Processor(
+        settings,
+        JobsTable(dynamodb_client(), settings.storage.jobs_table),
+        UploadStore(s3, settings.storage.upload_bucket),
+        s3,
+    )
+
+
+def handle_record(record: SQSRecord, processor: Processor, context: LambdaContext | None) -> None:
+    """One SQS message: raise to have it retried (and, in the end, dead-lettered)."""
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    try:
+        refs = refs_from_sqs_body(record.body)
+    except MalformedEvent as error:
+        # Not ours to interpret: keep it (it ends in the DLQ, where the alarm sees it).
+        log.error("unreadable message", extra={"message_id": record.message_id, "why": str(error)})
+        raise
+    for ref in refs:
+        processor.process(ref, context=context, receive_count=receive_count)
+
+
+def handle_event(
+    event: Mapping[str, Any], context: Any, processor: Processor | None = None
+) -> dict[str, Any]:
+    processor = processor or default_processor()
+    if is_sqs(event):
+        # Always answer with batchItemFailures, even when every record failed.
+        batch = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        response = process_partial_response(
+            event=dict(event),
+            record_handler=lambda record: handle_record(record, processor, context),
+            processor=batch,
+            context=context,
+        )
+        return dict(response)
+    refs = refs_from_eventbridge(event) if is_eventbridge(event) else refs_from_s3_event(event)
+    outcomes = [processor.process(ref, context=context).value for ref in refs]
+    return {"outcomes": outcomes}
+
+
+@tracer.capture_lambda_handler
+@processor_metrics.log_metrics
+@log.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle_event(event, context)
