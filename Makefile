@@ -1,0 +1,67 @@
+# audiolift: the two commands a new user needs are `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+SAM_VENV  ?= .venv-sam
+PY        := $(VENV)/bin/python
+STATE_DIR ?= .state
+export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/api:$(CURDIR)/functions/processor:$(CURDIR)/devstack:$(CURDIR)/clients/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# --- environments ------------------------------------------------------------------
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || "$$(scripts/find_python.sh 3.12)" -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	test -x $(SAM_VENV)/bin/python || "$$(scripts/find_python.sh 3.12)" -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q -r requirements-sam.txt
+	touch $@
+
+venv: $(VENV)/.installed  ## create the Python environment from pyproject.toml
+
+sam-venv: $(SAM_VENV)/.installed  ## the SAM CLI, in its own environment
+
+browser-deps:  ## Debian's Chromium and the browser tests' packages
+	scripts/install_browser.sh
+
+# --- the main job ------------------------------------------------------------------
+demo: venv  ## run the pipeline locally: upload a sample recording and print its analysis
+	$(PY) -m audiolift_devstack demo --state-dir $(STATE_DIR)
+
+dev: venv  ## start the local stack and keep it running (Ctrl-C stops it)
+	$(PY) -m audiolift_devstack up --state-dir $(STATE_DIR)
+
+# --- checks ------------------------------------------------------------------------
+lint: venv  ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/core functions devstack clients/python
+
+unit: venv  ## unit tests (moto in process)
+	$(VENV)/bin/pytest -q tests/unit
+
+integration: venv  ## tests against live local servers (moto server, SeaweedFS)
+	$(VENV)/bin/pytest -q tests/integration
+
+sam-check: venv sam-venv  ## cfn-lint (source and translated), sam validate, sam build, built-function smoke tests
+	SAM=$(SAM_VENV)/bin/sam PY=$(PY) scripts/sam_checks.sh
+
+test: venv sam-venv browser-deps lint  ## everything CI runs
+	$(VENV)/bin/pytest -q tests
+	SAM=$(SAM_VENV)/bin/sam PY=$(PY) scripts/sam_checks.sh
+
+bench: venv  ## benchmarks (slow; print ratios against peers measured in the same run)
+	$(PY) bench/run_all.py
+
+clean:  ## remove build output and local state (not the environments)
+	rm -rf .aws-sam $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help venv sam-venv browser-deps demo dev lint unit integration sam-check test bench clean
