@@ -15,6 +15,7 @@ from audiolift_core.settings import ApiSettings
 from audiolift_core.storage import UploadStore
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from . import companion, errors, routes
@@ -53,6 +54,15 @@ def create_app(service: UploadService | None = None) -> FastAPI:
         ),
     )
     app.state.service = service
+    if service.settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(service.settings.cors_allow_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "x-correlation-id"],
+            expose_headers=["x-correlation-id", "location"],
+            max_age=600,
+        )
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(companion.router)

@@ -86,6 +86,9 @@ class ApiSettings:
     first_batch_parts: int = 100
     max_parts_per_sign: int = 1000
     result_inline_max_bytes: int = 4 * MiB
+    # Only where nothing in front of the app does CORS (the local stack). On AWS the HTTP
+    # API answers CORS itself and ignores the integration's CORS headers.
+    cors_allow_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -114,6 +117,9 @@ class ApiSettings:
             ),
             presign_ttl_seconds=_int(env, "PRESIGN_TTL_SECONDS", 900, low=1, high=7 * 24 * 3600),
             job_ttl_days=_int(env, "JOB_TTL_DAYS", 30, low=1, high=3650),
+            cors_allow_origins=tuple(
+                o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
+            ),
         )
 
 
