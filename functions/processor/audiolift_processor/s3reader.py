@@ -223,10 +223,12 @@ class S3RangeReader(io.BufferedIOBase):
 
         if etag is not None:
             etag = _quoted(etag)
+        self.etag: str = etag or ""  # the messages of a failed HEAD need it
+        self.size: int = size or 0
         if etag is None or size is None:
             etag, size = self._head(etag)
-        self.etag: str = _quoted(etag)
-        self.size: int = size
+        self.etag = _quoted(etag)
+        self.size = size
         self._nchunks = -(-size // chunk_size)
 
     # --- public API beyond io ----------------------------------------------------------
