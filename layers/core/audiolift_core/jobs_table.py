@@ -368,13 +368,26 @@ def _encode_cursor(key: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_CURSOR_ATTRIBUTES = frozenset({"job_id", "owner", "created_at"})
+
+
 def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error):
         raise InvalidRequest("The cursor is not one this API handed out.") from None
-    if not isinstance(key, dict) or key.get("owner", {}).get("S") != owner:
+    # Exactly the index's key (table key + GSI key, all strings): anything else would reach
+    # DynamoDB as a malformed ExclusiveStartKey and come back as a 5xx.
+    if (
+        not isinstance(key, dict)
+        or set(key) != _CURSOR_ATTRIBUTES
+        or not all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+            for v in key.values()
+        )
         # A cursor from another owner's listing must not become a way into it.
+        or key["owner"]["S"] != owner
+    ):
         raise InvalidRequest("The cursor is not one this API handed out.")
     return key
