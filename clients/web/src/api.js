@@ -1,0 +1,128 @@
+// The audiolift API as the page uses it. Every failure becomes an ApiError carrying the
+// API's own {"error": {"code", "message"}} when there is one.
+
+export class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+    this.code = code
+    this.details = details
+  }
+}
+
+/** The API's error envelope from a failed response, or a readable stand-in. */
+export async function errorFromResponse(response) {
+  let body = null
+  try {
+    body = await response.json()
+  } catch {
+    // not JSON: e.g. a proxy's HTML error page
+  }
+  const error = body && typeof body === 'object' ? body.error : null
+  if (error && typeof error.message === 'string') {
+    return new ApiError(response.status, String(error.code || 'error'), error.message, error.details)
+  }
+  const reason = response.statusText ? ` (${response.statusText})` : ''
+  return new ApiError(
+    response.status,
+    `http_${response.status}`,
+    `The API answered ${response.status}${reason}.`,
+  )
+}
+
+function unreachable(apiUrl, cause) {
+  return new ApiError(
+    0,
+    'network_error',
+    `Cannot reach the API at ${apiUrl}. Check the URL, that the API is running, and that it ` +
+      'allows this page’s origin (CORS).',
+    { cause: String(cause) },
+  )
+}
+
+export class ApiClient {
+  constructor(settings) {
+    this.apiUrl = settings.apiUrl
+    this.apiKey = settings.apiKey
+  }
+
+  async request(path, { method = 'GET', body, signal } = {}) {
+    const headers = { Accept: 'application/json', Authorization: `Bearer ${this.apiKey}` }
+    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    let response
+    try {
+      response = await fetch(`${this.apiUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      })
+    } catch (cause) {
+      if (cause && cause.name === 'AbortError') throw cause
+      throw unreachable(this.apiUrl, cause)
+    }
+    if (!response.ok) throw await errorFromResponse(response)
+    if (response.status === 204) return {}
+    return response.json()
+  }
+
+  async health() {
+    let response
+    try {
+      response = await fetch(`${this.apiUrl}/health`)
+    } catch (cause) {
+      throw unreachable(this.apiUrl, cause)
+    }
+    if (!response.ok) throw await errorFromResponse(response)
+    return response.json()
+  }
+
+  /** A cheap authenticated call: proves the key works. */
+  checkKey() {
+    return this.request('/v1/jobs?limit=1')
+  }
+
+  job(jobId, signal) {
+    return this.request(`/v1/jobs/${encodeURIComponent(jobId)}`, { signal })
+  }
+
+  // A large document comes back as a 303 to a short-lived presigned S3 URL; fetch follows
+  // it (dropping the Authorization header, as it must for another origin).
+  result(jobId, signal) {
+    return this.request(`/v1/jobs/${encodeURIComponent(jobId)}/result`, { signal })
+  }
+
+  cancelJob(jobId) {
+    return this.request(`/v1/jobs/${encodeURIComponent(jobId)}`, { method: 'DELETE' })
+  }
+}
+
+/**
+ * @uppy/aws-s3 6 talks to a Companion endpoint with plain fetch() and has no option for
+ * request headers (v6 removed `headers`), and reports a failed call only by its status
+ * text. This wraps fetch for the Companion routes under the API URL alone: it adds the
+ * bearer key and keeps the API's error so the page can show its message. Presigned part
+ * PUTs go to S3 through XHR and never see the key.
+ */
+export function authorizeCompanionRequests(getSettings) {
+  const nativeFetch = window.fetch.bind(window)
+  const state = { lastError: null }
+  window.fetch = async (input, init = {}) => {
+    const { apiUrl, apiKey } = getSettings()
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
+    if (!apiUrl || !url.startsWith(`${apiUrl}/s3/multipart`)) return nativeFetch(input, init)
+    const headers = new Headers(init.headers || (input instanceof Request ? input.headers : {}))
+    headers.set('Authorization', `Bearer ${apiKey}`)
+    let response
+    try {
+      response = await nativeFetch(input, { ...init, headers })
+    } catch (cause) {
+      if (!(cause && cause.name === 'AbortError')) state.lastError = unreachable(apiUrl, cause)
+      throw cause
+    }
+    if (!response.ok) state.lastError = await errorFromResponse(response.clone())
+    return response
+  }
+  return state
+}

@@ -1,0 +1,243 @@
+"""Fixtures for driving the browser page (clients/web) in real headless Chromium.
+
+- ``web_page_url``: the page, built with esbuild if its bundle is stale, served by a static
+  file server on its own port: the page's origin differs from the API's and from S3's, so
+  CORS is exercised exactly as in a deployment.
+- ``browser_stack``: the API (uvicorn serving ``create_app()``, configured from the
+  environment as the local stack configures it) over moto's server for S3 and DynamoDB,
+  each a separate process on 127.0.0.1. The table and bucket come from template.yaml's own
+  definitions (the bucket's CORS rule with ``ExposeHeaders: ETag``); moto runs with
+  ``MOTO_DISABLE_GLOBAL_CORS=true`` so that rule, not moto's allow-everything default, is
+  what the browser meets. There is no processor here: jobs stop at ``uploaded``.
+- ``chromium``: a Playwright browser context on Debian's /usr/bin/chromium (Playwright's
+  own browser downloads are not used), with a fresh profile directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from browser_harness import BrowserStack
+
+REPO = Path(__file__).resolve().parents[2]
+WEB_ROOT = REPO / "clients" / "web"
+CHROMIUM = os.environ.get("AUDIOLIFT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REGION = "us-east-1"
+API_KEY = "browser-test-key-0001"
+OWNER = "browser-tester"
+INSTALL_HINT = "run scripts/install_browser.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing answered at {url} within {timeout} s")
+
+
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str], log: Path, ready_url: str) -> Iterator[None]:
+    """A child process on 127.0.0.1, stopped (and waited for) when the block ends."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(ready_url, process)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def _bundle_is_stale() -> bool:
+    bundle = WEB_ROOT / "dist" / "app.js"
+    if not bundle.exists():
+        return True
+    built = bundle.stat().st_mtime
+    sources = [*(WEB_ROOT / "src").rglob("*.js"), WEB_ROOT / "package-lock.json"]
+    return any(path.stat().st_mtime > built for path in sources)
+
+
+@pytest.fixture(scope="session")
+def web_bundle() -> Path:
+    """clients/web/dist/app.js, rebuilt when a source is newer."""
+    if _bundle_is_stale():
+        if not (WEB_ROOT / "node_modules" / ".bin" / "esbuild").exists():
+            pytest.fail(f"clients/web has no node_modules: {INSTALL_HINT}")
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail(f"npm is not installed: {INSTALL_HINT}")
+        subprocess.run([npm, "run", "--silent", "build"], cwd=WEB_ROOT, check=True)
+    return WEB_ROOT / "dist" / "app.js"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def web_origin(web_bundle: Path) -> Iterator[str]:
+    """The static server's origin (scheme://host:port), serving clients/web."""
+    handler = functools.partial(_QuietHandler, directory=str(WEB_ROOT))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="web-static", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- the stack: API + S3 + DynamoDB ------------------------------------------------------------
+
+
+def _aws_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("MOTO_DISABLE_GLOBAL_CORS",)
+    }
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def browser_stack(
+    web_origin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserStack]:
+    from audiolift_devstack.template_resources import ResourceNames, create_bucket, create_table
+
+    state = tmp_path_factory.mktemp("browser-stack")
+    names = ResourceNames.with_prefix("browser-test")
+    moto_port, api_port = free_port(), free_port()
+    moto_url = f"http://127.0.0.1:{moto_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+
+    moto_env = _aws_env() | {"MOTO_DISABLE_GLOBAL_CORS": "true"}
+    moto_command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)]
+    with running(moto_command, moto_env, state / "moto.log", f"{moto_url}/moto-api/"):
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        s3 = boto3.client(
+            "s3", endpoint_url=moto_url, region_name=REGION, config=config, **credentials
+        )
+        dynamodb = boto3.client(
+            "dynamodb", endpoint_url=moto_url, region_name=REGION, **credentials
+        )
+        create_table(dynamodb, names.table)
+        # The page's origin is the one the template's CorsAllowedOrigins would list.
+        create_bucket(
+            s3,
+            names.bucket,
+            parameters={"CorsAllowedOrigins": web_origin},
+            with_notifications=False,
+        )
+        api_env = _aws_env() | {
+            "AWS_ENDPOINT_URL_S3": moto_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+            "JOBS_TABLE": names.table,
+            "UPLOAD_BUCKET": names.bucket,
+            "AUTH_MODE": "api_key",
+            "API_KEY_HASHES": f"{OWNER}:{hashlib.sha256(API_KEY.encode()).hexdigest()}",
+            "CORS_ALLOW_ORIGINS": web_origin,
+            "POWERTOOLS_SERVICE_NAME": "audiolift-api",
+            "POWERTOOLS_METRICS_NAMESPACE": "audiolift",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "PYTHONPATH": os.pathsep.join(
+                str(REPO / p) for p in ("layers/core", "functions/api", "devstack")
+            ),
+        }
+        api_command = [
+            sys.executable, "-m", "uvicorn", "--factory", "audiolift_api.app:create_app",
+            "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning",
+        ]  # fmt: skip
+        with running(api_command, api_env, state / "api.log", f"{api_url}/health"):
+            yield BrowserStack(
+                api_url=api_url,
+                s3_endpoint=moto_url,
+                api_key=API_KEY,
+                bucket=names.bucket,
+                table=names.table,
+                s3=s3,
+                dynamodb=dynamodb,
+                has_processor=False,
+            )
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Any]:
+    """A Playwright browser context on Debian's Chromium with a fresh profile."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: {INSTALL_HINT}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(f"Playwright for Python is not installed: {INSTALL_HINT}")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # --user-data-dir
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1100, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
