@@ -169,13 +169,11 @@ def browser_stack(
     moto_command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)]
     with running(moto_command, moto_env, state / "moto.log", f"{moto_url}/moto-api/"):
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"})
-        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        s3 = boto3.client(
-            "s3", endpoint_url=moto_url, region_name=REGION, config=config, **credentials
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
-        dynamodb = boto3.client(
-            "dynamodb", endpoint_url=moto_url, region_name=REGION, **credentials
-        )
+        s3 = session.client("s3", endpoint_url=moto_url, config=config)
+        dynamodb = session.client("dynamodb", endpoint_url=moto_url)
         create_table(dynamodb, names.table)
         # The page's origin is the one the template's CorsAllowedOrigins would list.
         create_bucket(

@@ -21,7 +21,7 @@ export function bytes(value) {
 
 export function duration(seconds) {
   if (!isNumber(seconds)) return DASH
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 3 : 2)} s`
+  if (seconds < 60) return `${seconds.toFixed(seconds < 1 ? 3 : 2)} s`
   const whole = Math.round(seconds)
   const h = Math.floor(whole / 3600)
   const m = Math.floor((whole % 3600) / 60)
@@ -35,6 +35,11 @@ export function decibels(value, unit, { nullIsSilence = false, digits = 1 } = {}
   if (!isNumber(value)) return DASH
   const text = value.toFixed(digits).replace('-', '−')
   return `${text} ${unit}`
+}
+
+export function scientific(value, digits = 2) {
+  if (!isNumber(value)) return DASH
+  return value.toExponential(digits).replace(/-/g, '−')
 }
 
 export function percent(fraction, digits = 1) {

@@ -143,7 +143,10 @@ function startUpload(file) {
     showError(error)
     return
   }
+  $('#upload-title').textContent = 'Uploading'
   $('#upload-name').textContent = file.name
+  show($('#cancel-upload'))
+  delete $('#upload').dataset.state
   $('#upload-progress').value = 0
   $('#upload-text').textContent = `0 of ${fmt.bytes(file.size)}`
   show($('#picker'), false)
@@ -176,6 +179,9 @@ uppy.on('upload-success', (file, response) => {
     jobIdFromKey(uppy.getFile(file.id)?.s3Multipart?.key) ||
     String(response?.uploadURL || '').split('/v1/jobs/')[1]
   const seconds = (performance.now() - uploadStartedAt) / 1000
+  $('#upload-title').textContent = 'Uploaded'
+  $('#upload').dataset.state = 'done'
+  show($('#cancel-upload'), false)
   $('#upload-text').textContent = `Uploaded ${fmt.bytes(file.size)} in ${seconds.toFixed(1)} s.`
   if (!jobId) {
     showError(new Error('The upload finished but the API did not say which job it became.'))
@@ -186,8 +192,13 @@ uppy.on('upload-success', (file, response) => {
 
 uppy.on('upload-error', (file, error) => {
   showError(companion.lastError || error)
-  resetPicker({ keepUpload: true })
-  $('#upload-text').textContent = 'The upload stopped.'
+  // Keep the progress of an upload that got somewhere; one refused at the start has none.
+  const uploaded = file?.progress?.bytesUploaded || 0
+  resetPicker({ keepUpload: uploaded > 0 })
+  $('#upload-title').textContent = 'Upload stopped'
+  $('#upload').dataset.state = 'failed'
+  show($('#cancel-upload'), false)
+  $('#upload-text').textContent = `Stopped after ${fmt.bytes(uploaded)}.`
 })
 
 uppy.on('restriction-failed', (file, error) => {
@@ -267,8 +278,10 @@ async function followJob(jobId, known = {}) {
     if (job.status === 'completed') {
       const doc = await api.result(jobId, controller.signal)
       const container = $('#result')
-      redrawWaveform = renderResult(container, doc, job)
+      const draw = renderResult(container, doc, job)
       show(container)
+      draw()
+      redrawWaveform = draw
     } else if (job.status === 'failed') {
       const failure = job.error || {}
       showError(new ApiError(200, failure.code || 'failed', failure.message || 'The analysis failed.'))

@@ -33,7 +33,8 @@ function figure(label, value, hint) {
 }
 
 function card(title, ...content) {
-  return h('section', { class: 'card' }, h('h3', {}, title), ...content)
+  const slug = title.toLowerCase().replace(/[^a-z]+/g, '-')
+  return h('section', { class: `card card-${slug}` }, h('h3', {}, title), ...content)
 }
 
 function formatCard(doc) {
@@ -68,11 +69,16 @@ function loudnessCard(doc) {
       figure(
         'Integrated',
         fmt.decibels(integrated, 'LUFS'),
-        integrated === null ? 'below the gate (silent)' : 'EBU R128 / BS.1770',
+        integrated === null ? 'nothing above the gate' : 'EBU R128 / BS.1770',
       ),
       figure(
         'Loudness range',
         fmt.decibels(pick(loudness, 'lra_lu', 'loudness_range_lu', 'lra', 'loudness_range'), 'LU'),
+      ),
+      figure(
+        'Max short-term',
+        fmt.decibels(pick(loudness, 'short_term_max_lufs', 'max_short_term_lufs'), 'LUFS'),
+        `momentary ${fmt.decibels(pick(loudness, 'momentary_max_lufs', 'max_momentary_lufs'), 'LUFS')}`,
       ),
       figure(
         'True peak',
@@ -97,17 +103,25 @@ function silenceCard(doc) {
       { class: 'figures' },
       figure(
         'Silent share',
-        fmt.percent(pick(silence, 'silent_fraction', 'fraction', 'share', 'silent_ratio')),
+        fmt.percent(pick(silence, 'ratio', 'silent_fraction', 'fraction', 'share')),
         fmt.isNumber(threshold) ? `below ${fmt.decibels(threshold, 'dBFS', { digits: 0 })}` : null,
       ),
       figure(
         'Longest silence',
-        fmt.duration(
-          pick(silence, 'longest_seconds', 'longest_silence_seconds', 'longest_run_seconds', 'longest'),
-        ),
+        fmt.duration(pick(silence, 'longest_seconds', 'longest_silence_seconds', 'longest')),
+        `${fmt.duration(pick(silence, 'silent_seconds', 'total_seconds'))} silent in all`,
       ),
     ),
   )
+}
+
+const STEREO = ['L', 'R']
+
+function channelName(channel, index, count) {
+  const name = pick(channel, 'name', 'label')
+  if (typeof name === 'string' && name) return name
+  const position = fmt.isNumber(pick(channel, 'index')) ? pick(channel, 'index') : index
+  return count === 2 ? `${position + 1} · ${STEREO[position] ?? ''}` : `${position + 1}`
 }
 
 function channelRows(doc) {
@@ -117,11 +131,11 @@ function channelRows(doc) {
     h(
       'tr',
       {},
-      h('th', { scope: 'row' }, fmt.text(pick(channel, 'name', 'label') ?? `${index + 1}`)),
+      h('th', { scope: 'row' }, channelName(channel, index, channels.length)),
       h('td', {}, fmt.decibels(pick(channel, 'peak_dbfs', 'peak_db', 'peak'), 'dBFS', { nullIsSilence: true, digits: 2 })),
       h('td', {}, fmt.decibels(pick(channel, 'rms_dbfs', 'rms_db', 'rms'), 'dBFS', { nullIsSilence: true, digits: 2 })),
       h('td', {}, fmt.decibels(pick(channel, 'true_peak_dbtp'), 'dBTP', { nullIsSilence: true, digits: 2 })),
-      h('td', {}, fmt.isNumber(pick(channel, 'dc_offset')) ? pick(channel, 'dc_offset').toExponential(2) : '—'),
+      h('td', {}, fmt.scientific(pick(channel, 'dc_offset'))),
       h('td', {}, fmt.integer(pick(channel, 'clipped_samples', 'clipped'))),
       h('td', {}, fmt.integer(
         (pick(channel, 'nan_samples', 'nan_count') ?? 0) + (pick(channel, 'inf_samples', 'inf_count') ?? 0),
@@ -222,19 +236,37 @@ export function drawWaveform(canvas, lanes) {
 function waveformCard(doc) {
   const lanes = waveformLanes(doc)
   if (!lanes.length) return { element: null, draw: () => {} }
+  const seconds = pick(doc, 'format.duration_seconds', 'format.duration')
   const canvas = h('canvas', {
     class: 'waveform',
     id: 'waveform',
     role: 'img',
     'aria-label': `Waveform overview, ${lanes.length} channel${lanes.length === 1 ? '' : 's'}`,
   })
+  const names = lanes.map((_, i) => (lanes.length === 2 ? STEREO[i] : `${i + 1}`))
+  const frame = h(
+    'div',
+    { class: 'waveform-frame' },
+    canvas,
+    h('div', { class: 'lane-labels', 'aria-hidden': 'true' }, names.map((n) => h('span', {}, n))),
+  )
+  const axis = h(
+    'div',
+    { class: 'waveform-axis muted small' },
+    h('span', {}, '0:00'),
+    h('span', {}, fmt.isNumber(seconds) ? fmt.duration(seconds) : ''),
+  )
   return {
-    element: card('Waveform', canvas),
+    element: card('Waveform', frame, axis),
     draw: () => drawWaveform(canvas, lanes),
   }
 }
 
-/** Replace `container`'s content with the rendered document; returns a redraw function. */
+/**
+ * Replace `container`'s content with the rendered document. Returns the waveform's draw
+ * function: call it once the container is visible (a hidden canvas has no width), and
+ * again when the window is resized.
+ */
 export function renderResult(container, doc, job) {
   const wave = waveformCard(doc)
   const summaryLine = h(
@@ -245,13 +277,7 @@ export function renderResult(container, doc, job) {
   )
   container.replaceChildren(
     summaryLine,
-    h(
-      'div',
-      { class: 'cards' },
-      formatCard(doc),
-      loudnessCard(doc),
-      silenceCard(doc),
-    ),
+    h('div', { class: 'cards' }, loudnessCard(doc), formatCard(doc), silenceCard(doc)),
     channelsCard(doc),
     wave.element,
     h(
@@ -261,6 +287,5 @@ export function renderResult(container, doc, job) {
       h('pre', {}, JSON.stringify(doc, null, 2)),
     ),
   )
-  wave.draw()
   return wave.draw
 }
