@@ -92,6 +92,7 @@ class Processor:
         s3: S3Client,
         *,
         analyze: Analyze | None = None,
+        reader_retry: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
@@ -99,6 +100,7 @@ class Processor:
         self.store = store
         self.s3 = s3
         self._analyze = analyze
+        self._reader_retry = reader_retry  # an s3reader.RetryPolicy; None: its default
         self._clock = clock
 
     # --- the per-object function ------------------------------------------------------
@@ -202,6 +204,7 @@ class Processor:
             chunk_size=settings.read_chunk_bytes,
             cache_chunks=settings.cache_chunks,
             read_ahead=settings.read_ahead_chunks,
+            retry=self._reader_retry,
         ) as reader:
             document = analyze(reader, size=size, on_progress=on_progress)
             reader.raise_if_failed()
