@@ -174,3 +174,28 @@ def test_a_wrong_api_key_shows_the_apis_own_message(
     page.wait_for_function("document.querySelector('#connection').dataset.state === 'error'")
     assert page.inner_text("#error-message") == api_message
     page.screenshot(path=str(SCREENSHOT.with_name("audiolift-web-wrong-key.png")), full_page=True)
+
+
+def test_a_file_that_is_not_audio_is_refused_before_any_request(
+    chromium: Any, browser_stack: BrowserStack, web_origin: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a recording\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    page = chromium.new_page()
+    network = NetworkLog(page)
+    page.goto(page_url(web_origin, browser_stack, browser_stack.api_key))
+    page.wait_for_selector("body[data-ready=true]")
+
+    page.set_input_files("#file-input", str(notes))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "notes.txt" in page.inner_text("#error-message")
+    assert "audio" in page.inner_text("#error-message")
+
+    page.set_input_files("#file-input", str(empty))
+    page.wait_for_function(
+        "document.querySelector('#error-message').textContent.includes('empty.wav is empty')"
+    )
+    assert page.locator("#picker").is_visible()
+    assert not network.to(browser_stack.api_url) and not network.to(browser_stack.s3_endpoint)

@@ -127,6 +127,12 @@ function startUpload(file) {
     showError(new Error('Enter the API URL and key first.'))
     return
   }
+  if (file.size === 0) {
+    // Uppy sends an empty file as one PUT through Companion's /s3/params, which the API
+    // does not offer; and there is nothing to analyse anyway.
+    showError(new Error(`${file.name} is empty: there is nothing to analyse.`))
+    return
+  }
   stopPolling()
   uppy.clear()
   companion.lastError = null
@@ -140,7 +146,11 @@ function startUpload(file) {
       meta: { size: file.size },
     })
   } catch (error) {
-    showError(error)
+    showError(
+      error?.isRestriction
+        ? new Error(`${file.name} is not an audio file. Choose a WAV, FLAC, MP3, OGG, AIFF or CAF recording.`)
+        : error,
+    )
     return
   }
   $('#upload-title').textContent = 'Uploading'
@@ -201,9 +211,6 @@ uppy.on('upload-error', (file, error) => {
   $('#upload-text').textContent = `Stopped after ${fmt.bytes(uploaded)}.`
 })
 
-uppy.on('restriction-failed', (file, error) => {
-  showError(new Error(error?.message || 'This file cannot be uploaded.'))
-})
 
 function cancelUpload() {
   uppy.cancelAll()
