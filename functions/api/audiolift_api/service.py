@@ -215,12 +215,8 @@ class UploadService:
         ttl = self.settings.presign_ttl_seconds
         expires_at = isoformat(datetime.fromtimestamp(self._clock() + ttl, tz=UTC))
         assert job.upload_id is not None
-        return [
-            SignedPart(
-                n, self.store.presign_part(job.object_key, job.upload_id, n, ttl), expires_at
-            )
-            for n in numbers
-        ]
+        urls = self.store.presign_parts(job.object_key, job.upload_id, numbers, ttl)
+        return [SignedPart(n, urls[n], expires_at) for n in numbers]
 
     def first_batch(self, job: Job) -> list[SignedPart]:
         count = min(job.part_count, self.settings.first_batch_parts)

@@ -5,9 +5,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -65,6 +69,28 @@ class UploadStore:
             )
         except (ClientError, BotoCoreError) as error:
             raise translate(error, "Signing a part URL") from error
+
+    def presign_parts(
+        self, key: str, upload_id: str, part_numbers: Sequence[int], ttl_seconds: int
+    ) -> dict[int, str]:
+        """Part URLs for many parts at once. botocore signs the first; the others differ
+        only in partNumber, so they are re-signed from it with the same SigV4 key and
+        timestamp (~100x cheaper than a botocore presign each, which matters for a batch
+        of 100 URLs). If the first URL is not in the form this re-signer reproduces
+        exactly (checked by recomputing its signature), botocore signs every part."""
+        if not part_numbers:
+            return {}
+        first_number, *others = part_numbers
+        first = self.presign_part(key, upload_id, first_number, ttl_seconds)
+        signed = {first_number: first}
+        resigner = _PartUrlResigner.from_url(first, _secret_key(self._client))
+        for number in others:
+            signed[number] = (
+                resigner.with_part_number(number)
+                if resigner is not None
+                else self.presign_part(key, upload_id, number, ttl_seconds)
+            )
+        return signed
 
     def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         """Every uploaded part, over all ListParts pages (1,000 a page)."""
@@ -178,3 +204,88 @@ class UploadStore:
             )
         except (ClientError, BotoCoreError) as error:
             raise translate(error, "Signing the result URL") from error
+
+
+# --- presigned part URLs, re-signed -------------------------------------------------------
+
+
+def _secret_key(client: Any) -> str | None:
+    """The secret key the client signs with (None if it cannot be read: botocore then
+    signs every URL itself)."""
+    try:
+        credentials = client._request_signer._credentials.get_frozen_credentials()
+    except AttributeError:
+        return None
+    secret = getattr(credentials, "secret_key", None)
+    return secret if isinstance(secret, str) and secret else None
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class _PartUrlResigner:
+    """SigV4 query signing (S3 presigned URL) of UploadPart URLs that differ from a
+    botocore-signed one only in ``partNumber``: same key, upload, credentials, scope,
+    timestamp and expiry."""
+
+    base: str  # scheme://host/path
+    pairs: tuple[tuple[str, str], ...]  # the query as signed, minus X-Amz-Signature
+    canonical_head: str  # "PUT\n<path>\n"
+    canonical_tail: str  # "\nhost:<host>\n\nhost\nUNSIGNED-PAYLOAD"
+    string_to_sign_head: str  # "AWS4-HMAC-SHA256\n<timestamp>\n<scope>\n"
+    signing_key: bytes
+
+    @classmethod
+    def from_url(cls, url: str, secret_key: str | None) -> _PartUrlResigner | None:
+        if not secret_key:
+            return None
+        parts = urlsplit(url)
+        pairs: list[tuple[str, str]] = []
+        for pair in parts.query.split("&"):
+            name, _, value = pair.partition("=")
+            pairs.append((name, value))
+        query = dict(pairs)
+        if len(query) != len(pairs) or "partNumber" not in query:
+            return None
+        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+            return None
+        if query.get("X-Amz-SignedHeaders") != "host":
+            return None
+        timestamp = query.get("X-Amz-Date", "")
+        scope_parts = unquote(query.get("X-Amz-Credential", "")).split("/")
+        if len(scope_parts) != 5 or scope_parts[4] != "aws4_request" or not timestamp:
+            return None
+        _, date, region, service, _ = scope_parts
+        key = _hmac(("AWS4" + secret_key).encode(), date)
+        for step in (region, service, "aws4_request"):
+            key = _hmac(key, step)
+        # botocore leaves out the port when it is the scheme's default.
+        default_port = {"http": 80, "https": 443}.get(parts.scheme)
+        host = parts.hostname if parts.port == default_port else parts.netloc
+        resigner = cls(
+            base=f"{parts.scheme}://{parts.netloc}{parts.path}",
+            pairs=tuple((k, v) for k, v in pairs if k != "X-Amz-Signature"),
+            canonical_head=f"PUT\n{parts.path}\n",
+            canonical_tail=f"\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD",
+            string_to_sign_head=f"AWS4-HMAC-SHA256\n{timestamp}\n{'/'.join(scope_parts[1:])}\n",
+            signing_key=key,
+        )
+        # Only trust the re-signer if it reproduces botocore's own signature.
+        if resigner._signature(resigner.pairs) != query.get("X-Amz-Signature"):
+            return None
+        return resigner
+
+    def _signature(self, pairs: Sequence[tuple[str, str]]) -> str:
+        canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
+        canonical_request = self.canonical_head + canonical_query + self.canonical_tail
+        digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+        return hmac.new(
+            self.signing_key, (self.string_to_sign_head + digest).encode(), hashlib.sha256
+        ).hexdigest()
+
+    def with_part_number(self, part_number: int) -> str:
+        pairs = [(k, str(part_number) if k == "partNumber" else v) for k, v in self.pairs]
+        query = "&".join(f"{k}={v}" for k, v in pairs)
+        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs)}"
