@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from audiolift_core.errors import (
     AudioliftError,
+    AudioTooLarge,
     Conflict,
     JobCancelled,
     NotFound,
@@ -145,6 +146,11 @@ class Processor:
             extra={**_ref_log(ref, job_id), "size": size, "attempt": job.attempts},
         )
         try:
+            if size > self.settings.max_object_bytes:
+                raise AudioTooLarge(
+                    f"The file is {size} bytes; this service analyses at most "
+                    f"{self.settings.max_object_bytes}."
+                )
             document = self._analyse(job, etag, size, lease_token, lease_seconds, deadline)
             return self._complete(job, etag, size, lease_token, document)
         except JobCancelled:
@@ -208,9 +214,6 @@ class Processor:
         ) as reader:
             document = analyze(reader, size=size, on_progress=on_progress)
             reader.raise_if_failed()
-        duration = (document.get("format") or {}).get("duration_seconds")
-        if isinstance(duration, int | float) and duration > settings.max_duration_seconds:
-            raise _too_long(duration, settings.max_duration_seconds)
         return document
 
     def _complete(
@@ -301,11 +304,3 @@ def _give_up(error: BaseException, attempts: int) -> ProcessingFailure:
         f"({type(error).__name__}: {str(error)[:200] or 'no detail'})."
     )
     return failure
-
-
-def _too_long(duration: float, limit: float) -> ProcessingFailure:
-    from audiolift_core.errors import AudioTooLarge
-
-    return AudioTooLarge(
-        f"The recording lasts {duration:.0f} s; this service analyses at most {limit:.0f} s."
-    )

@@ -155,7 +155,9 @@ class ProcessorSettings:
     progress_interval_seconds: float = 2.0
     # Stop this long before Lambda's deadline, to record the failure instead of dying.
     deadline_margin_seconds: float = 20.0
-    max_duration_seconds: float = 48 * 3600.0
+    # The same variable as the API's limit: objects that reach the bucket another way
+    # (or grew past a declared size) are refused before any decoding.
+    max_object_bytes: int = 5 * GiB
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -171,7 +173,7 @@ class ProcessorSettings:
             deadline_margin_seconds=_float(
                 env, "DEADLINE_MARGIN_SECONDS", 20.0, low=0.0, high=600.0
             ),
-            max_duration_seconds=_float(
-                env, "MAX_DURATION_SECONDS", 48 * 3600.0, low=1.0, high=1e9
+            max_object_bytes=_int(
+                env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES
             ),
         )

@@ -394,3 +394,13 @@ def test_object_replaced_mid_read_fails_with_object_changed(aws: SimpleNamespace
     failed = job_item(aws, job.job_id)
     assert failed.status is JobStatus.FAILED
     assert failed.error is not None and failed.error["code"] == "object_changed"
+
+
+def test_object_over_the_limit_fails_with_too_large(aws: SimpleNamespace) -> None:
+    body = wav_bytes(seconds=1)
+    job = add_job(aws, body)
+    processor = make_processor(aws, max_object_bytes=len(body) - 1)
+    handle_event(sqs_event_for(aws, job), FakeContext(), processor)
+    failed = job_item(aws, job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error["code"] == "too_large"
