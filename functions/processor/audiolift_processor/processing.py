@@ -151,7 +151,7 @@ class Processor:
                     f"The file is {size} bytes; this service analyses at most "
                     f"{self.settings.max_object_bytes}."
                 )
-            document = self._analyse(job, etag, size, lease_token, lease_seconds, deadline)
+            document = self._analyse(job, etag, size, lease_token, deadline)
             return self._complete(job, etag, size, lease_token, document)
         except JobCancelled:
             log.info("job cancelled during analysis", extra={"job_id": job_id})
@@ -179,7 +179,6 @@ class Processor:
         etag: str,
         size: int,
         lease_token: str,
-        lease_seconds: float,
         deadline: Deadline,
     ) -> dict[str, Any]:
         from .decode import analyze_stream  # numpy/soundfile: only when there is work
@@ -197,8 +196,13 @@ class Processor:
                 return
             last_beat = now
             percent = int(100 * frames_done / frames_total) if frames_total else 0
+            # The lease lasts as long as this invocation can, plus a margin: a crashed
+            # invocation's job is free again by the time SQS redelivers its message.
             self.table.heartbeat(
-                job.job_id, lease_token=lease_token, progress=percent, lease_seconds=lease_seconds
+                job.job_id,
+                lease_token=lease_token,
+                progress=percent,
+                lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
             )
 
         with S3RangeReader(
