@@ -130,6 +130,12 @@ def test_redrive_and_the_processors_max_receive_count_are_one_parameter() -> Non
     assert env["MAX_RECEIVE_COUNT"] == {"Ref": "MaxReceiveCount"}
 
 
+def test_both_functions_share_the_upload_size_limit() -> None:
+    for logical_id in ("ApiFunction", "ProcessorFunction"):
+        env = RESOURCES[logical_id]["Properties"]["Environment"]["Variables"]
+        assert env["MAX_UPLOAD_BYTES"] == {"Ref": "MaxUploadBytes"}, logical_id
+
+
 def test_processor_concurrency_cap_is_reserved_when_asked() -> None:
     for choice, expected in (("true", 7), ("false", None)):
         properties = resource_properties(
