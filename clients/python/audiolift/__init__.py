@@ -1,0 +1,67 @@
+"""audiolift: upload very large audio files to the audiolift pipeline and get their
+analysis back.
+
+    from audiolift import Client
+
+    client = Client.from_env()
+    job = client.upload("concert.wav", concurrency=8).wait()
+    print(job.result()["loudness"])
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._client import Client
+from ._errors import (
+    APIError,
+    AudioliftError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    FileChangedError,
+    JobCancelledError,
+    JobFailedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    UnprocessableEntityError,
+    UnsupportedMediaTypeError,
+    UploadError,
+    WaitTimeoutError,
+)
+from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._retry import RetryConfig
+
+__all__ = [
+    "APIError",
+    "AudioliftError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ConfigurationError",
+    "ConflictError",
+    "FileChangedError",
+    "Job",
+    "JobCancelledError",
+    "JobFailedError",
+    "NotFoundError",
+    "PartPlan",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryConfig",
+    "ServerError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+    "UploadError",
+    "UploadProgress",
+    "UploadedPart",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,415 @@
+"""The client: configuration, the API calls, and uploads."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import __version__
+from ._errors import (
+    AudioliftError,
+    ConfigurationError,
+    ConflictError,
+    FileChangedError,
+    api_error,
+)
+from ._http import json_or_none, raise_for_api_error, send_with_retries
+from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._retry import RetryConfig
+from ._upload import (
+    FileSnapshot,
+    PartUploader,
+    PartUrls,
+    ProgressCounter,
+    SignedUrl,
+    upload_parts,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# A part is up to hundreds of MiB: allow slow links to write it.
+DEFAULT_S3_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+DEFAULT_STACK_FILE = ".state/stack.json"
+MAX_S3_CONNECTIONS = 64
+HASH_CHUNK_BYTES = 8 * 1024 * 1024
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
+class Client:
+    """A connection to the audiolift API.
+
+    ``transport``/``s3_transport`` replace the HTTP transports (tests use
+    ``httpx.MockTransport`` or an ASGI app). The API key goes only to the API, never to
+    S3: part PUTs and result downloads use a second client with no credentials, since
+    presigned URLs carry their own."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        s3_transport: httpx.BaseTransport | None = None,
+        retry: RetryConfig | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        s3_timeout: httpx.Timeout | float = DEFAULT_S3_TIMEOUT,
+        max_s3_connections: int = MAX_S3_CONNECTIONS,
+    ):
+        if not base_url:
+            raise ConfigurationError("The API URL is empty.")
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryConfig()
+        headers = {"User-Agent": f"audiolift-python/{__version__}"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._api = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,
+        )
+        limits = httpx.Limits(
+            max_connections=max_s3_connections, max_keepalive_connections=max_s3_connections
+        )
+        self._s3 = httpx.Client(
+            headers={"User-Agent": f"audiolift-python/{__version__}"},
+            transport=s3_transport or httpx.HTTPTransport(limits=limits),
+            timeout=s3_timeout,
+            follow_redirects=False,
+        )
+
+    # --- configuration ---------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **options: Any) -> Client:
+        """From AUDIOLIFT_API_URL and AUDIOLIFT_API_KEY."""
+        env = os.environ if env is None else env
+        url = env.get("AUDIOLIFT_API_URL", "").strip()
+        if not url:
+            raise ConfigurationError("AUDIOLIFT_API_URL is not set.")
+        return cls(url, env.get("AUDIOLIFT_API_KEY", "").strip() or None, **options)
+
+    @classmethod
+    def from_stack_file(
+        cls, path: str | os.PathLike[str] = DEFAULT_STACK_FILE, **options: Any
+    ) -> Client:
+        """From the local stack's JSON file (``{"api_url": ..., "api_key": ...}``)."""
+        url, key = read_stack_file(path)
+        return cls(url, key, **options)
+
+    def close(self) -> None:
+        self._api.close()
+        self._s3.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- requests --------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        def make_request() -> httpx.Request:
+            return self._api.build_request(method, path, json=json_body, params=params)
+
+        return send_with_retries(self._api, make_request, self.retry)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        response = self._send(method, path, json_body=json_body, params=params)
+        raise_for_api_error(response)
+        return json_or_none(response) if response.content else None
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job:
+        return Job.from_api(self._call("GET", f"/v1/jobs/{_segment(job_id)}"), self)
+
+    def jobs(
+        self, *, status: str | None = None, limit: int | None = None, page_size: int = 50
+    ) -> Iterator[Job]:
+        """The caller's jobs, newest first, page after page (at most ``limit``)."""
+        cursor: str | None = None
+        yielded = 0
+        while True:
+            size = page_size if limit is None else min(page_size, limit - yielded)
+            if size <= 0:
+                return
+            params: dict[str, Any] = {"limit": size}
+            if status:
+                params["status"] = status
+            if cursor:
+                params["cursor"] = cursor
+            page = self._call("GET", "/v1/jobs", params=params)
+            for document in page.get("jobs") or []:
+                yield Job.from_api(document, self)
+                yielded += 1
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def result(self, job_id: str) -> Any:
+        """The analysis document. A large one comes as a 303 to a presigned URL, fetched
+        without the API key."""
+        response = self._send("GET", f"/v1/jobs/{_segment(job_id)}/result")
+        if response.status_code in (301, 302, 303, 307, 308):
+            location = response.headers.get("location")
+            if not location:
+                raise api_error(response.status_code, None, fallback="a redirect without Location")
+            url = str(self._api.base_url.join(location))
+            fetched = send_with_retries(
+                self._s3, lambda: self._s3.build_request("GET", url), self.retry
+            )
+            if fetched.status_code >= 400:
+                raise api_error(fetched.status_code, None, fallback="fetching the result failed")
+            return fetched.json()
+        raise_for_api_error(response)
+        return response.json()
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel an unfinished job (an upload in progress is aborted). A finished job is
+        left alone (ConflictError): the API's DELETE would delete it and its result."""
+        job = self.get_job(job_id)
+        if job.finished:
+            raise ConflictError(
+                f"Job {job_id} is already {job.status}; there is nothing to cancel.",
+                code="already_finished",
+                status=409,
+            )
+        if job.status == "awaiting_upload":
+            response = self._send("DELETE", f"/v1/uploads/{_segment(job_id)}")
+            if response.status_code != 409:  # 409: it moved on meanwhile; cancel the job
+                raise_for_api_error(response)
+                return self.get_job(job_id)
+        self._call("DELETE", f"/v1/jobs/{_segment(job_id)}")
+        return self.get_job(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its audio and result (an unfinished one is cancelled)."""
+        self._call("DELETE", f"/v1/jobs/{_segment(job_id)}")
+
+    def health(self) -> bool:
+        return self._send("GET", "/health").status_code == 200
+
+    # --- uploads ---------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        on_progress: ProgressCallback | None = None,
+        content_type: str | None = None,
+        sha256: bool = False,
+        filename: str | None = None,
+        on_created: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Upload a file in parallel parts straight to S3 and complete the upload; returns
+        the job (processing starts on its own; ``job.wait()`` follows it).
+
+        ``on_created`` gets the job as soon as it exists (e.g. to remember it for a later
+        ``resume``). ``sha256=True`` hashes the file first and sends the digest. If the
+        upload stops with an error, the error's ``job_id`` names the job to resume."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        snapshot = FileSnapshot.take(path)
+        body: dict[str, Any] = {
+            "filename": filename or snapshot.path.name,
+            "size": snapshot.size,
+        }
+        if content_type:
+            body["content_type"] = content_type
+        if sha256:
+            body["sha256"] = file_sha256(snapshot)
+        created = self._call("POST", "/v1/uploads", json_body=body)
+        job_id = str(created["job_id"])
+        job = Job.from_api({**created, "filename": body["filename"], "size": snapshot.size}, self)
+        if on_created is not None:
+            on_created(job)
+        try:
+            plan = PartPlan(snapshot.size, int(created["part_size"]), int(created["part_count"]))
+            urls = PartUrls(self._signer(job_id), range(1, plan.part_count + 1))
+            urls.add(SignedUrl.from_api(p) for p in created.get("parts") or [])
+            etags = self._upload_parts(job_id, plan, snapshot, urls, concurrency, on_progress)
+            return self._complete(job_id, snapshot, etags)
+        except FileChangedError as error:
+            error.job_id = job_id
+            self._abort_quietly(job_id)  # its parts are useless now
+            raise
+        except AudioliftError as error:
+            error.job_id = job_id
+            raise
+
+    def resume(
+        self,
+        job_id: str,
+        path: str | os.PathLike[str],
+        *,
+        concurrency: int = 8,
+        on_progress: ProgressCallback | None = None,
+    ) -> Job:
+        """Finish an interrupted upload: list the parts S3 holds, keep those of the planned
+        size, upload the others, complete. A job already past its upload is returned."""
+        job = self.get_job(job_id)
+        if job.status == "cancelled":
+            raise ConflictError(
+                f"Job {job_id} was cancelled; start a new upload.", code="cancelled", status=409
+            )
+        if job.status != "awaiting_upload":
+            return job
+        snapshot = FileSnapshot.take(path)
+        if snapshot.size != job.size:
+            raise FileChangedError(
+                f"{snapshot.path} is {snapshot.size} bytes but job {job_id} is an upload of "
+                f"{job.size} bytes: it is not the same file (or it changed)."
+            )
+        plan = job.plan()
+        try:
+            kept = {
+                part.part_number: part
+                for part in self.uploaded_parts(job_id)
+                if 1 <= part.part_number <= plan.part_count
+                and part.size == plan.part_bytes(part.part_number)
+            }
+            missing = [n for n in range(1, plan.part_count + 1) if n not in kept]
+            urls = PartUrls(self._signer(job_id), missing)
+            etags = self._upload_parts(
+                job_id,
+                plan,
+                snapshot,
+                urls,
+                concurrency,
+                on_progress,
+                resumed_bytes=sum(p.size for p in kept.values()),
+                resumed_parts=len(kept),
+                part_numbers=missing,
+            )
+            etags.update({n: part.etag for n, part in kept.items()})
+            return self._complete(job_id, snapshot, etags)
+        except AudioliftError as error:
+            error.job_id = job_id
+            raise
+
+    def uploaded_parts(self, job_id: str) -> list[UploadedPart]:
+        """The parts S3 holds for an upload in progress."""
+        listed = self._call("GET", f"/v1/uploads/{_segment(job_id)}/parts")
+        return [
+            UploadedPart(int(p["part_number"]), str(p["etag"]), int(p["size"]))
+            for p in listed.get("parts") or []
+        ]
+
+    def abort_upload(self, job_id: str) -> None:
+        self._call("DELETE", f"/v1/uploads/{_segment(job_id)}")
+
+    def _signer(self, job_id: str) -> Callable[[Sequence[int]], list[SignedUrl]]:
+        def sign(part_numbers: Sequence[int]) -> list[SignedUrl]:
+            signed = self._call(
+                "POST",
+                f"/v1/uploads/{_segment(job_id)}/parts",
+                json_body={"part_numbers": list(part_numbers)},
+            )
+            return [SignedUrl.from_api(p) for p in signed.get("parts") or []]
+
+        return sign
+
+    def _upload_parts(
+        self,
+        job_id: str,
+        plan: PartPlan,
+        snapshot: FileSnapshot,
+        urls: PartUrls,
+        concurrency: int,
+        on_progress: ProgressCallback | None,
+        *,
+        resumed_bytes: int = 0,
+        resumed_parts: int = 0,
+        part_numbers: Sequence[int] | None = None,
+    ) -> dict[int, str]:
+        progress = ProgressCounter(
+            job_id,
+            plan,
+            on_progress,
+            resumed_bytes=resumed_bytes,
+            resumed_parts=resumed_parts,
+        )
+        progress.add(0)  # the first report: where we start from
+        uploader = PartUploader(
+            s3=self._s3,
+            retry=self.retry,
+            urls=urls,
+            plan=plan,
+            snapshot=snapshot,
+            progress=progress,
+            stop=threading.Event(),
+        )
+        numbers = list(range(1, plan.part_count + 1)) if part_numbers is None else part_numbers
+        return upload_parts(uploader, numbers, concurrency=concurrency)
+
+    def _complete(self, job_id: str, snapshot: FileSnapshot, etags: Mapping[int, str]) -> Job:
+        snapshot.check()
+        parts = [{"part_number": n, "etag": etags[n]} for n in sorted(etags)]
+        self._call("POST", f"/v1/uploads/{_segment(job_id)}/complete", json_body={"parts": parts})
+        return self.get_job(job_id)
+
+    def _abort_quietly(self, job_id: str) -> None:
+        with contextlib.suppress(AudioliftError):
+            self.abort_upload(job_id)
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one path segment (ids are hex; anything else cannot escape the path)."""
+    from urllib.parse import quote
+
+    if not job_id:
+        raise ValueError("job_id is empty")
+    return quote(job_id, safe="")
+
+
+def file_sha256(snapshot: FileSnapshot) -> str:
+    digest = hashlib.sha256()
+    with open(snapshot.path, "rb", buffering=0) as handle:
+        buffer = bytearray(HASH_CHUNK_BYTES)
+        view = memoryview(buffer)
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+    snapshot.check()  # changed while being hashed: the digest means nothing
+    return digest.hexdigest()
+
+
+def read_stack_file(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"No local stack file at {path} (start the stack with `make dev`)."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"The stack file {path} is not readable JSON: {error}") from None
+    url = document.get("api_url") if isinstance(document, dict) else None
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"The stack file {path} has no api_url.")
+    key = document.get("api_key")
+    return url, key if isinstance(key, str) and key else None

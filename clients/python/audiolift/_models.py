@@ -1,0 +1,204 @@
+"""What the SDK hands back: jobs, upload progress, the part plan."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import JobCancelledError, JobFailedError, WaitTimeoutError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+MiB = 1024 * 1024
+S3_MIN_PART_BYTES = 5 * MiB
+S3_MAX_PART_BYTES = 5 * 1024 * MiB
+S3_MAX_PARTS = 10_000
+
+FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """How the file is split: ``part_count`` parts of ``part_size`` bytes, the last one
+    smaller. The server decides it (POST /v1/uploads, GET /v1/jobs/{id})."""
+
+    size: int
+    part_size: int
+    part_count: int
+
+    def __post_init__(self) -> None:
+        if self.size <= 0 or self.part_size <= 0 or self.part_count <= 0:
+            raise ValueError(f"not a part plan: {self}")
+        if (self.part_count - 1) * self.part_size >= self.size or (
+            self.part_count * self.part_size < self.size
+        ):
+            raise ValueError(f"the parts of {self} do not cover the size exactly")
+
+    def part_bytes(self, part_number: int) -> int:
+        if not 1 <= part_number <= self.part_count:
+            raise ValueError(f"part {part_number} is outside 1..{self.part_count}")
+        if part_number < self.part_count:
+            return self.part_size
+        return self.size - self.part_size * (self.part_count - 1)
+
+    def part_offset(self, part_number: int) -> int:
+        return (part_number - 1) * self.part_size
+
+    @classmethod
+    def compute(
+        cls,
+        size: int,
+        *,
+        preferred_part_bytes: int = 16 * MiB,
+        min_part_bytes: int = S3_MIN_PART_BYTES,
+        max_parts: int = S3_MAX_PARTS,
+    ) -> PartPlan:
+        """The server's own planning (issue 2), for a job record that lacks its plan."""
+        needed = math.ceil(size / max_parts)
+        part_size = max(preferred_part_bytes, min_part_bytes, needed)
+        granularity = MiB if part_size >= MiB else 1
+        part_size = min(math.ceil(part_size / granularity) * granularity, size)
+        return cls(size=size, part_size=part_size, part_count=math.ceil(size / part_size))
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """Handed to ``on_progress`` (from the upload's worker threads)."""
+
+    job_id: str
+    total_bytes: int
+    uploaded_bytes: int  # including parts already in S3 when resuming
+    part_count: int
+    parts_done: int
+    resumed_bytes: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.uploaded_bytes / self.total_bytes if self.total_bytes else 1.0
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    part_number: int
+    etag: str
+    size: int
+
+
+@dataclass
+class Job:
+    """A job as the API last reported it. ``refresh()``, ``wait()``, ``result()`` and
+    ``cancel()`` talk to the API through the client that made it."""
+
+    job_id: str
+    status: str
+    progress: int = 0
+    filename: str = ""
+    size: int = 0
+    content_type: str = ""
+    part_size: int = 0
+    part_count: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+    error: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    _client: Client | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any], client: Client | None = None) -> Job:
+        def text(name: str) -> str:
+            value = document.get(name)
+            return value if isinstance(value, str) else ""
+
+        def number(name: str) -> int:
+            value = document.get(name)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        error = document.get("error")
+        summary = document.get("summary")
+        return cls(
+            job_id=text("job_id"),
+            status=text("status"),
+            progress=number("progress"),
+            filename=text("filename"),
+            size=number("size"),
+            content_type=text("content_type"),
+            part_size=number("part_size"),
+            part_count=number("part_count"),
+            created_at=text("created_at"),
+            updated_at=text("updated_at"),
+            error=dict(error) if isinstance(error, Mapping) else None,
+            summary=dict(summary) if isinstance(summary, Mapping) else None,
+            raw=dict(document),
+            _client=client,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def plan(self) -> PartPlan:
+        if self.part_size and self.part_count:
+            return PartPlan(self.size, self.part_size, self.part_count)
+        return PartPlan.compute(self.size)
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("this Job was not made by a Client")
+        return self._client
+
+    def refresh(self) -> Job:
+        return self._require_client().get_job(self.job_id)
+
+    def result(self) -> Any:
+        """The analysis document (GET /v1/jobs/{id}/result)."""
+        return self._require_client().result(self.job_id)
+
+    def cancel(self) -> Job:
+        return self._require_client().cancel(self.job_id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        on_progress: Callable[[Job], None] | None = None,
+        *,
+        poll_interval: float = 0.5,
+        max_poll_interval: float = 5.0,
+    ) -> Job:
+        """Poll until the job finishes; returns the completed job. Raises JobFailedError
+        (the job's error code and message), JobCancelledError, or WaitTimeoutError after
+        ``timeout`` seconds (the job itself goes on)."""
+        client = self._require_client()
+        started = time.monotonic()
+        slept = 0.0
+        delay = poll_interval
+        job = self
+        while True:
+            job = client.get_job(self.job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job.status == "completed":
+                return job
+            if job.status == "failed":
+                error = job.error or {}
+                code = str(error.get("code") or "job_failed")
+                message = str(error.get("message") or "no reason given")
+                raise JobFailedError(f"Job {job.job_id} failed: {message}", code=code, job=job)
+            if job.status == "cancelled":
+                raise JobCancelledError(f"Job {job.job_id} was cancelled.", job=job)
+            # Either clock: real time, or the time an injected (test) sleep pretended to pass.
+            elapsed = max(time.monotonic() - started, slept)
+            if timeout is not None and elapsed >= timeout:
+                raise WaitTimeoutError(
+                    f"Job {job.job_id} is still {job.status} ({job.progress}%) after "
+                    f"{timeout:g} s.",
+                    job=job,
+                )
+            pause = delay if timeout is None else min(delay, max(0.0, timeout - elapsed))
+            client.retry.pause(pause)
+            slept += pause
+            delay = min(delay * 1.5, max_poll_interval)
