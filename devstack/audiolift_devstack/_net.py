@@ -1,0 +1,68 @@
+"""Loopback helpers shared by the stack's parts: free ports and readiness waits."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port nobody listens on right now (the kernel's pick). Servers that take a bound
+    socket should get one instead: between this call and their bind, someone else could."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def bound_socket(host: str = LOOPBACK, port: int = 0) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: any free port), for servers that accept
+    a pre-bound socket (uvicorn, http.server): no window for another process to take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def http_status(url: str, *, timeout: float = 1.0) -> int | None:
+    """The HTTP status ``GET url`` answers with, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    alive: Callable[[], str | None] | None = None,
+) -> float:
+    """Poll ``condition`` until it holds; return the seconds waited. ``alive`` returns a
+    reason when the thing being waited for has died, to fail at once instead of timing out."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        if condition():
+            return time.monotonic() - started
+        if alive is not None:
+            reason = alive()
+            if reason:
+                raise RuntimeError(f"{what}: {reason}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
+        time.sleep(interval)
