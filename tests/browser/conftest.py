@@ -8,7 +8,9 @@
   each a separate process on 127.0.0.1. The table and bucket come from template.yaml's own
   definitions (the bucket's CORS rule with ``ExposeHeaders: ETag``); moto runs with
   ``MOTO_DISABLE_GLOBAL_CORS=true`` so that rule, not moto's allow-everything default, is
-  what the browser meets. There is no processor here: jobs stop at ``uploaded``.
+  what the browser meets. moto's S3 announces each new object on the processing queue (the
+  template's notification), and a poller thread hands the messages to the processor's real
+  Lambda handler, as the event source mapping would.
 - ``chromium``: a Playwright browser context on Debian's /usr/bin/chromium (Playwright's
   own browser downloads are not used), with a fresh profile directory.
 """
@@ -34,7 +36,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
-from browser_harness import BrowserStack
+from browser_harness import BrowserStack, QueuePoller
 
 REPO = Path(__file__).resolve().parents[2]
 WEB_ROOT = REPO / "clients" / "web"
@@ -157,7 +159,11 @@ def _aws_env() -> dict[str, str]:
 def browser_stack(
     web_origin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserStack]:
-    from audiolift_devstack.template_resources import ResourceNames, create_bucket, create_table
+    from audiolift_core.jobs_table import JobsTable
+    from audiolift_core.settings import ProcessorSettings, StorageSettings
+    from audiolift_core.storage import UploadStore
+    from audiolift_devstack.template_resources import ResourceNames, create_resources
+    from audiolift_processor.processing import Processor
 
     state = tmp_path_factory.mktemp("browser-stack")
     names = ResourceNames.with_prefix("browser-test")
@@ -174,14 +180,20 @@ def browser_stack(
         )
         s3 = session.client("s3", endpoint_url=moto_url, config=config)
         dynamodb = session.client("dynamodb", endpoint_url=moto_url)
-        create_table(dynamodb, names.table)
-        # The page's origin is the one the template's CorsAllowedOrigins would list.
-        create_bucket(
-            s3,
-            names.bucket,
-            parameters={"CorsAllowedOrigins": web_origin},
-            with_notifications=False,
+        sqs = session.client("sqs", endpoint_url=moto_url)
+        # Table, queues and bucket as the template defines them; the page's origin is the
+        # one its CorsAllowedOrigins parameter would list.
+        created = create_resources(
+            s3, dynamodb, sqs, names=names, parameters={"CorsAllowedOrigins": web_origin}
         )
+        storage = StorageSettings(jobs_table=created.table_name, upload_bucket=created.bucket_name)
+        processor = Processor(
+            ProcessorSettings(storage=storage, progress_interval_seconds=0.5),
+            JobsTable(dynamodb, storage.jobs_table),
+            UploadStore(s3, storage.upload_bucket),
+            s3,
+        )
+        poller = QueuePoller(sqs, created.queue_url, created.queue_arn, processor)
         api_env = _aws_env() | {
             "AWS_ENDPOINT_URL_S3": moto_url,
             "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
@@ -202,7 +214,10 @@ def browser_stack(
             sys.executable, "-m", "uvicorn", "--factory", "audiolift_api.app:create_app",
             "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning",
         ]  # fmt: skip
-        with running(api_command, api_env, state / "api.log", f"{api_url}/health"):
+        with (
+            running(api_command, api_env, state / "api.log", f"{api_url}/health"),
+            poller,
+        ):
             yield BrowserStack(
                 api_url=api_url,
                 s3_endpoint=moto_url,
@@ -211,8 +226,8 @@ def browser_stack(
                 table=names.table,
                 s3=s3,
                 dynamodb=dynamodb,
-                has_processor=False,
             )
+        assert not poller.errors, poller.errors
 
 
 # --- the browser ------------------------------------------------------------------------------

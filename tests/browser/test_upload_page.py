@@ -42,6 +42,30 @@ def write_music_like_wav(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# The share of the first lane's pixel columns where the wave spans more than 4 device
+# pixels (silence is drawn as a 1-pixel line).
+DRAWN_COLUMNS_JS = """() => {
+  const canvas = document.querySelector('#waveform')
+  const lane = Math.floor(canvas.height / 2)
+  const { data, width } = canvas.getContext('2d').getImageData(0, 0, canvas.width, lane)
+  let drawn = 0
+  for (let x = 0; x < width; x += 1) {
+    let wave = 0
+    for (let y = 0; y < lane; y += 1) {
+      const i = (y * width + x) * 4
+      if (data[i + 3] > 200 && data[i] < 120 && data[i + 2] > 180) wave += 1
+    }
+    if (wave > 4) drawn += 1
+  }
+  return drawn / width
+}"""
+
+
+def dash(value: float, digits: int) -> str:
+    """A number as the page prints it, with a real minus sign."""
+    return f"{value:.{digits}f}".replace("-", "\u2212")
+
+
 def page_url(web_origin: str, stack: BrowserStack, api_key: str) -> str:
     return f"{web_origin}/index.html?{urlencode({'api': stack.api_url, 'key': api_key})}"
 
@@ -90,8 +114,7 @@ def test_upload_goes_from_the_browser_straight_to_s3_and_the_job_follows(
     assert stored == {"apiUrl": browser_stack.api_url, "apiKey": browser_stack.api_key}
 
     page.set_input_files("#file-input", str(wav))
-    final = "completed" if browser_stack.has_processor else "uploaded"
-    page.wait_for_selector(f'#job[data-status="{final}"]', timeout=60_000)
+    page.wait_for_selector('#job[data-status="completed"]', timeout=90_000)
     job_id = page.get_attribute("#job", "data-job-id")
     assert job_id
 
@@ -116,7 +139,7 @@ def test_upload_goes_from_the_browser_straight_to_s3_and_the_job_follows(
     assert ("POST", "/s3/multipart") in companion_paths
     assert any(m == "POST" and p.endswith("/complete") for m, p in companion_paths)
 
-    # Side effects: the object in S3 is the file, the job record says uploaded.
+    # Side effects: the object in S3 is the file; the job completed with its result.
     stored_object = browser_stack.s3.get_object(
         Bucket=browser_stack.bucket, Key=f"uploads/{job_id}"
     )
@@ -124,22 +147,38 @@ def test_upload_goes_from_the_browser_straight_to_s3_and_the_job_follows(
     item = browser_stack.dynamodb.get_item(
         TableName=browser_stack.table, Key={"job_id": {"S": job_id}}
     )["Item"]
-    assert item["status"]["S"] in ("uploaded", "processing", "completed")
+    assert item["status"]["S"] == "completed"
     assert item["filename"]["S"] == "take one.wav"
+    document = json.loads(
+        browser_stack.s3.get_object(Bucket=browser_stack.bucket, Key=f"results/{job_id}.json")[
+            "Body"
+        ].read()
+    )
+    polled = [p for m, u, s, _ in api_calls if m == "GET" and (p := urlsplit(u).path)]
+    assert f"/v1/jobs/{job_id}" in polled and f"/v1/jobs/{job_id}/result" in polled
 
-    # What the person sees.
+    # What the person sees: the upload, then the document's own figures.
     assert page.locator("#upload-progress").get_attribute("value") == "100"
     assert "Uploaded 11.0 MiB" in page.inner_text("#upload-text")
     assert job_id in page.inner_text("#job-text")
+    assert page.inner_text("#job-status") == "done"
     assert page.locator("#error").is_hidden()
-    if browser_stack.has_processor:
-        page.wait_for_selector("#result canvas#waveform")
-        result_text = page.inner_text("#result")
-        for label in ("Integrated", "LUFS", "Loudness range", "True peak", "Silent share"):
-            assert label in result_text
-    else:
-        assert page.inner_text("#job-status") == "queued"
-        assert "waiting for the analysis to start" in page.inner_text("#job-text")
+    page.wait_for_selector("#result canvas#waveform")
+    result_text = page.inner_text("#result")
+    loudness = document["loudness"]
+    assert f"{dash(loudness['integrated_lufs'], 1)} LUFS" in result_text
+    assert f"{dash(loudness['loudness_range_lu'], 1)} LU" in result_text
+    assert f"{dash(loudness['true_peak_dbtp'], 1)} dBTP" in result_text
+    assert f"{document['silence']['ratio'] * 100:.1f} %" in result_text
+    rows = page.locator("table.channels tbody tr")
+    assert rows.count() == 2
+    for row, channel in zip(rows.all(), document["channels"], strict=True):
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == f"{dash(channel['peak_dbfs'], 2)} dBFS"
+        assert cells[1] == f"{dash(channel['rms_dbfs'], 2)} dBFS"
+    # The waveform is drawn: wave-coloured columns everywhere but the two silent seconds.
+    drawn = page.evaluate(DRAWN_COLUMNS_JS)
+    assert 0.95 < drawn < 0.98, drawn  # 58 of 60 seconds
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert not page_errors
 

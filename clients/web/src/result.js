@@ -46,7 +46,10 @@ function formatCard(doc) {
     h(
       'dl',
       { class: 'figures' },
-      figure('Container', fmt.text([container, subtype].filter(Boolean).join(' · ') || null)),
+      figure(
+        'Container',
+        fmt.text([container && String(container).toUpperCase(), subtype].filter(Boolean).join(' · ') || null),
+      ),
       figure('Sample rate', fmt.hertz(pick(format, 'sample_rate', 'samplerate', 'sample_rate_hz'))),
       figure('Channels', fmt.integer(pick(format, 'channels', 'channel_count'))),
       figure(
@@ -197,38 +200,47 @@ export function waveformLanes(doc) {
   return []
 }
 
+/**
+ * Draw min/max lanes in device pixels: each pixel column covers the buckets that fall in
+ * it (their lowest min to highest max), so the picture stays crisp whatever the ratio of
+ * buckets to pixels.
+ */
 export function drawWaveform(canvas, lanes) {
   const ratio = window.devicePixelRatio || 1
-  const width = canvas.clientWidth
-  const laneHeight = 96
+  const laneHeight = Math.round(96 * ratio)
+  const width = Math.max(1, Math.round(canvas.clientWidth * ratio))
   const height = Math.max(1, lanes.length) * laneHeight
-  canvas.style.height = `${height}px`
-  canvas.width = Math.round(width * ratio)
-  canvas.height = Math.round(height * ratio)
+  canvas.style.height = `${height / ratio}px`
+  canvas.width = width
+  canvas.height = height
   const context = canvas.getContext('2d')
-  context.setTransform(ratio, 0, 0, ratio, 0, 0)
   context.clearRect(0, 0, width, height)
   const style = getComputedStyle(canvas)
   const wave = style.getPropertyValue('--wave').trim() || '#2f6fde'
   const axis = style.getPropertyValue('--wave-axis').trim() || '#c8d0dc'
   lanes.forEach((lane, index) => {
     const top = index * laneHeight
-    const middle = top + laneHeight / 2
-    const scale = laneHeight / 2 - 4
+    const middle = top + Math.floor(laneHeight / 2)
+    const scale = laneHeight / 2 - 4 * ratio
     context.fillStyle = axis
-    context.fillRect(0, Math.round(middle), width, 1)
-    if (index > 0) context.fillRect(0, top, width, 1)
+    context.fillRect(0, middle, width, Math.max(1, Math.round(ratio)))
+    if (index > 0) context.fillRect(0, top, width, Math.max(1, Math.round(ratio)))
     const count = Math.min(lane.min.length, lane.max.length)
     if (!count) return
     context.fillStyle = wave
-    const step = width / count
-    for (let i = 0; i < count; i += 1) {
-      const lo = lane.min[i]
-      const hi = lane.max[i]
-      if (!fmt.isNumber(lo) || !fmt.isNumber(hi)) continue
-      const y1 = middle - Math.max(-1, Math.min(1, hi)) * scale
-      const y2 = middle - Math.max(-1, Math.min(1, lo)) * scale
-      context.fillRect(i * step, y1, Math.max(step, 1), Math.max(y2 - y1, 1))
+    for (let x = 0; x < width; x += 1) {
+      const first = Math.floor((x * count) / width)
+      const last = Math.max(first + 1, Math.floor(((x + 1) * count) / width))
+      let lo = Infinity
+      let hi = -Infinity
+      for (let i = first; i < last && i < count; i += 1) {
+        if (fmt.isNumber(lane.min[i])) lo = Math.min(lo, lane.min[i])
+        if (fmt.isNumber(lane.max[i])) hi = Math.max(hi, lane.max[i])
+      }
+      if (lo > hi) continue // no finite sample in these buckets
+      const y1 = Math.round(middle - Math.max(-1, Math.min(1, hi)) * scale)
+      const y2 = Math.round(middle - Math.max(-1, Math.min(1, lo)) * scale)
+      context.fillRect(x, y1, 1, Math.max(y2 - y1, 1))
     }
   })
 }
