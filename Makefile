@@ -34,7 +34,7 @@ browser-deps:  ## Debian's Chromium and the browser tests' packages
 
 # --- the main job ------------------------------------------------------------------
 demo: venv  ## run the pipeline locally: upload a sample recording and print its analysis
-	$(PY) -m audiolift_devstack demo --state-dir $(STATE_DIR)
+	$(PY) -m audiolift_devstack.demo --state-dir $(STATE_DIR)
 
 dev: venv  ## start the local stack and keep it running (Ctrl-C stops it)
 	$(PY) -m audiolift_devstack up --state-dir $(STATE_DIR)
