@@ -226,8 +226,9 @@ class ProgressCounter:
                 parts_done=self.parts_done,
                 resumed_bytes=self._resumed,
             )
-        if self._callback is not None:
-            self._callback(snapshot)
+            # Under the lock: reports arrive in order, whichever thread sends them.
+            if self._callback is not None:
+                self._callback(snapshot)
 
 
 # --- S3's answers ------------------------------------------------------------------------
@@ -370,6 +371,9 @@ def upload_parts(
         buffer = buffers.get()
         try:
             return uploader.upload_part(fd, part_number, buffer)
+        except BaseException:
+            uploader.stop.set()  # at once, from the worker: no queued part starts after this
+            raise
         finally:
             buffers.put(buffer)
 

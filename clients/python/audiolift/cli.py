@@ -174,8 +174,8 @@ class Cli:
         self.args = args
         self.client = client
         self.connection = connection
-        self.out = Console(file=out, highlight=False, soft_wrap=True)
-        self.err = Console(file=err, highlight=False, soft_wrap=True)
+        self.out = _console(out)
+        self.err = _console(err)
         self.raw_out = out
         self.stdin = stdin
         self.env = env
@@ -350,6 +350,14 @@ class Cli:
     def _print_result(self, document: Any) -> None:
         for table in result_tables(document):
             self.out.print(table)
+
+
+def _console(stream: IO[str]) -> Console:
+    console = Console(file=stream, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured: wide enough that tables keep job ids and numbers whole.
+        console = Console(file=stream, highlight=False, width=200)
+    return console
 
 
 # --- rendering -----------------------------------------------------------------------

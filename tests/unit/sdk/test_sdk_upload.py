@@ -1,0 +1,277 @@
+"""The SDK's uploads against the in-memory fake API + S3 (conftest.FakeCloud)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from audiolift import (
+    Client,
+    FileChangedError,
+    TransportError,
+    UploadError,
+    UploadProgress,
+)
+from conftest import (
+    PART_SIZE,
+    FakeCloud,
+    answers,
+    error,
+    is_api,
+    is_part_put,
+    raises,
+    s3_error,
+)
+
+PARTS = 11  # audio_file: 10.5 parts
+
+
+def test_parallel_upload_reassembles_the_file(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.first_batch = 3  # the rest must be signed just in time
+    reports: list[UploadProgress] = []
+
+    job = client.upload(audio_file, concurrency=4, on_progress=reports.append)
+
+    stored = cloud.jobs[job.job_id]
+    assert job.status == "uploaded"
+    assert stored.object_bytes == audio_file.read_bytes()
+    assert stored.part_count == PARTS
+    assert sorted(cloud.part_puts) == list(range(1, PARTS + 1))  # each part once
+    assert len(cloud.put_threads) > 1  # really in parallel
+    # The completion names every part with the ETag S3 gave it.
+    assert stored.completed_with == [
+        {"part_number": n, "etag": stored.parts[n][0]} for n in range(1, PARTS + 1)
+    ]
+    # Parts 4.. were signed on demand, in batches, each once.
+    signed = [n for batch in cloud.sign_calls for n in batch]
+    assert sorted(signed) == list(range(4, PARTS + 1))
+    # Progress: in order, ending at the whole file.
+    sent = [r.uploaded_bytes for r in reports]
+    assert sent == sorted(sent)
+    assert reports[-1].uploaded_bytes == audio_file.stat().st_size
+    assert reports[-1].parts_done == PARTS
+    assert reports[-1].fraction == 1.0
+
+
+def test_upload_sends_the_file_name_size_and_optional_sha256(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    job = client.upload(audio_file, sha256=True, content_type="audio/x-wav")
+    stored = cloud.jobs[job.job_id]
+    assert stored.sha256 == hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    assert (stored.filename, stored.size, stored.content_type) == (
+        "take.wav",
+        audio_file.stat().st_size,
+        "audio/x-wav",
+    )
+
+
+def test_a_file_of_one_part(client: Client, cloud: FakeCloud, tmp_path: Path) -> None:
+    path = tmp_path / "short.wav"
+    path.write_bytes(b"RIFF" + bytes(100))
+    job = client.upload(path)
+    assert cloud.jobs[job.job_id].object_bytes == path.read_bytes()
+
+
+def test_retries_after_server_errors_and_retry_after(
+    client: Client, cloud: FakeCloud, audio_file: Path, sleeps: list[float]
+) -> None:
+    cloud.inject(is_part_put(3), answers(lambda: s3_error(500, "InternalError", "oops")), times=2)
+    cloud.inject(
+        is_api("POST", "/v1/uploads"),
+        answers(lambda: error(503, "unavailable", "busy", **{"Retry-After": "7"})),
+    )
+    cloud.inject(
+        is_api("POST", "/v1/uploads/.*/complete"),
+        answers(lambda: error(429, "rate_limited", "slow down", **{"Retry-After": "2"})),
+    )
+
+    job = client.upload(audio_file, concurrency=2)
+
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    part3_puts = [r for r in cloud.requests if is_part_put(3)(r)]
+    assert len(part3_puts) == 3  # two 500s, then the success
+    assert 7.0 in sleeps and 2.0 in sleeps  # Retry-After honoured
+    assert 0.1 in sleeps and 0.2 in sleeps  # backoff doubling (jitter at its ceiling)
+
+
+def test_retries_after_dropped_connections_and_timeouts(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(2), raises(httpx.RemoteProtocolError, "peer closed connection"))
+    cloud.inject(is_part_put(5), raises(httpx.ConnectError, "connection refused"), times=2)
+    cloud.inject(is_part_put(7), raises(httpx.WriteTimeout, "timed out"))
+    cloud.inject(is_api("GET", "/v1/jobs/.*"), raises(httpx.ReadError, "reset"))
+
+    job = client.upload(audio_file, concurrency=3)
+
+    assert job.status == "uploaded"
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+
+
+def test_progress_takes_back_the_bytes_of_a_failed_attempt(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(1), raises(httpx.RemoteProtocolError, "dropped"))
+    reports: list[UploadProgress] = []
+    client.upload(audio_file, concurrency=1, on_progress=reports.append)
+    assert reports[-1].uploaded_bytes == audio_file.stat().st_size
+    assert max(r.uploaded_bytes for r in reports) == audio_file.stat().st_size
+
+
+def test_gives_up_after_max_attempts_and_names_the_job(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(4), raises(httpx.ConnectError, "refused"), times=100)
+    with pytest.raises(TransportError) as caught:
+        client.upload(audio_file, concurrency=2)
+    assert caught.value.job_id in cloud.jobs
+    assert len([r for r in cloud.requests if is_part_put(4)(r)]) == 4  # max_attempts
+    assert "partNumber" not in str(caught.value)  # no presigned query string in messages
+    # Nothing was completed: the upload stays open, to resume.
+    assert cloud.jobs[caught.value.job_id].status == "awaiting_upload"
+
+
+def test_s3_refusal_that_retrying_cannot_fix_stops_the_upload(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(2), answers(lambda: s3_error(400, "InvalidArgument", "bad part")))
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    assert caught.value.code == "invalid_argument"
+    assert caught.value.status == 400
+    assert "bad part" in caught.value.message
+    assert 11 not in cloud.part_puts  # the rest was not sent after the failure
+
+
+def test_expired_urls_are_resigned_and_retried(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    # Every URL of the first batch expires (server-side) before it is used.
+    job = client.upload(audio_file, concurrency=2, on_created=lambda job: cloud.expire_all_urls())
+
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    refused = [r for r in cloud.requests if is_part_put()(r)]
+    assert len(refused) == 2 * PARTS  # each part: 403 "Request has expired", then accepted
+    assert sorted(cloud.sign_calls) == [[n] for n in range(1, PARTS + 1)]  # one re-sign each
+
+
+def test_signature_mismatch_is_resigned(client: Client, cloud: FakeCloud, audio_file: Path) -> None:
+    cloud.inject(
+        is_part_put(6),
+        answers(lambda: s3_error(403, "SignatureDoesNotMatch", "The signature does not match")),
+    )
+    job = client.upload(audio_file)
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    assert [6] in cloud.sign_calls
+
+
+def test_a_url_refused_again_and_again_stops_after_a_few_resigns(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(
+        is_part_put(3), answers(lambda: s3_error(403, "AccessDenied", "Access Denied")), times=99
+    )
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    assert caught.value.code == "access_denied"
+    assert cloud.sign_calls.count([3]) == 3
+
+
+def test_urls_close_to_expiry_are_signed_again_before_use(
+    client: Client, audio_file: Path, retry: object
+) -> None:
+    cloud = FakeCloud(ttl=30)  # under the SDK's 60 s margin: the first batch is stale at once
+    with Client(
+        "https://api.audiolift.test",
+        "test-key-alice",
+        transport=cloud.api_transport(),
+        s3_transport=cloud.s3_transport(),
+    ) as fresh_client:
+        job = fresh_client.upload(audio_file, concurrency=1)
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    assert cloud.sign_calls[0][0] == 1  # part 1 was re-signed before its first PUT
+    puts = [r for r in cloud.requests if is_part_put()(r)]
+    assert len(puts) == PARTS  # no PUT was wasted on a stale URL
+
+
+def test_resume_sends_only_the_missing_parts(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(7), answers(lambda: s3_error(400, "InvalidArgument", "crash")))
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    job_id = caught.value.job_id
+    assert job_id is not None
+    assert sorted(cloud.jobs[job_id].parts) == [1, 2, 3, 4, 5, 6]
+    # A part S3 holds with the wrong size (e.g. cut short) is sent again.
+    etag, data = cloud.jobs[job_id].parts[2]
+    cloud.jobs[job_id].parts[2] = (etag, data[:100])
+    cloud.part_puts.clear()
+    reports: list[UploadProgress] = []
+
+    job = client.resume(job_id, audio_file, concurrency=3, on_progress=reports.append)
+
+    assert sorted(cloud.part_puts) == [2, 7, 8, 9, 10, 11]
+    assert job.status == "uploaded"
+    assert cloud.jobs[job_id].object_bytes == audio_file.read_bytes()
+    assert reports[0].resumed_bytes == 5 * PART_SIZE
+    assert reports[-1].uploaded_bytes == audio_file.stat().st_size
+
+
+def test_resume_of_an_upload_already_completed_returns_the_job(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    job = client.upload(audio_file)
+    cloud.part_puts.clear()
+    assert client.resume(job.job_id, audio_file).status == "uploaded"
+    assert cloud.part_puts == []
+
+
+def test_resume_refuses_a_different_file(
+    client: Client, cloud: FakeCloud, audio_file: Path, tmp_path: Path
+) -> None:
+    cloud.inject(is_part_put(2), answers(lambda: s3_error(400, "InvalidArgument", "crash")))
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"x" * 1000)
+    with pytest.raises(FileChangedError, match="not the same file"):
+        client.resume(str(caught.value.job_id), other)
+
+
+def test_file_growing_during_the_upload_stops_it(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    def grow(progress: UploadProgress) -> None:
+        if progress.parts_done == 3:
+            with open(audio_file, "ab") as handle:
+                handle.write(b"more")
+
+    with pytest.raises(FileChangedError) as caught:
+        client.upload(audio_file, concurrency=1, on_progress=grow)
+    assert "changed during the upload" in caught.value.message
+    job = cloud.jobs[str(caught.value.job_id)]
+    assert job.object_bytes is None  # never completed
+    assert job.status == "cancelled"  # and aborted: its parts are of another file
+    assert len(job.parts) < PARTS
+
+
+def test_file_rewritten_in_place_during_the_upload_stops_it(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    """Same size, new modification time: caught before the next part or before complete."""
+
+    def touch(progress: UploadProgress) -> None:
+        if progress.parts_done == PARTS:  # after the last part: only complete is left
+            stat = audio_file.stat()
+            os.utime(audio_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+    with pytest.raises(FileChangedError, match="modified"):
+        client.upload(audio_file, concurrency=2, on_progress=touch)
+    assert not cloud.api_requests("POST", "/v1/uploads/.*/complete")
