@@ -214,6 +214,20 @@ def test_a_wrong_api_key_shows_the_apis_own_message(
     assert page.inner_text("#error-message") == api_message
     page.screenshot(path=str(SCREENSHOT.with_name("audiolift-web-wrong-key.png")), full_page=True)
 
+    # An API that does not answer is named as such; the right key is accepted.
+    page.fill("#api-url", "http://127.0.0.1:9")
+    page.click("#save-settings")
+    page.wait_for_function(
+        "document.querySelector('#error-message').textContent.startsWith('Cannot reach the API')"
+    )
+    page.fill("#api-url", browser_stack.api_url)
+    page.fill("#api-key", browser_stack.api_key)
+    page.click("#save-settings")
+    page.wait_for_function("document.querySelector('#connection').dataset.state === 'ok'")
+    assert page.text_content("#settings-status") == "Connected: the API accepts this key."
+    assert page.locator("#settings-form").is_hidden()  # the panel folds away once it works
+    assert page.locator("#error").is_hidden()
+
 
 def test_a_file_that_is_not_audio_is_refused_before_any_request(
     chromium: Any, browser_stack: BrowserStack, web_origin: str, tmp_path: Path
