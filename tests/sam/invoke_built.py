@@ -1,6 +1,6 @@
 """Run a built Lambda handler on events, from the `sam build` output alone.
 
-Started by the smoke tests as ``python -I -S invoke_built.py SPEC.json``: ``-I`` ignores
+Started by the smoke tests as ``python -I -S -B invoke_built.py SPEC.json``: ``-I`` ignores
 PYTHONPATH and the user's site, ``-S`` skips site-packages, so the interpreter sees its
 standard library and nothing else. This script then puts the function's directory and its
 layers' ``python/`` directories on ``sys.path`` in Lambda's order, imports the handler,

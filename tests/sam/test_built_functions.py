@@ -223,7 +223,8 @@ def invoke(
         )
     )
     completed = subprocess.run(
-        [runtime_python(), "-I", "-S", str(RUNNER), str(spec_path)],
+        # -B: no __pycache__ written into the build output (it would be deployed).
+        [runtime_python(), "-I", "-S", "-B", str(RUNNER), str(spec_path)],
         env=function.environment,
         cwd=tmp_path,
         capture_output=True,
