@@ -7,6 +7,7 @@ cancelled, 4 waiting timed out, 130 interrupted. Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -487,8 +488,9 @@ def main(
     env = os.environ if env is None else env
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors
         return int(exit_.code or 0)
     try:
         connection = resolve_connection(args, env)

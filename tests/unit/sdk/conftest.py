@@ -126,6 +126,17 @@ class FakeCloud:
         self.faults.append(fault)
         return fault
 
+    def on_request(
+        self, matches: Callable[[httpx.Request], bool], hook: Callable[[], None]
+    ) -> None:
+        """Run ``hook`` (once) when a matching request arrives, before it is handled."""
+
+        def fire(request: httpx.Request) -> httpx.Response:
+            hook()
+            return self._route(request)
+
+        self.inject(matches, fire)
+
     def api_requests(self, method: str, pattern: str) -> list[httpx.Request]:
         return [
             r
@@ -164,9 +175,12 @@ class FakeCloud:
                 if fault.fired < fault.times and fault.matches(request):
                     fault.fired += 1
                     return fault.action(request)
-            if request.url.host == S3_HOST:
-                return self._s3(request)
-            return self._api(request)
+            return self._route(request)
+
+    def _route(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == S3_HOST:
+            return self._s3(request)
+        return self._api(request)
 
     # --- S3 ----------------------------------------------------------------------------
 
@@ -241,7 +255,7 @@ class FakeCloud:
             )
         path = request.url.path
         method = request.method
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else None
         if method == "POST" and path == "/v1/uploads":
             if body["size"] <= 0:
                 return error(422, "empty_upload", "The file is empty.")
@@ -283,9 +297,10 @@ class FakeCloud:
         if not match:
             return error(404, "not_found", f"No route {path}.")
         kind, job_id, tail = match.group(1), match.group(2), match.group(3) or ""
-        job = self.jobs.get(job_id)
-        if job is None:
+        found = self.jobs.get(job_id)
+        if found is None:
             return error(404, "not_found", f"No job {job_id!r}.")
+        job = found
         if kind == "uploads":
             return self._upload_route(method, tail, job, body)
         return self._job_route(method, tail, job)
