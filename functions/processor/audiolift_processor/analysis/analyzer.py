@@ -1,0 +1,510 @@
+"""The streaming analyser: feed blocks of samples, get one JSON-safe document at the end.
+
+Memory is constant in the length of the recording (apart from one float per 100 ms for
+the loudness gating). Each channel is processed by its own task -- de-interleave and
+convert, statistics, K-weighting, window energies, true peak -- on a small thread pool:
+numpy and scipy release the GIL in their loops, so channels run in parallel; the
+cross-channel parts (loudness weighting, silence) are cheap and run on the caller's
+thread.
+
+Non-finite samples (NaN, +-Inf) are counted per channel, replaced by 0 before anything
+else sees them -- the K-weighting filter's state would otherwise stay NaN for the rest of
+the file -- and left out of every statistic (peak, RMS, DC, clipping, waveform).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
+from scipy.signal import lfilter
+
+try:  # keep BLAS to one thread: our own workers already use every core
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - then OPENBLAS_NUM_THREADS=1 should be set
+    threadpool_limits = None
+
+from . import filters
+from .loudness import gated_loudness
+from .windows import WaveformBuckets, WindowCount, WindowEnergy
+
+SCHEMA_VERSION = 1
+TRUE_PEAK_ROW = 16  # samples per row of the true-peak matrix product
+TRUE_PEAK_SEGMENT = 1024  # samples per pruning decision (a multiple of the row)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    waveform_buckets: int = 800
+    silence_threshold_dbfs: float = -60.0
+    silence_window_seconds: float = 0.05
+    true_peak: bool = True
+    # Worker threads for the per-channel work; None = one per CPU (never more than there
+    # are channels). 1 runs everything on the caller's thread.
+    threads: int | None = None
+
+
+# BS.1770-4 channel weights by channel count, assuming the WAVE (SMPTE) channel order:
+# surrounds count +1.5 dB (x1.41), LFE not at all.
+_SURROUND = 1.41
+_CHANNEL_WEIGHTS: dict[int, tuple[float, ...]] = {
+    5: (1.0, 1.0, 1.0, _SURROUND, _SURROUND),  # L R C Ls Rs
+    6: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND),  # L R C LFE Ls Rs
+    7: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND, _SURROUND),  # 6.1
+    8: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND, _SURROUND, _SURROUND),  # 7.1
+}
+
+
+def channel_weights(channels: int) -> tuple[float, ...]:
+    return _CHANNEL_WEIGHTS.get(channels, (1.0,) * channels)
+
+
+def db(amplitude: float) -> float | None:
+    """20*log10, with silence (and anything non-finite) as None, never -inf or NaN."""
+    if not math.isfinite(amplitude) or amplitude <= 0:
+        return None
+    return 20.0 * math.log10(amplitude)
+
+
+class _ChannelState:
+    """Everything one channel accumulates. Touched by one worker at a time."""
+
+    def __init__(
+        self,
+        samplerate: int,
+        expected_frames: int | None,
+        options: AnalysisOptions,
+        *,
+        subblock: int,
+        silence_window: int,
+        clip_level: float,
+        kfilter: filters.Biquad | None,
+        true_peak: tuple[NDArray[np.float64], float] | None,
+    ):
+        self.history = filters.TAPS_PER_PHASE - 1 if true_peak else 0
+        self.buffer = np.zeros(self.history)
+        self.clip_level = clip_level
+        self.nan = 0
+        self.inf = 0
+        self.samples = 0
+        self.clipped = 0
+        self.sum = 0.0
+        self.silence = WindowEnergy(silence_window)
+        self.silence_counts: WindowCount | None = None
+        self.waveform = WaveformBuckets(options.waveform_buckets, expected_frames)
+        self.low = math.inf
+        self.high = -math.inf
+        self.kfilter = kfilter
+        self.kstate = np.zeros(4)
+        self.subblocks = WindowEnergy(subblock)
+        self.true_peak = 0.0
+        if true_peak is not None:
+            self.tp_matrix, self.tp_gain = true_peak
+            self.tp_matrix32 = self.tp_matrix.astype(np.float32)
+
+    def process(
+        self, column: NDArray[Any], scale: float | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64]]:
+        """Analyse one block of this channel (``column`` may be a strided view into an
+        interleaved block of any numeric dtype; ``scale`` maps integers to [-1, 1)).
+
+        Returns the energies of the silence windows and K-weighted 100 ms sub-blocks it
+        completed, and the finite-sample counts of those silence windows if this channel
+        has ever held a non-finite sample."""
+        n = len(column)
+        history = self.history
+        if len(self.buffer) < history + n:
+            grown = np.empty(history + n)
+            grown[:history] = self.buffer[:history]
+            self.buffer = grown
+        x = self.buffer[history : history + n]
+        if scale is None:
+            np.copyto(x, column, casting="unsafe")
+        else:
+            np.multiply(column, scale, out=x)
+        self.samples += n
+
+        block_sum = float(x.sum())
+        finite: NDArray[np.bool_] | None = None
+        if math.isfinite(block_sum):
+            low = high = x
+        else:
+            finite = np.isfinite(x)
+            bad = n - int(np.count_nonzero(finite))
+            nan = int(np.count_nonzero(np.isnan(x)))
+            self.nan += nan
+            self.inf += bad - nan
+            low = np.where(finite, x, np.inf)
+            high = np.where(finite, x, -np.inf)
+            x[~finite] = 0.0  # before the filter and the energies see it
+            block_sum = float(x.sum())
+            if self.silence_counts is None:
+                self.silence_counts = WindowCount(self.silence.width, self.silence.fill)
+        self.sum += block_sum
+
+        block_min, block_max = self.waveform.push(low, high)
+        self.low, self.high = min(self.low, block_min), max(self.high, block_max)
+        block_peak = max(-block_min, block_max, 0.0)
+        if block_peak >= self.clip_level:
+            clipped = np.abs(x) >= self.clip_level
+            if finite is not None:
+                clipped &= finite
+            self.clipped += int(np.count_nonzero(clipped))
+
+        silence = self.silence.push(x)
+        counts = self.silence_counts.push(finite, n) if self.silence_counts else None
+
+        if self.kfilter is not None:
+            weighted, self.kstate = lfilter(self.kfilter.b, self.kfilter.a, x, zi=self.kstate)
+            loudness = self.subblocks.push(weighted)
+        else:
+            loudness = np.empty(0)
+
+        if history:
+            self._true_peak(n, block_peak)
+            self.buffer[:history] = self.buffer[n : n + history]
+        return silence, counts, loudness
+
+    def _true_peak(self, n: int, block_peak: float) -> None:
+        """Max |x| of the 4x-interpolated signal. The interpolated values near a sample
+        are bounded by the filter's gain times the peak of the 12 samples they read, so
+        whole blocks, then segments, too quiet to beat the peak found so far are skipped;
+        the rest go through one matrix product per segment group."""
+        best = max(self.true_peak, block_peak)
+        history = self.history
+        buffer = self.buffer
+        gain = self.tp_gain
+        previous_peak = float(np.abs(buffer[:history]).max())
+        if max(block_peak, previous_peak) * gain <= best:
+            self.true_peak = best
+            return
+        segment = TRUE_PEAK_SEGMENT
+        segments = n // segment
+        if segments:
+            x = buffer[history : history + segments * segment].reshape(segments, segment)
+            peaks = np.maximum(x.max(axis=1), -x.min(axis=1))
+            # a segment's first outputs also read the 11 samples before it
+            reach = np.maximum(peaks, np.concatenate(([previous_peak], peaks[:-1])))
+            chosen = np.flatnonzero(reach * gain > best)
+            if len(chosen):
+                best = max(best, self._interpolated_peak(chosen))
+        rest = n - segments * segment
+        if rest:
+            start = segments * segment
+            row = TRUE_PEAK_ROW
+            whole = rest // row
+            if whole:
+                windows = as_strided(
+                    buffer[start:],
+                    shape=(whole, row + history),
+                    strides=(row * 8, 8),
+                    writeable=False,
+                )
+                values = windows.astype(np.float32) @ self.tp_matrix32
+                best = max(best, float(values.max()), -float(values.min()))
+            if rest % row:
+                start += whole * row
+                tail = rest % row
+                window = buffer[start : start + tail + history].astype(np.float32)
+                values = window @ self.tp_matrix32[: tail + history, : 3 * tail]
+                best = max(best, float(values.max()), -float(values.min()))
+        self.true_peak = best
+
+    def _interpolated_peak(self, segments: NDArray[np.intp]) -> float:
+        row = TRUE_PEAK_ROW
+        per_segment = TRUE_PEAK_SEGMENT // row
+        rows = (segments[:, None] * per_segment + np.arange(per_segment)).reshape(-1)
+        total_rows = int(rows[-1]) + 1
+        windows = as_strided(
+            self.buffer,
+            shape=(total_rows, row + self.history),
+            strides=(row * 8, 8),
+            writeable=False,
+        )
+        values = windows[rows].astype(np.float32) @ self.tp_matrix32
+        return max(float(values.max()), -float(values.min()))
+
+
+class StreamingAnalyzer:
+    """Feed blocks of shape (frames, channels) -- float in [-1, 1], or integers with a
+    ``scale`` -- then call `finish` once for the document."""
+
+    def __init__(
+        self,
+        samplerate: int,
+        channels: int,
+        *,
+        expected_frames: int | None = None,
+        options: AnalysisOptions | None = None,
+        clip_level: float = 1.0,
+    ):
+        if samplerate <= 0 or channels <= 0:
+            raise ValueError("samplerate and channels must be positive")
+        self.options = options or AnalysisOptions()
+        self.samplerate = int(samplerate)
+        self.channels = int(channels)
+        self.expected_frames = expected_frames
+        self.frames = 0
+        self.clip_level = clip_level
+        self.weights = channel_weights(self.channels)
+        self.subblock = max(1, round(self.samplerate / 10))  # 100 ms, as libebur128 rounds
+        self.silence_window = max(1, round(self.samplerate * self.options.silence_window_seconds))
+        self.silence_power = 10.0 ** (self.options.silence_threshold_dbfs / 10.0)
+        self.loudness_enabled = self.samplerate >= filters.MIN_LOUDNESS_RATE
+        kfilter = filters.k_weighting(self.samplerate) if self.loudness_enabled else None
+        true_peak = None
+        if self.options.true_peak:
+            phases = filters.true_peak_phases()
+            true_peak = (
+                filters.true_peak_matrix(phases, TRUE_PEAK_ROW),
+                filters.true_peak_gain_bound(phases),
+            )
+        self._states = [
+            _ChannelState(
+                self.samplerate,
+                expected_frames,
+                self.options,
+                subblock=self.subblock,
+                silence_window=self.silence_window,
+                clip_level=clip_level,
+                kfilter=kfilter,
+                true_peak=true_peak,
+            )
+            for _ in range(self.channels)
+        ]
+        self._subblock_power: list[NDArray[np.float64]] = []
+        self._silent_windows = 0
+        self._silent_run = 0
+        self._longest_run = 0
+        self._windows = 0
+        threads = self.options.threads or os.cpu_count() or 1
+        threads = min(threads, self.channels)
+        self._pool = ThreadPoolExecutor(threads, "analysis") if threads > 1 else None
+        self._blas_limit = (
+            threadpool_limits(limits=1, user_api="blas")
+            if threadpool_limits is not None and self.options.true_peak
+            else None
+        )
+        self._pending: list[Future[Any]] | None = None
+        self._finished = False
+
+    # --- feeding ----------------------------------------------------------------------
+
+    def feed(self, block: NDArray[Any], *, scale: float | None = None) -> None:
+        """Analyse one block of shape (frames, channels) (or (frames,) for mono)."""
+        self.submit(block, scale=scale)
+        self.collect()
+
+    def submit(self, block: NDArray[Any], *, scale: float | None = None) -> None:
+        """Start analysing ``block`` on the worker threads and return at once; the caller
+        may then read the next block, but must not touch this one until `collect`."""
+        if self._finished:
+            raise RuntimeError("the analyser has finished")
+        if self._pending is not None:
+            self.collect()
+        array = np.asarray(block)
+        if array.ndim == 1:
+            array = array.reshape(-1, 1)
+        if array.ndim != 2 or array.shape[1] != self.channels:
+            raise ValueError(f"expected a block of shape (frames, {self.channels})")
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"expected numeric samples, got {array.dtype}")
+        if array.dtype.kind in "iu" and scale is None:
+            raise ValueError("integer samples need a scale")
+        self.frames += array.shape[0]
+        if self._pool is None:
+            self._pending = [_done(state.process(array[:, i], scale)) for i, state in _enum(self)]
+        else:
+            pool = self._pool
+            self._pending = [
+                pool.submit(state.process, array[:, i], scale) for i, state in _enum(self)
+            ]
+
+    def collect(self) -> None:
+        """Wait for the block given to `submit` and fold its cross-channel results in."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        results = [future.result() for future in pending]
+        self._combine_silence([r[0] for r in results], [r[1] for r in results])
+        if self.loudness_enabled:
+            power = sum(w * r[2] for w, r in zip(self.weights, results, strict=True) if w)
+            if isinstance(power, np.ndarray) and len(power):
+                self._subblock_power.append(power / self.subblock)
+
+    def _combine_silence(
+        self,
+        energies: Sequence[NDArray[np.float64]],
+        counts: Sequence[NDArray[np.float64] | None],
+    ) -> None:
+        windows = len(energies[0])
+        if not windows:
+            return
+        loudest = np.zeros(windows)
+        for energy, count in zip(energies, counts, strict=True):
+            if count is None:
+                mean_square = energy / self.silence_window
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    mean_square = np.where(count > 0, energy / np.maximum(count, 1), 0.0)
+            np.maximum(loudest, mean_square, out=loudest)
+        silent = loudest < self.silence_power
+        self._windows += windows
+        self._add_silent_runs(silent)
+
+    def _add_silent_runs(self, silent: NDArray[np.bool_]) -> None:
+        count = int(np.count_nonzero(silent))
+        self._silent_windows += count
+        if count == 0:
+            self._silent_run = 0
+            return
+        if count == len(silent):
+            self._silent_run += count
+            self._longest_run = max(self._longest_run, self._silent_run)
+            return
+        # run lengths of True in `silent`, the first one continuing the open run
+        padded = np.concatenate(([False], silent, [False])).astype(np.int8)
+        edges = np.diff(padded)
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        runs = ends - starts
+        if silent[0]:
+            runs[0] += self._silent_run
+        self._longest_run = max(self._longest_run, int(runs.max()))
+        self._silent_run = int(runs[-1]) if silent[-1] else 0
+
+    # --- the result -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker threads (idempotent; `finish` calls it)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
+
+    def finish(self) -> dict[str, Any]:
+        """The analysis document (JSON-safe: no NaN or infinity anywhere)."""
+        self.collect()
+        self._finished = True
+        self.close()
+        duration = self.frames / self.samplerate
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "format": {
+                "sample_rate": self.samplerate,
+                "channels": self.channels,
+                "frames": self.frames,
+                "duration_seconds": duration,
+            },
+            "peak_dbfs": db(max((_peak(s) for s in self._states), default=0.0)),
+            "channels": [self._channel_document(i, s) for i, s in enumerate(self._states)],
+            "loudness": self._loudness_document(),
+            "silence": self._silence_document(),
+            "waveform": self._waveform_document(),
+        }
+
+    def _channel_document(self, index: int, state: _ChannelState) -> dict[str, Any]:
+        finite = state.samples - state.nan - state.inf
+        rms = math.sqrt(state.silence.total / finite) if finite else 0.0
+        document: dict[str, Any] = {
+            "index": index,
+            "peak_dbfs": db(_peak(state)),
+            "rms_dbfs": db(rms),
+            "dc_offset": _finite(state.sum / finite) if finite else None,
+            "clipped_samples": state.clipped,
+            "nan_samples": state.nan,
+            "inf_samples": state.inf,
+            "finite_samples": finite,
+        }
+        if self.options.true_peak:
+            document["true_peak_dbtp"] = db(state.true_peak) if finite else None
+        return document
+
+    def _loudness_document(self) -> dict[str, Any]:
+        power = np.concatenate(self._subblock_power) if self._subblock_power else np.empty(0)
+        result = gated_loudness(power)
+        true_peak = max((s.true_peak for s in self._states), default=0.0)
+        return {
+            "integrated_lufs": result.integrated_lufs,
+            "loudness_range_lu": result.loudness_range_lu,
+            "lra_low_lufs": result.lra_low_lufs,
+            "lra_high_lufs": result.lra_high_lufs,
+            "momentary_max_lufs": result.momentary_max_lufs,
+            "short_term_max_lufs": result.short_term_max_lufs,
+            "true_peak_dbtp": db(true_peak) if self.options.true_peak else None,
+            "gated_blocks": result.gated_blocks,
+            "blocks": result.blocks,
+            "channel_weights": list(self.weights),
+            "method": "ITU-R BS.1770-4 / EBU R128, LRA per EBU Tech 3342"
+            if self.loudness_enabled
+            else f"not measured: BS.1770 needs >= {filters.MIN_LOUDNESS_RATE} Hz",
+        }
+
+    def _silence_document(self) -> dict[str, Any]:
+        windows = float(self._windows)
+        silent = float(self._silent_windows)
+        run = float(self._silent_run)
+        longest = float(self._longest_run)
+        fill = self._states[0].silence.fill
+        if fill:  # the last, partial window counts for its share
+            fraction = fill / self.silence_window
+            loudest = 0.0
+            for state in self._states:
+                counted = state.silence_counts.partial if state.silence_counts is not None else fill
+                if counted:
+                    loudest = max(loudest, state.silence.partial / counted)
+            windows += fraction
+            if loudest < self.silence_power:
+                silent += fraction
+                longest = max(longest, run + fraction)
+        window_seconds = self.silence_window / self.samplerate
+        return {
+            "threshold_dbfs": self.options.silence_threshold_dbfs,
+            "window_seconds": window_seconds,
+            "silent_seconds": silent * window_seconds,
+            "ratio": silent / windows if windows else None,
+            "longest_seconds": longest * window_seconds,
+        }
+
+    def _waveform_document(self) -> dict[str, Any]:
+        channels = []
+        count = 0
+        for state in self._states:
+            mins, maxs = state.waveform.result()
+            count = len(mins)
+            channels.append({"min": _rounded(mins), "max": _rounded(maxs)})
+        return {
+            "buckets": count,
+            "frames_per_bucket": self.frames / count if count else None,
+            "channels": channels,
+        }
+
+
+def _enum(analyzer: StreamingAnalyzer) -> list[tuple[int, _ChannelState]]:
+    return list(enumerate(analyzer._states))
+
+
+def _done(value: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+def _peak(state: _ChannelState) -> float:
+    return max(-state.low, state.high, 0.0) if math.isfinite(state.low) else 0.0
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _rounded(values: NDArray[np.float64]) -> list[float | None]:
+    return [round(float(v), 5) if math.isfinite(v) else None for v in values]

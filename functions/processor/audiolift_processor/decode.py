@@ -1,0 +1,256 @@
+"""Decode an audio file object block by block and analyse it.
+
+The file object may be a local file or the S3 range reader. soundfile (libsndfile) calls
+its ``readinto`` from a C callback and swallows any exception raised there: a failed read
+then looks like the end of the file (WAV) or an error without a message (FLAC). So if the
+file object has ``raise_if_failed()``, it is called after every block, at the end and
+before any decoding error is reported -- a network failure surfaces as the reader's own
+exception, never as a shorter recording or "corrupt audio".
+
+Speed: blocks are read as int16/int32 whenever the subtype allows (libsndfile's own
+int->float conversion is several times slower than numpy's), into two reused buffers,
+and the analysis of one block runs on worker threads while the next one is read.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import IO, Any
+
+import numpy as np
+import soundfile as sf
+from audiolift_core.errors import CorruptAudio, UnsupportedFormat
+
+from .analysis import AnalysisOptions, StreamingAnalyzer
+from .sniff import SNIFF_BYTES, sniff
+
+ProgressCallback = Callable[[int, int | None], None]
+
+MAX_CHANNELS = 64
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
+# Samples (frames x channels) per block: ~1 MiB of int32 per buffer, so a block and its
+# float64 working copies stay in cache-friendly sizes whatever the channel count.
+BLOCK_SAMPLES = 1 << 18
+
+# Containers whose header states the exact length: fewer decoded frames means damage.
+_EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "aifc", "caf", "au"})
+
+# How to read each subtype: (numpy dtype, bits of resolution for the clip level).
+_INT16_SUBTYPES = {
+    "PCM_16": 16,
+    "PCM_S8": 8,
+    "PCM_U8": 8,
+    "ULAW": 14,
+    "ALAW": 13,
+    "DPCM_8": 8,
+    "DPCM_16": 16,
+    "DWVW_12": 12,
+    "DWVW_16": 16,
+    "IMA_ADPCM": 16,
+    "MS_ADPCM": 16,
+    "GSM610": 16,
+    "VOX_ADPCM": 16,
+    "G721_32": 16,
+    "G723_24": 16,
+    "G723_40": 16,
+    "NMS_ADPCM_16": 16,
+    "NMS_ADPCM_24": 16,
+    "NMS_ADPCM_32": 16,
+    "ALAC_16": 16,
+}
+_INT32_SUBTYPES = {
+    "PCM_24": 24,
+    "PCM_32": 32,
+    "DWVW_24": 24,
+    "ALAC_20": 20,
+    "ALAC_24": 24,
+    "ALAC_32": 32,
+}
+
+
+def read_plan(subtype: str) -> tuple[str, float | None, float]:
+    """(dtype to read, scale to [-1, 1) or None for floats, clip level)."""
+    if subtype in _INT16_SUBTYPES:
+        bits = min(_INT16_SUBTYPES[subtype], 16)
+        return "int16", 1.0 / 32768.0, _clip_level(bits)
+    if subtype in _INT32_SUBTYPES:
+        return "int32", 1.0 / 2147483648.0, _clip_level(_INT32_SUBTYPES[subtype])
+    if subtype == "DOUBLE":
+        return "float64", None, 1.0
+    return "float32", None, 1.0  # FLOAT, and the lossy codecs decode to float
+
+
+def _clip_level(bits: int) -> float:
+    """A sample at the largest positive code of a ``bits``-bit format (or beyond, or at
+    the most negative one) counts as clipped."""
+    return 1.0 - 2.0 ** (1 - bits)
+
+
+def analyze_stream(
+    fileobj: IO[bytes] | Any,
+    *,
+    size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    options: AnalysisOptions | None = None,
+) -> dict[str, Any]:
+    """Analyse the audio in ``fileobj`` (seekable, binary). Returns the analysis document.
+
+    Raises UnsupportedFormat or CorruptAudio for files we cannot analyse; whatever
+    ``on_progress`` or the file object's ``raise_if_failed`` raise propagates untouched.
+    """
+    check = getattr(fileobj, "raise_if_failed", None)
+    raise_if_failed: Callable[[], None] = check if callable(check) else _nothing
+
+    head = fileobj.read(SNIFF_BYTES)
+    raise_if_failed()
+    if not head and size:
+        raise CorruptAudio("The file could not be read from the start.")
+    container = sniff(bytes(head))
+    fileobj.seek(0)
+    promised_by_header = _riff_data_frames(bytes(head)) if container == "wav" else None
+
+    try:
+        sound = sf.SoundFile(fileobj, mode="r")
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+        raise_if_failed()
+        raise _open_error(container, error) from error
+    with sound:
+        raise_if_failed()
+        samplerate, channels = int(sound.samplerate), int(sound.channels)
+        subtype = str(sound.subtype)
+        _check_limits(samplerate, channels)
+        expected = int(sound.frames) if sound.frames > 0 else None
+        if promised_by_header is not None and (expected is None or promised_by_header > expected):
+            expected = promised_by_header
+        dtype, scale, clip_level = read_plan(subtype)
+
+        analyzer = StreamingAnalyzer(
+            samplerate,
+            channels,
+            expected_frames=expected,
+            options=options,
+            clip_level=clip_level,
+        )
+        try:
+            decoded = _decode(sound, analyzer, dtype, scale, expected, raise_if_failed, on_progress)
+            document = analyzer.finish()
+        finally:
+            analyzer.close()
+
+    raise_if_failed()
+    if expected is not None and decoded < expected and container in _EXACT_LENGTH:
+        raise CorruptAudio(
+            f"The audio is truncated: the header promises {expected} frames "
+            f"({expected / samplerate:.1f} s) but only {decoded} "
+            f"({decoded / samplerate:.1f} s) could be decoded."
+        )
+    document["format"].update(
+        {
+            "container": container,
+            "subtype": subtype,
+            "frames_expected": expected,
+            "file_bytes": size,
+        }
+    )
+    return document
+
+
+def _decode(
+    sound: sf.SoundFile,
+    analyzer: StreamingAnalyzer,
+    dtype: str,
+    scale: float | None,
+    expected: int | None,
+    raise_if_failed: Callable[[], None],
+    on_progress: ProgressCallback | None,
+) -> int:
+    frames_per_block = max(1, BLOCK_SAMPLES // sound.channels)
+    buffers = [np.empty((frames_per_block, sound.channels), dtype=dtype) for _ in range(2)]
+    decoded = 0
+    current = 0
+    block = _read(sound, buffers[current], raise_if_failed)
+    while len(block):
+        analyzer.submit(block, scale=scale)  # analysed on the workers ...
+        current ^= 1
+        following = _read(sound, buffers[current], raise_if_failed)  # ... while we read on
+        analyzer.collect()
+        decoded += len(block)
+        raise_if_failed()
+        if on_progress is not None:
+            on_progress(decoded, expected)
+        block = following
+    return decoded
+
+
+def _read(sound: sf.SoundFile, buffer: np.ndarray, raise_if_failed: Callable[[], None]) -> Any:
+    try:
+        return sound.read(len(buffer), dtype=str(buffer.dtype), always_2d=True, out=buffer)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise_if_failed()
+        raise CorruptAudio(
+            f"The audio data is damaged and could not be decoded past frame {sound.tell()} "
+            f"({_detail(error)})."
+        ) from error
+
+
+def _check_limits(samplerate: int, channels: int) -> None:
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise UnsupportedFormat(
+            f"The file declares {channels} channels; at most {MAX_CHANNELS} are supported."
+        )
+    if not MIN_SAMPLE_RATE <= samplerate <= MAX_SAMPLE_RATE:
+        raise UnsupportedFormat(
+            f"The file declares a sample rate of {samplerate} Hz; supported rates are "
+            f"{MIN_SAMPLE_RATE} Hz to {MAX_SAMPLE_RATE} Hz."
+        )
+
+
+def _open_error(container: str, error: Exception) -> Exception:
+    detail = _detail(error)
+    lowered = detail.lower()
+    if "unsupported" in lowered or "not supported" in lowered or "unknown format" in lowered:
+        return UnsupportedFormat(
+            f"The file looks like {container.upper()} but uses a variant that cannot be "
+            f"decoded ({detail})."
+        )
+    if "channel" in lowered and ("too many" in lowered or "bad" in lowered):
+        return UnsupportedFormat(f"The {container.upper()} file has an invalid channel count.")
+    return CorruptAudio(
+        f"The file looks like {container.upper()} but its header is damaged or "
+        f"inconsistent ({detail})."
+    )
+
+
+def _detail(error: Exception) -> str:
+    text = str(error).strip()
+    if ":" in text and text.lower().startswith("error opening"):
+        text = text.split(":", 1)[1].strip()
+    return text or "no detail from the decoder"
+
+
+def _nothing() -> None:
+    return None
+
+
+def _riff_data_frames(head: bytes) -> int | None:
+    """Frames the WAV header itself promises (from the data chunk's size), when the data
+    chunk starts within the sniffed bytes. libsndfile quietly clamps an oversized data
+    chunk to the file's length, which would hide a truncated upload."""
+    if len(head) < 12 or head[:4] != b"RIFF":
+        return None
+    position = 12
+    block_align = 0
+    while position + 8 <= len(head):
+        chunk_id = head[position : position + 4]
+        (chunk_size,) = struct.unpack_from("<I", head, position + 4)
+        body = position + 8
+        if chunk_id == b"fmt " and body + 14 <= len(head):
+            (block_align,) = struct.unpack_from("<H", head, body + 12)
+        elif chunk_id == b"data":
+            if not block_align or chunk_size in (0, 0xFFFFFFFF):
+                return None  # a streamed WAV: its length is unknown, not wrong
+            return chunk_size // block_align
+        position = body + chunk_size + (chunk_size & 1)
+    return None
