@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from audiolift_core.aws import dynamodb_client, s3_client
 from audiolift_core.jobs_table import JobsTable
@@ -19,18 +19,56 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from . import companion, errors, routes
+from .models import ErrorResponse
 from .service import UploadService
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
 log = logger("audiolift-api")
 api_metrics = metrics("audiolift-api")
 
 
+class _LazyClient:
+    """A boto3 client made on first use. Loading botocore's service models costs ~100 ms;
+    requests that touch no AWS service (/health, 401s, malformed requests) need not pay
+    it on a cold start. The factories cache the client, so it is made once."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory(), name)
+
+
 def build_service(settings: ApiSettings) -> UploadService:
+    dynamodb = cast("DynamoDBClient", _LazyClient(dynamodb_client))
+    s3 = cast("S3Client", _LazyClient(s3_client))
     return UploadService(
         settings,
-        JobsTable(dynamodb_client(), settings.storage.jobs_table),
-        UploadStore(s3_client(), settings.storage.upload_bucket),
+        JobsTable(dynamodb, settings.storage.jobs_table),
+        UploadStore(s3, settings.storage.upload_bucket),
     )
+
+
+def _with_error_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """app.openapi, plus the ErrorResponse schema every error response refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            error_schema = ErrorResponse.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            for name, definition in error_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["ErrorResponse"] = error_schema
+        return app.openapi_schema or {}
+
+    return openapi
 
 
 def _correlation_id(request: Request) -> str:
@@ -54,6 +92,7 @@ def create_app(service: UploadService | None = None) -> FastAPI:
         ),
     )
     app.state.service = service
+    app.openapi = _with_error_schema(app)  # type: ignore[method-assign]
     if service.settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

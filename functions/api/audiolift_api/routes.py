@@ -13,7 +13,6 @@ from .models import (
     CompleteRequest,
     CreateUploadRequest,
     CreateUploadResponse,
-    ErrorResponse,
     JobListResponse,
     JobStatusResponse,
     JobView,
@@ -50,8 +49,30 @@ Owner = Annotated[str, Depends(owner)]
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
+# Error responses reference one ErrorResponse schema (create_app adds it to the components)
+# instead of naming the model per status: FastAPI builds a pydantic field for every
+# (route, status, model), twice on a cold start, which cost ~50 ms for ~100 of them.
+ERROR_SCHEMA_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_ERROR_DESCRIPTIONS = {
+    400: "The request is not valid",
+    401: "No valid API key or token",
+    404: "No such job (or not the caller's)",
+    409: "The job is not in a state that allows this",
+    413: "The file is larger than the limit",
+    415: "Not an audio file",
+    422: "The request body or parameters are malformed, or the sizes do not add up",
+    503: "A storage service is temporarily unavailable",
+}
+
+
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorResponse} for status in (401, 422, 503, *statuses)}
+    return {
+        status: {
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": ERROR_SCHEMA_REF}},
+        }
+        for status in sorted({401, 422, 503, *statuses})
+    }
 
 
 router = APIRouter(prefix="/v1")
