@@ -11,6 +11,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BrowserStack:
+    name: str  # which back end: "moto" or "seaweedfs"
     api_url: str
     s3_endpoint: str
     api_key: str

@@ -1,16 +1,20 @@
 """Fixtures for driving the browser page (clients/web) in real headless Chromium.
 
-- ``web_page_url``: the page, built with esbuild if its bundle is stale, served by a static
+- ``web_origin``: the page, built with esbuild if its bundle is stale, served by a static
   file server on its own port: the page's origin differs from the API's and from S3's, so
   CORS is exercised exactly as in a deployment.
-- ``browser_stack``: the API (uvicorn serving ``create_app()``, configured from the
-  environment as the local stack configures it) over moto's server for S3 and DynamoDB,
-  each a separate process on 127.0.0.1. The table and bucket come from template.yaml's own
-  definitions (the bucket's CORS rule with ``ExposeHeaders: ETag``); moto runs with
-  ``MOTO_DISABLE_GLOBAL_CORS=true`` so that rule, not moto's allow-everything default, is
-  what the browser meets. moto's S3 announces each new object on the processing queue (the
-  template's notification), and a poller thread hands the messages to the processor's real
-  Lambda handler, as the event source mapping would.
+- ``browser_stack``: the back end, twice over (parametrised):
+  * ``moto``: this module's harness. The API (uvicorn serving ``create_app()``,
+    configured from the environment) over moto's server for S3, DynamoDB and SQS, each a
+    separate process on 127.0.0.1; table, queues and bucket from template.yaml's own
+    definitions, the bucket's CORS rule (``ExposeHeaders: ETag``) listing the page's
+    origin. moto runs with ``MOTO_DISABLE_GLOBAL_CORS=true`` so that rule, not moto's
+    allow-everything default, is what the browser meets. moto's S3 announces each new
+    object on the processing queue (the template's notification) and a poller thread
+    hands the messages to the processor's real Lambda handler.
+  * ``seaweedfs``: the project's local stack (``python -m audiolift_devstack up``), whose
+    S3 is SeaweedFS: it checks the presigned URLs' signatures and applies bucket CORS
+    itself.
 - ``chromium``: a Playwright browser context on Debian's /usr/bin/chromium (Playwright's
   own browser downloads are not used), with a fresh profile directory.
 """
@@ -155,17 +159,61 @@ def _aws_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["moto", "seaweedfs"])
 def browser_stack(
-    web_origin: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, web_origin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserStack]:
+    """The page's back end: this module's moto harness, or the project's local stack
+    (SeaweedFS, a real S3 that checks SigV4 signatures and serves bucket CORS itself)."""
+    state = tmp_path_factory.mktemp(f"browser-{request.param}")
+    if request.param == "moto":
+        with moto_harness(web_origin, state) as stack:
+            yield stack
+    else:
+        with local_stack(state) as stack:
+            yield stack
+
+
+@contextlib.contextmanager
+def local_stack(state: Path) -> Iterator[BrowserStack]:
+    """``python -m audiolift_devstack up`` (SeaweedFS), started and stopped the way the
+    integration tests do it."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    try:
+        from stack_support import stack_clients, start_stack_process
+    finally:
+        sys.path.pop(0)
+
+    handle = start_stack_process(state / "stack")
+    try:
+        info = handle.info
+        s3, dynamodb, _ = stack_clients(info)
+        yield BrowserStack(
+            name="seaweedfs",
+            api_url=info["api_url"],
+            s3_endpoint=info["s3_endpoint"],
+            api_key=info["api_key"],
+            bucket=info["bucket"],
+            table=info["table"],
+            s3=s3,
+            dynamodb=dynamodb,
+        )
+    finally:
+        handle.stop()
+        survivors = handle.survivors()
+        for process in survivors:
+            process.kill()
+        assert not survivors, f"the local stack left {survivors} behind"
+
+
+@contextlib.contextmanager
+def moto_harness(web_origin: str, state: Path) -> Iterator[BrowserStack]:
     from audiolift_core.jobs_table import JobsTable
     from audiolift_core.settings import ProcessorSettings, StorageSettings
     from audiolift_core.storage import UploadStore
     from audiolift_devstack.template_resources import ResourceNames, create_resources
     from audiolift_processor.processing import Processor
 
-    state = tmp_path_factory.mktemp("browser-stack")
     names = ResourceNames.with_prefix("browser-test")
     moto_port, api_port = free_port(), free_port()
     moto_url = f"http://127.0.0.1:{moto_port}"
@@ -219,6 +267,7 @@ def browser_stack(
             poller,
         ):
             yield BrowserStack(
+                name="moto",
                 api_url=api_url,
                 s3_endpoint=moto_url,
                 api_key=API_KEY,

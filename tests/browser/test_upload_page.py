@@ -22,7 +22,7 @@ pytestmark = pytest.mark.browser
 SAMPLE_RATE = 48_000
 SECONDS = 60  # 16-bit stereo: 11.5 MB, three Uppy parts (5 MiB, 5 MiB, the rest)
 MiB = 1024 * 1024
-SCREENSHOT = Path("/tmp/audiolift-web-upload.png")
+SCREENSHOTS = Path("/tmp")
 
 
 def write_music_like_wav(path: Path) -> bytes:
@@ -179,7 +179,9 @@ def test_upload_goes_from_the_browser_straight_to_s3_and_the_job_follows(
     # The waveform is drawn: wave-coloured columns everywhere but the two silent seconds.
     drawn = page.evaluate(DRAWN_COLUMNS_JS)
     assert 0.95 < drawn < 0.98, drawn  # 58 of 60 seconds
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(
+        path=SCREENSHOTS / f"audiolift-web-upload-{browser_stack.name}.png", full_page=True
+    )
     assert not page_errors
 
 
@@ -212,7 +214,9 @@ def test_a_wrong_api_key_shows_the_apis_own_message(
     page.click("#save-settings")
     page.wait_for_function("document.querySelector('#connection').dataset.state === 'error'")
     assert page.inner_text("#error-message") == api_message
-    page.screenshot(path=str(SCREENSHOT.with_name("audiolift-web-wrong-key.png")), full_page=True)
+    page.screenshot(
+        path=SCREENSHOTS / f"audiolift-web-wrong-key-{browser_stack.name}.png", full_page=True
+    )
 
     # An API that does not answer is named as such; the right key is accepted.
     page.fill("#api-url", "http://127.0.0.1:9")
