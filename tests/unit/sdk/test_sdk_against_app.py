@@ -86,7 +86,7 @@ class Faulty(httpx.BaseTransport):
                 action = None
         if action is not None:
             request.read()
-            return action(request)  # type: ignore[no-any-return]
+            return action(request)
         return self.inner.handle_request(request)
 
     def puts(self, part_number: int | None = None) -> list[httpx.Request]:
