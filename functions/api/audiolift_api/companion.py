@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from audiolift_core.errors import InvalidRequest, NotFound, UploadTooLarge
+from audiolift_core.errors import EmptyUpload, InvalidRequest, NotFound, UploadTooLarge
 from audiolift_core.jobs import Job
 from fastapi import APIRouter, Path, Query, Request
 
@@ -60,8 +60,8 @@ def create(body: CompanionCreateRequest, request: Request, svc: Service, caller:
         raise UploadTooLarge(
             f"The file is {size} bytes; the limit is {svc.settings.max_upload_bytes}."
         )
-    if size == 0:
-        raise InvalidRequest("The file is empty.")
+    if size is not None and size <= 0:
+        raise EmptyUpload()  # 422, as on /v1/uploads
     job = svc.create_upload(
         caller, filename=body.filename, size=None, content_type=body.type, source="uppy"
     )
