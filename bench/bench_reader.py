@@ -76,9 +76,10 @@ def analysis_function() -> Callable[..., Any] | None:
 
 
 def write_wav(path: Path, size: int) -> None:
-    """A 16-bit stereo 48 kHz file of about ``size`` bytes: a few detuned partials with a
-    slow amplitude envelope and some noise (music-like, not a constant). RF64 when the
-    data would not fit a plain WAV's 32-bit sizes."""
+    """A 16-bit stereo 48 kHz file of about ``size`` bytes: a few detuned partials under
+    a slow envelope, plus noise (music-like, not a constant). Eight distinct int16 blocks
+    are computed once and cycled, so writing is bound by the disk. RF64 when the data
+    would not fit a plain WAV's 32-bit sizes."""
     frames = size // (2 * CHANNELS)
     container = "WAV" if size < 4 * GiB - 1024 else "RF64"
     rng = np.random.default_rng(1)
@@ -86,7 +87,12 @@ def write_wav(path: Path, size: int) -> None:
     t = np.arange(block) / RATE
     partials = [(220.0, 0.3), (277.2, 0.2), (329.6, 0.15), (440.0, 0.1)]
     tone = sum(amp * np.sin(2 * np.pi * freq * t) for freq, amp in partials)
-    noise = rng.standard_normal((block, CHANNELS)) * 0.02
+    blocks = []
+    for index in range(8):
+        envelope = 0.5 + 0.4 * np.sin(np.pi * index / 8 + 2 * np.pi * t / 20)
+        stereo = np.column_stack([tone * envelope, np.roll(tone, 37 + index) * envelope])
+        stereo += rng.standard_normal((block, CHANNELS)) * 0.02
+        blocks.append(np.round(stereo * 32767).clip(-32768, 32767).astype(np.int16))
     with sf.SoundFile(
         path, "w", samplerate=RATE, channels=CHANNELS, subtype="PCM_16", format=container
     ) as out:
@@ -94,9 +100,7 @@ def write_wav(path: Path, size: int) -> None:
         index = 0
         while written < frames:
             count = min(block, frames - written)
-            envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 0.05 * (index * block / RATE))
-            stereo = np.column_stack([tone * envelope, np.roll(tone, 37) * envelope]) + noise
-            out.write(np.roll(stereo, index * 997, axis=0)[:count])
+            out.write(blocks[index % len(blocks)][:count])
             written += count
             index += 1
 
@@ -124,7 +128,27 @@ def _free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def seaweedfs(workdir: Path) -> Iterator[str]:
+def local_s3(workdir: Path, own: bool) -> Iterator[str]:
+    """SeaweedFS from the local stack (``audiolift_devstack.seaweed``) when it is there,
+    else a ``weed mini`` of our own. Its credentials go to the environment, where the
+    clients here and the RSS subprocesses find them."""
+    try:
+        from audiolift_devstack.seaweed import SeaweedFS
+    except ImportError:
+        own = True
+    if own:
+        os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "bench"
+        with weed_mini(workdir) as endpoint:
+            yield endpoint
+        return
+    with SeaweedFS(state_dir=workdir / "stack") as server:
+        os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
+        os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
+        yield server.s3_endpoint
+
+
+@contextlib.contextmanager
+def weed_mini(workdir: Path) -> Iterator[str]:
     weed = Path(sys.executable).parent / "weed"
     if not weed.exists():
         found = shutil.which("weed")
@@ -310,6 +334,16 @@ def measure(source: Source, work: str, size: int) -> float:
 # --- the RSS subprocess -----------------------------------------------------------------
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: Linux carries the
+    parent's high-water mark over fork + exec into ru_maxrss."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(args: argparse.Namespace) -> None:
     client = s3_client(args.endpoint)
     started = time.perf_counter()
@@ -330,11 +364,10 @@ def child(args: argparse.Namespace) -> None:
         reader.raise_if_failed()
         stats = reader.stats
     elapsed = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {
-                "peak_rss_mib": peak_kib / 1024,
+                "peak_rss_mib": peak_rss_kib() / 1024,
                 "seconds": elapsed,
                 "gets": stats.gets,
                 "buffers": stats.buffers_allocated,
@@ -390,6 +423,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-s3object", action="store_true")
     parser.add_argument(
+        "--own-seaweed",
+        action="store_true",
+        help="start 'weed mini' here instead of the local stack's SeaweedFS launcher",
+    )
+    parser.add_argument(
         "--f32", action="store_true", help="also decode with libsndfile's float conversion"
     )
     # the RSS child
@@ -398,6 +436,10 @@ def main() -> None:
     parser.add_argument("--etag", help=argparse.SUPPRESS)
     parser.add_argument("--size-bytes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Clean up (stop SeaweedFS, delete the files) on Ctrl-C and on kill, also when started
+    # in the background, where SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.child:
         child(args)
         return
@@ -405,7 +447,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="audiolift-bench-reader-", dir=args.workdir))
     try:
         with contextlib.ExitStack() as stack:
-            endpoint = args.endpoint or stack.enter_context(seaweedfs(workdir))
+            endpoint = args.endpoint or stack.enter_context(local_s3(workdir, args.own_seaweed))
             run(args, endpoint, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
