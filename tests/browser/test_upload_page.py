@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -256,3 +257,55 @@ def test_a_file_that_is_not_audio_is_refused_before_any_request(
     )
     assert page.locator("#picker").is_visible()
     assert not network.to(browser_stack.api_url) and not network.to(browser_stack.s3_endpoint)
+
+
+def test_cancelling_an_upload_aborts_it_in_s3_and_cancels_the_job(
+    chromium: Any, browser_stack: BrowserStack, web_origin: str, tmp_path: Path
+) -> None:
+    wav = tmp_path / "long take.wav"
+    write_music_like_wav(wav)
+    page = chromium.new_page()
+    # Slow uploads down (about 2 MB/s) so that Cancel lands in the middle of a part.
+    cdp = chromium.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2e6},
+    )
+    page.goto(page_url(web_origin, browser_stack, browser_stack.api_key))
+    page.wait_for_selector("body[data-ready=true]")
+    page.set_input_files("#file-input", str(wav))
+    page.wait_for_function(
+        "document.querySelector('#upload').dataset.jobId &&"
+        " document.querySelector('#upload-progress').value >= 10"
+    )
+    job_id = page.get_attribute("#upload", "data-job-id")
+    with page.expect_response(
+        lambda r: r.request.method == "DELETE" and "/s3/multipart/" in r.url
+    ) as aborted:
+        page.click("#cancel-upload")
+    assert aborted.value.status == 200
+    assert origin(aborted.value.url) == browser_stack.api_url
+    assert page.locator("#picker").is_visible()
+    assert page.locator("#upload").is_hidden()
+
+    # Uppy aborts through the API's Companion route; the job is cancelled, S3 holds nothing.
+    deadline = time.monotonic() + 20
+    status = ""
+    while time.monotonic() < deadline:
+        item = browser_stack.dynamodb.get_item(
+            TableName=browser_stack.table, Key={"job_id": {"S": job_id}}
+        )["Item"]
+        status = item["status"]["S"]
+        if status == "cancelled":
+            break
+        time.sleep(0.2)
+    assert status == "cancelled"
+    uploads = browser_stack.s3.list_multipart_uploads(
+        Bucket=browser_stack.bucket, Prefix=f"uploads/{job_id}"
+    )
+    assert not uploads.get("Uploads")
+    assert "Contents" not in browser_stack.s3.list_objects_v2(
+        Bucket=browser_stack.bucket, Prefix=f"uploads/{job_id}"
+    )
+    assert page.locator("#error").is_hidden()
