@@ -81,6 +81,24 @@ def _entry_size(entry: Mapping[str, Any]) -> int:
     return sum(int(chunk.get("size") or 0) for chunk in entry.get("chunks") or [])
 
 
+def _content_signature(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies an entry's content. The chunks are compared by their size, write
+    time and ETag: the filer spells a chunk's id two ways (``file_id`` or ``fid``) in
+    otherwise equal entries. Rewriting the same bytes makes new chunks and a new mtime,
+    which S3 too announces as a new object; tagging changes neither."""
+    chunks = tuple(
+        (chunk.get("offset", 0), chunk.get("size"), chunk.get("modified_ts_ns"), chunk.get("e_tag"))
+        for chunk in entry.get("chunks") or []
+    )
+    return (
+        _extended(entry, ETAG_ATTRIBUTE),
+        _extended(entry, UPLOAD_ID_ATTRIBUTE),
+        _entry_size(entry),
+        (entry.get("attributes") or {}).get("mtime"),
+        chunks,
+    )
+
+
 def created_object(
     payload: Mapping[str, Any], *, bucket: str, prefix: str, buckets_dir: str = BUCKETS_DIR
 ) -> CreatedObject | None:
@@ -104,14 +122,8 @@ def created_object(
     etag = _extended(entry, ETAG_ATTRIBUTE)
     if event_type == "update":
         old = message.get("old_entry") or {}
-        unchanged = (
-            etag is not None
-            and etag == _extended(old, ETAG_ATTRIBUTE)
-            and _extended(entry, UPLOAD_ID_ATTRIBUTE) == _extended(old, UPLOAD_ID_ATTRIBUTE)
-            and entry.get("chunks") == old.get("chunks")
-        )
-        if unchanged:
-            return None
+        if old and _content_signature(entry) == _content_signature(old):
+            return None  # tags, ACLs, metadata: S3 sends no ObjectCreated for those
     return CreatedObject(
         bucket=bucket,
         key=key,

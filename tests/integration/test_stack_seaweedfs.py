@@ -1,0 +1,184 @@
+"""What moto cannot show, shown by the stack's SeaweedFS: presigned URLs are really checked
+(a tampered one and an expired one are refused, a good one works), unsigned requests are
+refused, the bucket's CORS rules from template.yaml answer preflights, and ranged GETs
+serve exact byte ranges."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+from stack_support import LocalStack
+
+pytestmark = pytest.mark.integration
+
+
+def replace_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    query.update(changes)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def flip_last_hex_digit(value: str) -> str:
+    return value[:-1] + ("0" if value[-1] != "0" else "1")
+
+
+@pytest.fixture
+def part_url(local_stack: LocalStack) -> tuple[str, str, str]:
+    """A presigned UploadPart URL for a fresh multipart upload: (url, key, upload id)."""
+    key = f"uploads/presign-{time.time_ns()}"
+    upload_id = local_stack.s3.create_multipart_upload(Bucket=local_stack.bucket, Key=key)[
+        "UploadId"
+    ]
+    url = local_stack.s3.generate_presigned_url(
+        "upload_part",
+        Params={
+            "Bucket": local_stack.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": 1,
+        },
+        ExpiresIn=300,
+    )
+    return url, key, upload_id
+
+
+def uploaded_parts(local_stack: LocalStack, key: str, upload_id: str) -> list[int]:
+    listing = local_stack.s3.list_parts(Bucket=local_stack.bucket, Key=key, UploadId=upload_id)
+    return [part["PartNumber"] for part in listing.get("Parts", [])]
+
+
+def test_a_presigned_part_url_works_as_signed(
+    local_stack: LocalStack, part_url: tuple[str, str, str]
+) -> None:
+    url, key, upload_id = part_url
+    response = httpx.put(url, content=b"a" * 1000)
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"]
+    assert uploaded_parts(local_stack, key, upload_id) == [1]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["signature", "part_number", "expiry", "key"],
+)
+def test_a_tampered_presigned_url_is_refused(
+    local_stack: LocalStack, part_url: tuple[str, str, str], tamper: str
+) -> None:
+    url, key, upload_id = part_url
+    query = parse_qs(urlsplit(url).query)
+    if tamper == "signature":
+        bad = replace_query(
+            url, **{"X-Amz-Signature": flip_last_hex_digit(query["X-Amz-Signature"][0])}
+        )
+    elif tamper == "part_number":
+        bad = replace_query(url, partNumber="2")
+    elif tamper == "expiry":  # stretch the URL's life: the signature covers it
+        bad = replace_query(url, **{"X-Amz-Expires": "604800"})
+    else:  # someone else's object, same signature
+        bad = url.replace(key, key + "-other")
+    response = httpx.put(bad, content=b"b" * 1000)
+    assert response.status_code == 403, response.text
+    assert "SignatureDoesNotMatch" in response.text
+    assert uploaded_parts(local_stack, key, upload_id) == []
+
+
+def test_an_expired_presigned_url_is_refused(local_stack: LocalStack) -> None:
+    key = f"results/expiry-{time.time_ns()}.json"
+    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=b"{}")
+    url = local_stack.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": local_stack.bucket, "Key": key}, ExpiresIn=1
+    )
+    time.sleep(2.2)
+    response = httpx.get(url)
+    assert response.status_code == 403, response.text
+    assert "expired" in response.text.lower()
+    # ... and a fresh one for the same object works (the refusal is about time only).
+    fresh = local_stack.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": local_stack.bucket, "Key": key}, ExpiresIn=60
+    )
+    assert httpx.get(fresh).content == b"{}"
+
+
+def test_an_expired_part_url_uploads_nothing(
+    local_stack: LocalStack,
+) -> None:
+    key = f"uploads/expired-part-{time.time_ns()}"
+    upload_id = local_stack.s3.create_multipart_upload(Bucket=local_stack.bucket, Key=key)[
+        "UploadId"
+    ]
+    url = local_stack.s3.generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": local_stack.bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1},
+        ExpiresIn=1,
+    )
+    time.sleep(2.2)
+    response = httpx.put(url, content=b"c" * 1000)
+    assert response.status_code == 403, response.text
+    assert uploaded_parts(local_stack, key, upload_id) == []
+
+
+def test_unsigned_and_wrongly_signed_requests_are_refused(local_stack: LocalStack) -> None:
+    key = f"results/unsigned-{time.time_ns()}"
+    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=b"secret")
+    assert httpx.get(f"{local_stack.s3_endpoint}/{local_stack.bucket}/{key}").status_code == 403
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    stranger = boto3.client(
+        "s3",
+        endpoint_url=local_stack.s3_endpoint,
+        region_name=local_stack.region,
+        aws_access_key_id=local_stack.access_key,
+        aws_secret_access_key="not-the-secret",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    with pytest.raises(ClientError) as refused:
+        stranger.get_object(Bucket=local_stack.bucket, Key=key)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_bucket_cors_comes_from_the_template(local_stack: LocalStack) -> None:
+    from audiolift_devstack.template_resources import bucket_cors_rules
+
+    assert local_stack.s3.get_bucket_cors(Bucket=local_stack.bucket)["CORSRules"] == (
+        bucket_cors_rules()
+    )
+    object_url = f"{local_stack.s3_endpoint}/{local_stack.bucket}/uploads/anything"
+    origin = "http://localhost:5173"
+    preflight = httpx.options(
+        object_url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in (origin, "*")
+    assert "PUT" in preflight.headers["access-control-allow-methods"]
+    # A browser must be able to read each part's ETag to complete the upload.
+    assert "etag" in preflight.headers["access-control-expose-headers"].lower()
+
+    # DELETE is not in the template's rule: the preflight does not allow it.
+    refused = httpx.options(
+        object_url, headers={"Origin": origin, "Access-Control-Request-Method": "DELETE"}
+    )
+    assert "DELETE" not in refused.headers.get("access-control-allow-methods", "")
+
+
+def test_ranged_gets_serve_exact_bytes(local_stack: LocalStack) -> None:
+    key = f"results/ranged-{time.time_ns()}"
+    body = bytes(range(256)) * 4096  # 1 MiB
+    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=body)
+    for first, last in ((0, 0), (1000, 70_000), (len(body) - 10, len(body) - 1)):
+        response = local_stack.s3.get_object(
+            Bucket=local_stack.bucket, Key=key, Range=f"bytes={first}-{last}"
+        )
+        assert response["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
+        assert response["Body"].read() == body[first : last + 1]
