@@ -131,7 +131,8 @@ class _ChannelState:
             np.multiply(column, scale, out=x)
         self.samples += n
 
-        block_sum = float(x.sum())
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: handled below
+            block_sum = float(x.sum())
         finite: NDArray[np.bool_] | None = None
         if math.isfinite(block_sum):
             low = high = x

@@ -97,16 +97,17 @@ class WindowCount:
 class WaveformBuckets:
     """Min/max of consecutive runs of ``span`` frames of one channel, for drawing.
 
-    Keeps between 16x and 32x the requested number of buckets; when a block would
-    overflow that, adjacent buckets merge pairwise and the span doubles. `result` then
-    folds them into the requested count, so an unknown or wrong length up front costs
-    nothing but a few merges.
+    Starts with 8x the requested number of buckets for the announced length and keeps at
+    most 32x; when a block would overflow that, adjacent buckets merge pairwise and the
+    span doubles. `result` then folds them into the requested count, so an unknown or
+    understated length costs nothing but a few merges, and one overstated up to 8x
+    still gives the full count.
     """
 
     def __init__(self, buckets: int, expected_frames: int | None):
         self.target = max(1, buckets)
         self.capacity = 32 * self.target
-        fine = 16 * self.target
+        fine = 8 * self.target
         self.span = max(1, math.ceil(expected_frames / fine)) if expected_frames else 1
         self.mins = np.full(self.capacity, np.inf)
         self.maxs = np.full(self.capacity, -np.inf)
