@@ -15,13 +15,18 @@ Layers, each usable alone:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from audiolift_testkit import (
+    REGION,
+    SMALL_PART_BYTES,
+    Api,
+    AwsClients,
+    api_key_hashes,
+)
 from botocore.config import Config
 from moto import mock_aws
 
@@ -31,12 +36,6 @@ if TYPE_CHECKING:
     from audiolift_core.settings import ApiSettings
     from audiolift_core.storage import UploadStore
     from audiolift_devstack.template_resources import CreatedResources, ResourceNames
-    from fastapi.testclient import TestClient
-
-REGION = "us-east-1"
-# Parts this small keep multipart tests fast; moto is told to accept them (small_s3_parts).
-SMALL_PART_BYTES = 1024
-API_KEYS = {"alice": "alice-secret-key-0001", "bob": "bob-secret-key-0002"}
 
 _ENDPOINT_VARIABLES = (
     "AWS_ENDPOINT_URL",
@@ -85,13 +84,6 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_REGION": REGION,
     }.items():
         monkeypatch.setenv(name, value)
-
-
-@dataclass
-class AwsClients:
-    s3: Any
-    dynamodb: Any
-    sqs: Any
 
 
 @pytest.fixture
@@ -145,15 +137,6 @@ def small_s3_parts(monkeypatch: pytest.MonkeyPatch) -> int:
     return SMALL_PART_BYTES
 
 
-def api_key_hashes() -> dict[str, str]:
-    """sha256 hex -> owner, as ApiSettings keeps them (never the keys themselves)."""
-    return {hashlib.sha256(key.encode()).hexdigest(): owner for owner, key in API_KEYS.items()}
-
-
-def bearer(owner: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {API_KEYS[owner]}"}
-
-
 @pytest.fixture
 def api_settings(aws_resources: CreatedResources, small_s3_parts: int) -> ApiSettings:
     from audiolift_core.settings import ApiSettings, StorageSettings
@@ -176,35 +159,6 @@ def upload_service(
     from audiolift_api.service import UploadService
 
     return UploadService(api_settings, jobs_table, upload_store)
-
-
-@dataclass
-class Api:
-    """The API under test and what it stands on, for assertions on side effects."""
-
-    client: TestClient
-    service: UploadService
-    aws: AwsClients
-    bucket: str
-    table: str
-    jobs: JobsTable
-    store: UploadStore
-    owners: dict[str, str] = field(default_factory=lambda: dict(API_KEYS))
-
-    def auth(self, owner: str) -> dict[str, str]:
-        return bearer(owner)
-
-    def create_upload(
-        self, owner: str = "alice", *, size: int = 3000, filename: str = "take.wav", **extra: Any
-    ) -> dict[str, Any]:
-        response = self.client.post(
-            "/v1/uploads",
-            json={"filename": filename, "size": size, **extra},
-            headers=self.auth(owner),
-        )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
 
 
 @pytest.fixture

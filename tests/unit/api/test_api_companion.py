@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 import pytest
 import requests
 from audiolift_core.jobs import JobStatus
-from conftest import SMALL_PART_BYTES, Api
+from audiolift_testkit import SMALL_PART_BYTES, Api
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.storage import result_key
-from conftest import SMALL_PART_BYTES, Api
+from audiolift_testkit import SMALL_PART_BYTES, Api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -291,7 +291,7 @@ def test_delete_processing_job_cancels_it(api: Api) -> None:
     api.jobs.claim(job_id, object_etag="e", lease_token="t", lease_seconds=60)
     response = api.client.delete(f"/v1/jobs/{job_id}", headers=api.auth("alice"))
     assert response.status_code == 202
-    assert api.jobs.get(job_id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+    assert api.jobs.get(job_id).status is JobStatus.CANCELLED
 
 
 def test_delete_finished_job_removes_files_and_record(api: Api) -> None:

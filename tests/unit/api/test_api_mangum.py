@@ -19,7 +19,7 @@ from audiolift_core.jobs import JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ApiSettings
 from audiolift_core.storage import UploadStore
-from conftest import API_KEYS, AwsClients
+from audiolift_testkit import API_KEYS, AwsClients
 from mangum import Mangum
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Api
+from audiolift_testkit import Api
 
 REPO = Path(__file__).resolve().parents[3]
 ERROR_REF = "#/components/schemas/ErrorResponse"

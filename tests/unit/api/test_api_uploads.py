@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import GiB
-from conftest import SMALL_PART_BYTES, Api
+from audiolift_testkit import SMALL_PART_BYTES, Api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -437,7 +437,7 @@ def test_complete_with_a_part_of_the_wrong_size_is_422(api: Api) -> None:
     assert error["code"] == "size_mismatch"
     assert error["details"]["wrong_size"] == [3]
     assert len(open_uploads(api)) == 1
-    assert api.jobs.get(job_id).status is JobStatus.AWAITING_UPLOAD  # type: ignore[union-attr]
+    assert api.jobs.get(job_id).status is JobStatus.AWAITING_UPLOAD
 
 
 def test_complete_is_idempotent(api: Api) -> None:

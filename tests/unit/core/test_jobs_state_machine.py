@@ -23,7 +23,7 @@ from audiolift_core.jobs import (
     utc_now,
 )
 from audiolift_core.jobs_table import ClaimRefused, JobsTable
-from conftest import SMALL_PART_BYTES, Api, AwsClients
+from audiolift_testkit import SMALL_PART_BYTES, Api, AwsClients
 
 S = JobStatus
 # The specification, written out independently of ALLOWED_SOURCES: (from, to) pairs.
@@ -282,7 +282,7 @@ def test_cancel_wins_after_s3_completed_deletes_the_audio(
     assert cancel.status_code == 202
     assert completed[0].status_code == 409  # the loser
     assert completed[0].json()["error"]["details"] == {"status": "cancelled"}
-    assert api.jobs.get(job_id).status is S.CANCELLED  # type: ignore[union-attr]
+    assert api.jobs.get(job_id).status is S.CANCELLED
     assert not object_exists(api, f"uploads/{job_id}")  # the audio is not kept
 
 
@@ -298,7 +298,7 @@ def test_abort_wins_before_complete_reads_the_parts(api: Api) -> None:
     second.join(30)
     assert aborted[0].status_code == 204
     assert completed[0].status_code == 409
-    assert api.jobs.get(job_id).status is S.CANCELLED  # type: ignore[union-attr]
+    assert api.jobs.get(job_id).status is S.CANCELLED
     assert not object_exists(api, f"uploads/{job_id}")
     assert api.aws.s3.list_multipart_uploads(Bucket=api.bucket).get("Uploads", []) == []
 
@@ -318,7 +318,7 @@ def test_abort_arriving_after_the_complete_is_recorded_is_409(
     )
     with pytest.raises(Conflict):
         api.service.abort_upload(stale)  # what the abort route does with its (stale) read
-    assert api.jobs.get(job_id).status is S.UPLOADED  # type: ignore[union-attr]
+    assert api.jobs.get(job_id).status is S.UPLOADED
     stored = api.aws.s3.get_object(Bucket=api.bucket, Key=f"uploads/{job_id}")["Body"].read()
     assert stored == payload
 

@@ -1,0 +1,65 @@
+"""Helpers shared by the tests and the fixtures in tests/conftest.py (importable as
+``audiolift_testkit``: pytest puts tests/ on sys.path for its conftest). Test modules
+import from here, never from ``conftest`` (several directories have one)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from audiolift_api.service import UploadService
+    from audiolift_core.jobs_table import JobsTable
+    from audiolift_core.storage import UploadStore
+    from fastapi.testclient import TestClient
+
+REGION = "us-east-1"
+# Parts this small keep multipart tests fast; moto is told to accept them (small_s3_parts).
+SMALL_PART_BYTES = 1024
+API_KEYS = {"alice": "alice-secret-key-0001", "bob": "bob-secret-key-0002"}
+
+
+@dataclass
+class AwsClients:
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+
+
+def api_key_hashes() -> dict[str, str]:
+    """sha256 hex -> owner, as ApiSettings keeps them (never the keys themselves)."""
+    return {hashlib.sha256(key.encode()).hexdigest(): owner for owner, key in API_KEYS.items()}
+
+
+def bearer(owner: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEYS[owner]}"}
+
+
+@dataclass
+class Api:
+    """The API under test and what it stands on, for assertions on side effects."""
+
+    client: TestClient
+    service: UploadService
+    aws: AwsClients
+    bucket: str
+    table: str
+    jobs: JobsTable
+    store: UploadStore
+    owners: dict[str, str] = field(default_factory=lambda: dict(API_KEYS))
+
+    def auth(self, owner: str) -> dict[str, str]:
+        return bearer(owner)
+
+    def create_upload(
+        self, owner: str = "alice", *, size: int = 3000, filename: str = "take.wav", **extra: Any
+    ) -> dict[str, Any]:
+        response = self.client.post(
+            "/v1/uploads",
+            json={"filename": filename, "size": size, **extra},
+            headers=self.auth(owner),
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
