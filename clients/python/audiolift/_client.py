@@ -25,6 +25,7 @@ from ._http import json_or_none, raise_for_api_error, send_with_retries
 from ._models import Job, PartPlan, UploadedPart, UploadProgress
 from ._retry import RetryConfig
 from ._upload import (
+    STREAM_CHUNK_BYTES,
     FileSnapshot,
     PartUploader,
     PartUrls,
@@ -49,7 +50,8 @@ class Client:
     ``transport``/``s3_transport`` replace the HTTP transports (tests use
     ``httpx.MockTransport`` or an ASGI app). The API key goes only to the API, never to
     S3: part PUTs and result downloads use a second client with no credentials, since
-    presigned URLs carry their own."""
+    presigned URLs carry their own. Uploads hold at most ``concurrency`` chunks of
+    ``upload_chunk_bytes`` in memory, whatever the part size."""
 
     def __init__(
         self,
@@ -62,11 +64,15 @@ class Client:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         s3_timeout: httpx.Timeout | float = DEFAULT_S3_TIMEOUT,
         max_s3_connections: int = MAX_S3_CONNECTIONS,
+        upload_chunk_bytes: int = STREAM_CHUNK_BYTES,
     ):
         if not base_url:
             raise ConfigurationError("The API URL is empty.")
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryConfig()
+        if upload_chunk_bytes < 1:
+            raise ValueError("upload_chunk_bytes must be positive")
+        self._chunk_bytes = upload_chunk_bytes
         headers = {"User-Agent": f"audiolift-python/{__version__}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -364,6 +370,7 @@ class Client:
             snapshot=snapshot,
             progress=progress,
             stop=threading.Event(),
+            chunk_bytes=self._chunk_bytes,
         )
         numbers = list(range(1, plan.part_count + 1)) if part_numbers is None else part_numbers
         return upload_parts(uploader, numbers, concurrency=concurrency)

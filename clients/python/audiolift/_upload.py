@@ -1,14 +1,14 @@
 """The part-upload engine: parallel PUTs of file parts straight to presigned S3 URLs.
 
-Memory stays at ``concurrency`` part buffers: each worker owns one reused buffer, fills it
-with positioned reads (no shared file offset, no whole-file read) and streams it to S3 in
-chunks. URLs are signed just in time in batches, re-signed when S3 says one expired.
+Memory stays at ``concurrency`` chunks in flight (1 MiB each), whatever the part size:
+each worker reads its part with positioned reads (no shared file offset, never the whole
+part or file) one chunk at a time, as the connection takes the bytes. URLs are signed
+just in time in batches, re-signed when S3 says one expired.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import re
 import threading
 import time
@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 
@@ -74,20 +74,21 @@ class FileSnapshot:
             )
 
 
-def read_exactly(fd: int, view: memoryview, offset: int) -> None:
-    """Fill ``view`` from ``offset`` with positioned reads (thread-safe: no file position)."""
-    got = 0
-    length = len(view)
+def read_chunk(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes from ``offset`` with positioned reads (thread-safe: no shared file
+    position)."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    pieces = [data]
+    got = len(data)
     while got < length:
-        if hasattr(os, "preadv"):
-            count = os.preadv(fd, [view[got:]], offset + got)
-        else:  # pragma: no cover - platforms without preadv
-            data = os.pread(fd, length - got, offset + got)
-            count = len(data)
-            view[got : got + count] = data
-        if count == 0:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
             raise FileChangedError("The file ended early: it was truncated during the upload.")
-        got += count
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 # --- just-in-time part URLs --------------------------------------------------------------
@@ -271,18 +272,17 @@ class PartUploader:
     put_requests: int = 0  # attempts, for tests and the bench
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def upload_part(self, fd: int, part_number: int, buffer: bytearray) -> str:
-        """Read one part into ``buffer`` and PUT it; returns S3's ETag."""
+    def upload_part(self, fd: int, part_number: int) -> str:
+        """PUT one part, streamed from the file chunk by chunk; returns S3's ETag."""
         if self.stop.is_set():
             raise Stopped()
         self.snapshot.check()
+        offset = self.plan.part_offset(part_number)
         length = self.plan.part_bytes(part_number)
-        view = memoryview(buffer)[:length]
-        read_exactly(fd, view, self.plan.part_offset(part_number))
         url = self.urls.get(part_number)
         resigns = 0
         while True:
-            response = self._put(url, view)
+            response = self._put(url, fd, offset, length)
             if response.is_success:
                 etag = response.headers.get("etag")
                 if not etag:
@@ -306,11 +306,13 @@ class PartUploader:
                 status=response.status_code,
             )
 
-    def _put(self, url: str, view: memoryview) -> httpx.Response:
-        """PUT one part (retrying), streaming it in chunks; progress counts the bytes
-        handed over, taken back when an attempt fails."""
-        length = len(view)
+    def _put(self, url: str, fd: int, offset: int, length: int) -> httpx.Response:
+        """PUT ``length`` bytes of the file from ``offset`` (retrying), read chunk by chunk
+        with positioned reads as the connection takes them: a part is never whole in
+        memory, and a retry reads it again from the file. Progress counts the bytes handed
+        over, taken back when an attempt fails."""
         sent = 0
+        chunk_bytes = self.chunk_bytes
 
         def take_back() -> None:
             nonlocal sent
@@ -318,24 +320,24 @@ class PartUploader:
                 self.progress.add(-sent)
                 sent = 0
 
-        def body() -> Iterator[memoryview]:
+        def body() -> Iterator[bytes]:
             nonlocal sent
-            for start in range(0, length, self.chunk_bytes):
+            for start in range(0, length, chunk_bytes):
                 if self.stop.is_set():
                     raise Stopped()
-                chunk = view[start : start + self.chunk_bytes]
+                # A fresh chunk each time (one copy, kernel to bytes): a transport may keep
+                # chunks (a mock, an ASGI app), so a reused buffer could be overwritten.
+                chunk = read_chunk(fd, min(chunk_bytes, length - start), offset + start)
+                yield chunk
                 sent += len(chunk)
                 self.progress.add(len(chunk))
-                yield chunk
 
         def make_request() -> httpx.Request:
             with self._count_lock:
                 self.put_requests += 1
             take_back()  # a retry: the failed attempt's bytes did not arrive
-            # memoryview chunks: no copy of the part on our side (httpx treats them as bytes).
-            content = cast(Iterator[bytes], body())
             return self.s3.build_request(
-                "PUT", url, content=content, headers={"Content-Length": str(length)}
+                "PUT", url, content=body(), headers={"Content-Length": str(length)}
             )
 
         try:
@@ -361,21 +363,15 @@ def upload_parts(
     if not part_numbers:
         return {}
     workers = max(1, min(concurrency, len(part_numbers)))
-    buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    for _ in range(workers):
-        buffers.put(bytearray(uploader.plan.part_size))
     etags: dict[int, str] = {}
     fd = os.open(uploader.snapshot.path, os.O_RDONLY)
 
     def task(part_number: int) -> str:
-        buffer = buffers.get()
         try:
-            return uploader.upload_part(fd, part_number, buffer)
+            return uploader.upload_part(fd, part_number)
         except BaseException:
             uploader.stop.set()  # at once, from the worker: no queued part starts after this
             raise
-        finally:
-            buffers.put(buffer)
 
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="audiolift-part") as pool:

@@ -11,11 +11,14 @@ import pytest
 from audiolift import (
     Client,
     FileChangedError,
+    RetryConfig,
     TransportError,
     UploadError,
     UploadProgress,
 )
 from conftest import (
+    API_KEY,
+    API_URL,
     PART_SIZE,
     FakeCloud,
     answers,
@@ -56,6 +59,26 @@ def test_parallel_upload_reassembles_the_file(
     assert reports[-1].uploaded_bytes == audio_file.stat().st_size
     assert reports[-1].parts_done == PARTS
     assert reports[-1].fraction == 1.0
+
+
+def test_parts_streamed_in_small_chunks_reassemble(
+    cloud: FakeCloud, retry: RetryConfig, audio_file: Path
+) -> None:
+    """Chunks that do not divide the part size, and a failed attempt in mid-part."""
+    cloud.inject(is_part_put(4), raises(httpx.RemoteProtocolError, "dropped"))
+    reports: list[UploadProgress] = []
+    with Client(
+        API_URL,
+        API_KEY,
+        transport=cloud.api_transport(),
+        s3_transport=cloud.s3_transport(),
+        retry=retry,
+        upload_chunk_bytes=10_000,
+    ) as client:
+        job = client.upload(audio_file, concurrency=3, on_progress=reports.append)
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    assert reports[-1].uploaded_bytes == audio_file.stat().st_size
+    assert len(reports) > 7 * PARTS  # progress moved chunk by chunk
 
 
 def test_upload_sends_the_file_name_size_and_optional_sha256(

@@ -1,0 +1,294 @@
+"""Benchmark: upload throughput through presigned part URLs with the audiolift SDK vs
+boto3's ``upload_file`` (s3transfer, default TransferConfig), to the same local S3 server
+with the same file, and each one's peak RSS.
+
+    .venv/bin/python bench/bench_upload.py                 # 1 GiB file, 2 rounds each
+    .venv/bin/python bench/bench_upload.py --size-mib 256 --rounds 1
+
+The local stack runs as in ``make dev`` but without the processor
+(``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (which checks the
+presigned signatures), moto's server for DynamoDB, the real API under uvicorn. So the SDK
+side is the whole path a user takes: POST /v1/uploads, parallel PUTs to presigned URLs
+(16 MiB parts, the API's default plan; concurrency 8, the SDK's default), POST /complete.
+boto3 uploads the same file to the same bucket with its dev credentials (8 MiB parts, 10
+threads: s3transfer's defaults).
+
+Each upload runs in a fresh subprocess (imports excluded from the timing) that reports its
+wall time and ``ru_maxrss``. Rounds alternate SDK, boto3, SDK, boto3, ... so drift in the
+machine's load hits both; the figures are the median of the rounds, the ratio is
+SDK MiB/s over boto3 MiB/s (goal >= 1.0). Objects are deleted after each round.
+Results also go to bench/out/bench_upload.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHONPATH = [
+    ROOT / "clients" / "python",
+    ROOT / "layers" / "core",
+    ROOT / "functions" / "api",
+    ROOT / "functions" / "processor",
+    ROOT / "devstack",
+]
+MiB = 1024 * 1024
+STACK_START_TIMEOUT = 120.0
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in PYTHONPATH)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --- children: one upload each ---------------------------------------------------------
+
+
+def child_sdk(stack: dict[str, Any], path: Path, concurrency: int) -> dict[str, Any]:
+    from audiolift import Client
+
+    with Client(stack["api_url"], stack["api_key"]) as client:
+        rss_before = peak_rss_mib()
+        cpu_before = cpu_seconds()
+        started = time.perf_counter()
+        job = client.upload(path, concurrency=concurrency)
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "key": f"uploads/{job.job_id}",
+        "job_id": job.job_id,
+        "status": job.status,
+        "part_size": job.part_size,
+        "part_count": job.part_count,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "cpu_seconds": cpu_seconds() - cpu_before,
+    }
+
+
+def child_boto3(stack: dict[str, Any], path: Path, key: str) -> dict[str, Any]:
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        region_name=stack["region"],
+        endpoint_url=stack["s3_endpoint"],
+        aws_access_key_id=stack["aws_access_key_id"],
+        aws_secret_access_key=stack["aws_secret_access_key"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    config = TransferConfig()  # the defaults: 8 MiB parts, 10 threads
+    rss_before = peak_rss_mib()
+    cpu_before = cpu_seconds()
+    started = time.perf_counter()
+    s3.upload_file(str(path), stack["bucket"], key, Config=config)
+    seconds = time.perf_counter() - started
+    head = s3.head_object(Bucket=stack["bucket"], Key=key)
+    return {
+        "seconds": seconds,
+        "key": key,
+        "size": head["ContentLength"],
+        "part_size": config.multipart_chunksize,
+        "threads": config.max_request_concurrency,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+        "cpu_seconds": cpu_seconds() - cpu_before,
+    }
+
+
+def run_child(kind: str, stack_file: Path, path: Path, extra: list[str]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--stack-file", str(stack_file),
+               "--file", str(path), *extra]  # fmt: skip
+    done = subprocess.run(
+        command, env=environment(), capture_output=True, text=True, timeout=1800, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} upload failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the parent: file, stack, rounds ---------------------------------------------------
+
+
+def make_file(path: Path, size: int) -> None:
+    """Incompressible bytes (nothing on the way can shrink them)."""
+    chunk = 16 * MiB
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            count = min(chunk, left)
+            out.write(os.urandom(count))
+            left -= count
+
+
+def start_stack(state_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any], Path]:
+    stack_file = state_dir / "stack.json"
+    log = open(state_dir / "stack.log", "wb")  # noqa: SIM115 - the child owns it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "audiolift_devstack", "up", "--state-dir", str(state_dir),
+         "--no-poller"],
+        cwd=ROOT, env=environment(), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + STACK_START_TIMEOUT
+    while True:
+        if stack_file.exists():
+            info: dict[str, Any] = json.loads(stack_file.read_text())
+            if info.get("pid") == process.pid:
+                return process, info, stack_file
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            tail = (state_dir / "stack.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the local stack did not start:\n{tail}")
+        time.sleep(0.2)
+
+
+def stop_stack(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def s3_client(stack: dict[str, Any]) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name=stack["region"],
+        endpoint_url=stack["s3_endpoint"],
+        aws_access_key_id=stack["aws_access_key_id"],
+        aws_secret_access_key=stack["aws_secret_access_key"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    rates = [size / MiB / run["seconds"] for run in runs]
+    return {
+        "mib_per_s_median": statistics.median(rates),
+        "mib_per_s_each": [round(r, 1) for r in rates],
+        "seconds_each": [round(run["seconds"], 2) for run in runs],
+        "peak_rss_mib_max": max(run["peak_rss_mib"] for run in runs),
+        "peak_rss_mib_each": [round(run["peak_rss_mib"], 1) for run in runs],
+        "rss_before_upload_mib": round(runs[0]["rss_before_mib"], 1),
+    }
+
+
+def parent(args: argparse.Namespace) -> int:
+    size = args.size_mib * MiB
+    with tempfile.TemporaryDirectory(prefix="audiolift-bench-upload-") as temporary:
+        work = Path(temporary)
+        path = work / "bench.wav"  # the API wants an audio extension; bytes are random
+        print(f"writing a {args.size_mib} MiB file ...", flush=True)
+        make_file(path, size)
+        state_dir = work / "stack"
+        state_dir.mkdir()
+        print("starting the local stack (SeaweedFS, moto, API; no processor) ...", flush=True)
+        process, stack, stack_file = start_stack(state_dir)
+        try:
+            s3 = s3_client(stack)
+            sdk_runs: list[dict[str, Any]] = []
+            boto_runs: list[dict[str, Any]] = []
+            for round_number in range(1, args.rounds + 1):
+                for kind in ("sdk", "boto3"):
+                    extra = (
+                        ["--concurrency", str(args.concurrency)]
+                        if kind == "sdk"
+                        else ["--key", f"bench/boto3-{round_number}"]
+                    )
+                    result = run_child(kind, stack_file, path, extra)
+                    head = s3.head_object(Bucket=stack["bucket"], Key=result["key"])
+                    assert head["ContentLength"] == size, head
+                    s3.delete_object(Bucket=stack["bucket"], Key=result["key"])
+                    (sdk_runs if kind == "sdk" else boto_runs).append(result)
+                    print(
+                        f"round {round_number} {kind:5}: {size / MiB / result['seconds']:7.1f} "
+                        f"MiB/s  ({result['seconds']:.2f} s)  peak RSS "
+                        f"{result['peak_rss_mib']:.0f} MiB, CPU {result['cpu_seconds']:.1f} s",
+                        flush=True,
+                    )
+        finally:
+            stop_stack(process)
+    sdk = summarize(sdk_runs, size)
+    boto = summarize(boto_runs, size)
+    ratio = sdk["mib_per_s_median"] / boto["mib_per_s_median"]
+    report = {
+        "file_mib": args.size_mib,
+        "rounds": args.rounds,
+        "server": "SeaweedFS (local stack, 127.0.0.1)",
+        "sdk": {**sdk, "concurrency": args.concurrency, "part_size": sdk_runs[0]["part_size"],
+                "part_count": sdk_runs[0]["part_count"]},
+        "boto3_upload_file": {**boto, "part_size": boto_runs[0]["part_size"],
+                              "threads": boto_runs[0]["threads"]},
+        "ratio_sdk_over_boto3": round(ratio, 3),
+        "goal": ">= 1.0",
+    }  # fmt: skip
+    print()
+    print(f"file: {args.size_mib} MiB, {args.rounds} round(s) each, medians")
+    print(
+        f"  SDK (presigned, c={args.concurrency}, {sdk_runs[0]['part_size'] // MiB} MiB parts): "
+        f"{sdk['mib_per_s_median']:.1f} MiB/s, peak RSS {sdk['peak_rss_mib_max']:.0f} MiB"
+    )
+    print(
+        f"  boto3 upload_file (defaults): {boto['mib_per_s_median']:.1f} MiB/s, "
+        f"peak RSS {boto['peak_rss_mib_max']:.0f} MiB"
+    )
+    print(f"  ratio SDK / boto3: {ratio:.2f}x  (goal >= 1.0)")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_upload.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if ratio >= 1.0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--child", choices=("sdk", "boto3"), help=argparse.SUPPRESS)
+    parser.add_argument("--stack-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        stack = json.loads(args.stack_file.read_text())
+        if args.child == "sdk":
+            result = child_sdk(stack, args.file, args.concurrency)
+        else:
+            result = child_boto3(stack, args.file, args.key)
+        print(json.dumps(result))
+        return 0
+    return parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
