@@ -17,7 +17,7 @@ def analyse(
     signal: np.ndarray,
     samplerate: int = SR,
     block: int = 40_001,
-    expected: int | None | str = "exact",
+    expected: int | str | None = "exact",
     **options,
 ) -> dict:
     if signal.ndim == 1:
