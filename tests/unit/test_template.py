@@ -268,6 +268,7 @@ def test_api_role_manages_uploads_but_cannot_read_audio() -> None:
 def test_processor_role_reads_audio_writes_results_and_cannot_create_uploads() -> None:
     assert allows("ProcessorFunctionRole", "s3:GetObject", UPLOAD)
     assert allows("ProcessorFunctionRole", "s3:PutObject", RESULT)
+    assert allows("ProcessorFunctionRole", "s3:DeleteObject", RESULT)  # cancelled late
     # No s3:PutObject on uploads/: no CreateMultipartUpload, no replacing audio.
     assert not allows("ProcessorFunctionRole", "s3:PutObject", UPLOAD)
     for action in ("s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
