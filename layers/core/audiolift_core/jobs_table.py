@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,6 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import error_code, translate
@@ -24,11 +24,21 @@ from .errors import AudioliftError, Conflict, InvalidRequest, JobCancelled, NotF
 from .jobs import ALLOWED_SOURCES, Job, JobStatus, isoformat, utc_now
 
 if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
     from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER_INDEX = "by_owner"
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+
+
+@functools.cache
+def _codecs() -> tuple[TypeSerializer, TypeDeserializer]:
+    # Imported on first use: ``boto3.dynamodb`` imports all of boto3 (~120 ms of a cold
+    # start), which an API request that touches no table need not pay.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
+
+
 _JOB_FIELDS = {f.name for f in fields(Job)} - {"extra"}
 
 
@@ -36,11 +46,11 @@ def to_dynamo(value: Any) -> Any:
     """Python -> DynamoDB attribute value. Floats become Decimals (DynamoDB has no float);
     non-finite numbers are refused by Decimal's context, which is what we want."""
     normalised = json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
-    return _serializer.serialize(normalised)
+    return _codecs()[0].serialize(normalised)
 
 
 def from_dynamo(value: Mapping[str, Any]) -> Any:
-    return _plain(_deserializer.deserialize(value))  # type: ignore[arg-type]
+    return _plain(_codecs()[1].deserialize(value))  # type: ignore[arg-type]
 
 
 def _plain(value: Any) -> Any:
