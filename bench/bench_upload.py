@@ -14,7 +14,8 @@ boto3 uploads the same file to the same bucket with its dev credentials (8 MiB p
 threads: s3transfer's defaults).
 
 Each upload runs in a fresh subprocess (imports excluded from the timing) that reports its
-wall time and ``ru_maxrss``. Rounds alternate SDK, boto3, SDK, boto3, ... so drift in the
+wall time, CPU time and peak RSS (VmHWM, which includes the interpreter and imports).
+Rounds alternate SDK, boto3, SDK, boto3, ... so drift in the
 machine's load hits both; the figures are the median of the rounds, the ratio is
 SDK MiB/s over boto3 MiB/s (goal >= 1.0). Objects are deleted after each round.
 Results also go to bench/out/bench_upload.json.
@@ -60,6 +61,16 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS: VmHWM, the high-water mark of its own memory map.
+    (``ru_maxrss`` would not do: Linux carries it over exec from the forking parent, so
+    every child would start at the parent's size.)"""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
