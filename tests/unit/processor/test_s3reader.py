@@ -748,3 +748,10 @@ def test_over_http_a_wav_decodes_the_same(
         decoded, _ = sf.read(reader, dtype="int32")
         reader.raise_if_failed()
     assert np.array_equal(decoded, expected)
+
+
+def test_bad_arguments_are_refused_before_any_request(s3: Any, wire: Wire) -> None:
+    for bad in ({"chunk_size": 0}, {"cache_chunks": 0}, {"read_ahead": -1}, {"size": -5}):
+        with pytest.raises(ValueError):
+            _reader(s3, etag='"x"', **{"size": 10, **bad})
+    assert wire.gets == [] and wire.heads == 0
