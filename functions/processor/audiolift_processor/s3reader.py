@@ -223,7 +223,7 @@ class S3RangeReader(io.BufferedIOBase):
         self._error: BaseException | None = None
         self._pos = 0
         # The chunk last read from, while it holds its buffer: most reads (libsndfile
-        # asks for a few KiB at a time) are served from it without taking any lock.
+        # asks for a few KiB at a time) are served from it without the chunk lock.
         self._current: _Chunk | None = None
 
         if etag is not None:
