@@ -423,6 +423,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="where the temp dir goes (default /tmp)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-s3object", action="store_true")
+    parser.add_argument("--no-analysis", action="store_true", help="decode only")
     parser.add_argument(
         "--own-seaweed",
         action="store_true",
@@ -456,7 +457,7 @@ def main() -> None:
 
 def run(args: argparse.Namespace, endpoint: str, workdir: Path) -> None:
     client = s3_client(endpoint)
-    analysis = analysis_function() is not None
+    analysis = analysis_function() is not None and not args.no_analysis
     results: dict[str, Any] = {
         "size_bytes": args.size,
         "chunk_size": args.chunk_size,
