@@ -195,7 +195,7 @@ class _ChannelState:
             reach = np.maximum(peaks, np.concatenate(([previous_peak], peaks[:-1])))
             chosen = np.flatnonzero(reach * gain > best)
             if len(chosen):
-                best = max(best, self._interpolated_peak(chosen))
+                best = max(best, self._interpolated_peak(chosen, segments))
         rest = n - segments * segment
         if rest:
             start = segments * segment
@@ -218,18 +218,29 @@ class _ChannelState:
                 best = max(best, float(values.max()), -float(values.min()))
         self.true_peak = best
 
-    def _interpolated_peak(self, segments: NDArray[np.intp]) -> float:
+    def _interpolated_peak(self, segments: NDArray[np.intp], available: int) -> float:
+        """Peak of the interpolated values of the chosen segments (of ``available``)."""
         row = TRUE_PEAK_ROW
         per_segment = TRUE_PEAK_SEGMENT // row
-        rows = (segments[:, None] * per_segment + np.arange(per_segment)).reshape(-1)
-        total_rows = int(rows[-1]) + 1
-        windows = as_strided(
-            self.buffer,
-            shape=(total_rows, row + self.history),
-            strides=(row * 8, 8),
-            writeable=False,
-        )
-        values = windows[rows].astype(np.float32) @ self.tp_matrix32
+        if 2 * len(segments) > available:
+            # most of them: one contiguous pass is cheaper than gathering rows
+            windows = as_strided(
+                self.buffer,
+                shape=(available * per_segment, row + self.history),
+                strides=(row * 8, 8),
+                writeable=False,
+            )
+            chosen = windows.astype(np.float32)
+        else:
+            rows = (segments[:, None] * per_segment + np.arange(per_segment)).reshape(-1)
+            windows = as_strided(
+                self.buffer,
+                shape=(int(rows[-1]) + 1, row + self.history),
+                strides=(row * 8, 8),
+                writeable=False,
+            )
+            chosen = windows[rows].astype(np.float32)
+        values = chosen @ self.tp_matrix32
         return max(float(values.max()), -float(values.min()))
 
 
