@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import GiB
-from audiolift_testkit import SMALL_PART_BYTES, Api
+from audiolift_testkit import API_KEYS, SMALL_PART_BYTES, Api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -518,3 +518,52 @@ def test_every_response_carries_a_correlation_id(api: Api) -> None:
     response = api.client.get("/health", headers={"x-correlation-id": "abc-123"})
     assert response.headers["x-correlation-id"] == "abc-123"
     assert api.client.get("/health").headers["x-correlation-id"]
+
+
+# --- observability ---------------------------------------------------------------------------
+
+
+def metric_count(name: str) -> int:
+    from audiolift_api.app import api_metrics
+
+    return len(api_metrics.metric_set.get(name, {}).get("Value", []))
+
+
+def test_metrics_count_uploads_created_completed_aborted(api: Api) -> None:
+    before = {n: metric_count(n) for n in ("UploadsCreated", "UploadsCompleted", "UploadsAborted")}
+    payload = os.urandom(10)
+    job_id = api.create_upload(size=len(payload))["job_id"]
+    upload_parts(api, job_id, payload)
+    api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
+    api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))  # a retry
+    other = api.create_upload()["job_id"]
+    api.client.delete(f"/v1/uploads/{other}", headers=api.auth("alice"))
+    api.client.post("/v1/uploads", json={"filename": "a.txt", "size": 1}, headers=api.auth("alice"))
+    after = {n: metric_count(n) for n in before}
+    assert after["UploadsCreated"] - before["UploadsCreated"] == 2  # not the refused one
+    assert after["UploadsCompleted"] - before["UploadsCompleted"] == 1  # not the retry
+    assert after["UploadsAborted"] - before["UploadsAborted"] == 1
+
+
+def test_one_structured_log_line_per_request(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    from audiolift_api.app import log
+
+    caplog.set_level(logging.INFO, logger="audiolift-api")
+    job_id = api.create_upload()["job_id"]
+    api.client.get(f"/v1/jobs/{job_id}", headers={**api.auth("alice"), "x-correlation-id": "c-42"})
+    # As Powertools writes them: one JSON object per request.
+    lines = [
+        json.loads(log.registered_formatter.format(record))
+        for record in caplog.records
+        if record.name == "audiolift-api" and record.getMessage() == "request"
+    ]
+    assert len(lines) == 2
+    created, fetched = lines
+    assert created["job_id"] == job_id and created["status"] == 201 and created["correlation_id"]
+    assert fetched["job_id"] == job_id and fetched["correlation_id"] == "c-42"
+    assert fetched["owner"] == "alice" and fetched["path"] == f"/v1/jobs/{job_id}"
+    assert created["service"] == "audiolift-api" and created["level"] == "INFO"
+    assert API_KEYS["alice"] not in json.dumps(lines)  # no secrets in the logs
