@@ -320,6 +320,8 @@ class Cli:
             self.out.print("No jobs.")
             return EXIT_OK
         table = Table("job", "status", "progress", "file", "size", "created")
+        for column in (table.columns[2], table.columns[4]):
+            column.justify = "right"
         for job in listed:
             table.add_row(
                 job.job_id,
@@ -438,10 +440,9 @@ def result_tables(document: Any) -> list[Table]:
 
     channels = document.get("channels") or []
     if channels:
-        table = Table(
-            "ch", "peak dBFS", "RMS dBFS", "true peak dBTP", "DC offset", "clipped",
-            title="channels", title_justify="left",
-        )  # fmt: skip
+        table = Table(title="channels", title_justify="left")
+        for heading in ("ch", "peak dBFS", "RMS dBFS", "true peak dBTP", "DC offset", "clipped"):
+            table.add_column(heading, justify="right")
         for channel in channels:
             if not isinstance(channel, dict):
                 continue
