@@ -33,7 +33,7 @@ def test_round_trip_with_nested_numbers(jobs_table: JobsTable) -> None:
     )
     assert done.summary == summary and done.progress == 50
     assert jobs_table.get(job.job_id) == done
-    assert isinstance(done.summary["channels"], int)  # type: ignore[index]
+    assert isinstance(done.summary["channels"], int)
 
 
 def test_unknown_attributes_are_kept_aside(jobs_table: JobsTable) -> None:
