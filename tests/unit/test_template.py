@@ -312,7 +312,9 @@ def test_bucket_name_is_built_with_sub_and_the_queue_policy_names_the_same_bucke
 def test_bucket_name_is_a_valid_lower_case_name_for_the_longest_prefix(region: str) -> None:
     prefix_pattern = PARAMETERS["NamePrefix"]["AllowedPattern"]
     longest = "a" + "b" * 19
-    assert re.fullmatch(prefix_pattern, longest) and not re.fullmatch(prefix_pattern, "Audio")
+    assert re.fullmatch(prefix_pattern, longest)
+    for refused in ("Audio", "audio-", "-audio", "a" * 21):
+        assert not re.fullmatch(prefix_pattern, refused), refused
     r = Resolver.for_template(
         TEMPLATE, parameters={"NamePrefix": longest}, region=region, stack_name="MyStack"
     )
