@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from audiolift import Client, RetryConfig
 from audiolift.cli import Connection, main
-from conftest import API_KEY, API_URL, FakeCloud, answers, is_api, is_part_put, s3_error
+from sdk_fakes import API_KEY, API_URL, FakeCloud, answers, is_api, is_part_put, s3_error
 
 DOCUMENT = {
     "schema_version": 1,

@@ -22,7 +22,7 @@ from audiolift import (
     WaitTimeoutError,
 )
 from audiolift._retry import retry_after_seconds
-from conftest import API_KEY, API_URL, FakeCloud, answers, error, is_api
+from sdk_fakes import API_KEY, API_URL, FakeCloud, answers, error, is_api
 
 DOCUMENT = {
     "format": {"sample_rate": 48000, "channels": 2, "duration_seconds": 180.0},

@@ -16,7 +16,7 @@ from audiolift import (
     UploadError,
     UploadProgress,
 )
-from conftest import (
+from sdk_fakes import (
     API_KEY,
     API_URL,
     PART_SIZE,
