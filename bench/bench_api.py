@@ -12,7 +12,7 @@ in this one run.
    comparison.
 
     .venv/bin/python bench/bench_api.py [--runs 15] [--requests 300] [--baseline-ref REF]
-        [--profile]
+        [--candidate DIR] [--profile]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def extract_ref(ref: str, into: Path) -> Path:
     return into
 
 
-def bench_cold(runs: int, baseline_ref: str | None) -> None:
+def bench_cold(runs: int, baseline_ref: str | None, candidates: list[str]) -> None:
     variants: dict[str, tuple[str, list[Path], dict[str, str]]] = {
         "api": (COLD_API, [REPO / "layers/core", REPO / "functions/api"], API_ENV),
         "hello": (COLD_HELLO, [], {}),
@@ -140,6 +140,13 @@ def bench_cold(runs: int, baseline_ref: str | None) -> None:
         scratch = tempfile.TemporaryDirectory(prefix="bench-api-baseline-")
         root = extract_ref(baseline_ref, Path(scratch.name))
         variants[f"api@{baseline_ref}"] = (
+            COLD_API.replace("service.jobs._client.meta, service.store._client.meta", "None"),
+            [root / "layers/core", root / "functions/api"],
+            API_ENV,
+        )
+    for candidate in candidates:
+        root = Path(candidate)
+        variants[f"api@{root.name}"] = (
             COLD_API.replace("service.jobs._client.meta, service.store._client.meta", "None"),
             [root / "layers/core", root / "functions/api"],
             API_ENV,
@@ -271,6 +278,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="cold starts per variant")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--baseline-ref", help="also time this git ref's API cold start")
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="also time the API in this directory (with layers/core and functions/api)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile 50 create requests")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--skip-create", action="store_true")
@@ -278,7 +291,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} CPUs, load average {load:.1f}")
     if not args.skip_cold:
-        bench_cold(args.runs, args.baseline_ref)
+        bench_cold(args.runs, args.baseline_ref, args.candidate)
     if not args.skip_create:
         bench_create(args.requests, args.profile)
 
