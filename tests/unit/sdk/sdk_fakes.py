@@ -403,3 +403,60 @@ def raises(
 
 def answers(response: Callable[[], httpx.Response]) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: response()
+
+
+# --- faults in front of a real transport ----------------------------------------------
+
+
+@dataclass
+class Faulty(httpx.BaseTransport):
+    """A real transport with injected faults: ``rules`` are (matches, action, times)."""
+
+    inner: httpx.BaseTransport
+    rules: list[list[Any]] = field(default_factory=list)
+    seen: list[httpx.Request] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(
+        self,
+        matches: Callable[[httpx.Request], bool],
+        action: Callable[[httpx.Request], httpx.Response],
+        times: int = 1,
+    ) -> None:
+        self.rules.append([matches, action, times])
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.seen.append(request)
+            for rule in self.rules:
+                if rule[2] > 0 and rule[0](request):
+                    rule[2] -= 1
+                    action = rule[1]
+                    break
+            else:
+                action = None
+        if action is not None:
+            request.read()
+            return action(request)
+        return self.inner.handle_request(request)
+
+    def puts(self, part_number: int | None = None) -> list[httpx.Request]:
+        return [r for r in self.seen if is_put(part_number)(r)]
+
+
+def is_put(part_number: int | None = None) -> Callable[[httpx.Request], bool]:
+    def matches(request: httpx.Request) -> bool:
+        if request.method != "PUT":
+            return False
+        return part_number is None or request.url.params.get("partNumber") == str(part_number)
+
+    return matches
+
+
+def s3_refusal(status: int, code: str, message: str) -> Callable[[httpx.Request], httpx.Response]:
+    body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+    return lambda request: httpx.Response(status, content=body)
+
+
+def dropped(request: httpx.Request) -> httpx.Response:
+    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
