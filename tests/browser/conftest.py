@@ -15,8 +15,8 @@
   * ``seaweedfs``: the project's local stack (``python -m audiolift_devstack up``), whose
     S3 is SeaweedFS: it checks the presigned URLs' signatures and applies bucket CORS
     itself.
-- ``chromium``: a Playwright browser context on Debian's /usr/bin/chromium (Playwright's
-  own browser downloads are not used), with a fresh profile directory.
+- ``chromium``: a fresh Playwright browser context per test, in Debian's /usr/bin/chromium
+  launched once per session (Playwright's own browser downloads are not used).
 """
 
 from __future__ import annotations
@@ -282,9 +282,10 @@ def moto_harness(web_origin: str, state: Path) -> Iterator[BrowserStack]:
 # --- the browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def chromium(tmp_path: Path) -> Iterator[Any]:
-    """A Playwright browser context on Debian's Chromium with a fresh profile."""
+@pytest.fixture(scope="session")
+def chromium_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's Chromium, headless, launched once for the session (Playwright gives it a
+    fresh --user-data-dir of its own)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: {INSTALL_HINT}")
     try:
@@ -292,14 +293,21 @@ def chromium(tmp_path: Path) -> Iterator[Any]:
     except ImportError:
         pytest.fail(f"Playwright for Python is not installed: {INSTALL_HINT}")
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # --user-data-dir
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1100, "height": 900},
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            yield context
+            yield browser
         finally:
-            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def chromium(chromium_browser: Any) -> Iterator[Any]:
+    """A fresh browser context per test: its own storage (localStorage), cache and
+    cookies, nothing shared with other tests."""
+    context = chromium_browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        yield context
+    finally:
+        context.close()
