@@ -157,6 +157,7 @@ function startUpload(file) {
   $('#upload-name').textContent = file.name
   show($('#cancel-upload'))
   delete $('#upload').dataset.state
+  delete $('#upload').dataset.jobId
   $('#upload-progress').value = 0
   $('#upload-text').textContent = `0 of ${fmt.bytes(file.size)}`
   show($('#picker'), false)
