@@ -154,12 +154,18 @@ class BuiltFunction:
         return [str(self.code_dir)] + [str(d) for d in self.layer_dirs]
 
 
-def built_function(logical_id: str, moto: Moto) -> BuiltFunction:
+def built_function(
+    logical_id: str, moto: Moto, parameters: dict[str, str] | None = None
+) -> BuiltFunction:
+    """The built function as the template configures it (API-key mode unless the
+    parameters say otherwise)."""
     template = load_template(build_dir() / "template.yaml")
     resources = template["Resources"]
     properties = resources[logical_id]["Properties"]
     key_hash = hashlib.sha256(API_KEY.encode()).hexdigest()
-    resolver = Resolver.for_template(template, parameters={"ApiKeyHashes": f"alice:{key_hash}"})
+    resolver = Resolver.for_template(
+        template, parameters=parameters or {"ApiKeyHashes": f"alice:{key_hash}"}
+    )
     resolver.refs.update({"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket})
     environment = {
         name: str(value)
@@ -431,3 +437,32 @@ def test_built_functions_upload_and_analyse_a_wav_end_to_end(moto: Moto, tmp_pat
     assert job_response["statusCode"] == 200, job_response
     body = json.loads(job_response["body"])
     assert (body["status"], body["progress"]) == ("completed", 100)
+
+
+def test_built_api_in_jwt_mode_takes_the_owner_from_the_authorizer(
+    moto: Moto, tmp_path: Path
+) -> None:
+    """Deployed with JwtIssuer/JwtAudience, API Gateway has verified the token: the built API
+    takes the owner from the authorizer's claims in events/http-create-upload.json."""
+    api = built_function(
+        "ApiFunction",
+        moto,
+        {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/x", "JwtAudience": "client"},
+    )
+    assert api.environment["AUTH_MODE"] == "jwt"
+    create = json.loads((EVENTS / "http-create-upload.json").read_text())
+    subject = create["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
+    (created,) = invoke(api, [create], tmp_path).responses
+    assert created["statusCode"] == 201, created
+    job_id = json.loads(created["body"])["job_id"]
+    item = moto.dynamodb.get_item(TableName=NAMES.table, Key={"job_id": {"S": job_id}})
+    assert item["Item"]["owner"]["S"] == subject
+
+    get_job = json.loads((EVENTS / "http-get-job.json").read_text())
+    get_job["rawPath"] = get_job["requestContext"]["http"]["path"] = f"/v1/jobs/{job_id}"
+    no_claims = copy.deepcopy(get_job)
+    no_claims["requestContext"].pop("authorizer")
+    found, anonymous = invoke(api, [get_job, no_claims], tmp_path).responses
+    assert found["statusCode"] == 200, found
+    assert json.loads(found["body"])["status"] == "awaiting_upload"
+    assert anonymous["statusCode"] == 401, anonymous
