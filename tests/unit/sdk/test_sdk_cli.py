@@ -192,6 +192,25 @@ def test_interrupted_upload_is_resumed_by_the_next_run(
     assert len(cloud.jobs) == 2
 
 
+def test_ctrl_c_during_an_upload_exits_130_and_the_next_run_resumes(
+    run: Any, cloud: FakeCloud, audio_file: Path
+) -> None:
+    def interrupt(request: Any) -> Any:
+        raise KeyboardInterrupt
+
+    cloud.inject(is_part_put(4), interrupt)
+    first = run("upload", str(audio_file), "--concurrency", "1")
+    assert first.code == 130
+    assert "interrupted" in one_line_error(first)
+    (job,) = cloud.jobs.values()
+    assert sorted(job.parts) == [1, 2, 3]
+    cloud.part_puts.clear()
+    second = run("upload", str(audio_file))
+    assert second.code == 0
+    assert sorted(cloud.part_puts) == list(range(4, 12))
+    assert job.object_bytes == audio_file.read_bytes()
+
+
 def test_no_resume_and_the_prompt(run: Any, cloud: FakeCloud, audio_file: Path) -> None:
     cloud.inject(is_part_put(2), answers(lambda: s3_error(400, "InvalidArgument", "crash")))
     assert run("upload", str(audio_file), "--concurrency", "1").code == 1
