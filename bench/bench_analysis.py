@@ -5,9 +5,12 @@
 Generates a 16-bit stereo 48 kHz WAV of SIZE_MIB (default 1024) under /tmp, times our
 analysis (in a subprocess, which also reports its peak RSS) and ffmpeg's ebur128 filter
 on the same file, prints both throughputs and the ratio (goal >= 1.5x), then deletes the
-file. Signals: "music" (noise through a level envelope: quiet and loud passages, the
-odd near-full-scale peak) or "limited" (constant near-full-scale level everywhere: the
-worst case for the true-peak pruning).
+file. CPU seconds are printed too: on a shared machine they vary less than wall time
+(ffmpeg's filter runs on one core; we use a thread per channel).
+
+Signals: "music" (noise through a level envelope: quiet and loud passages, the odd
+near-full-scale peak) or "limited" (loud, clipped noise everywhere: the worst case for
+the true-peak pruning and the clip counter).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,12 +39,15 @@ sys.path[:0] = {paths!r}
 from audiolift_processor.analysis import AnalysisOptions
 from audiolift_processor.decode import analyze_stream
 options = AnalysisOptions(true_peak={true_peak!r})
-started = time.perf_counter()
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+started, cpu_started = time.perf_counter(), cpu()
 with open({path!r}, "rb") as handle:
     document = analyze_stream(handle, size={size!r}, options=options)
-elapsed = time.perf_counter() - started
+elapsed, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-print(json.dumps({{"seconds": elapsed, "rss_kib": rss, "summary": {{
+print(json.dumps({{"seconds": elapsed, "cpu": cpu_seconds, "rss_kib": rss, "summary": {{
     "integrated_lufs": document["loudness"]["integrated_lufs"],
     "loudness_range_lu": document["loudness"]["loudness_range_lu"],
     "true_peak_dbtp": document["loudness"]["true_peak_dbtp"],
@@ -82,20 +89,25 @@ def run_ours(path: Path, true_peak: bool) -> dict[str, float]:
     return result
 
 
-def run_ffmpeg(path: Path) -> tuple[float, str]:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_ffmpeg(path: Path) -> tuple[float, float, str]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise SystemExit("ffmpeg is not installed (apt-get install -y ffmpeg)")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [ffmpeg, "-nostats", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
         check=True,
         capture_output=True,
         text=True,
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, children_cpu() - cpu_started
     summary = done.stderr[done.stderr.rfind("Summary:") :].split()
-    return elapsed, " ".join(summary)
+    return elapsed, cpu, " ".join(summary)
 
 
 def main() -> None:
@@ -122,17 +134,20 @@ def main() -> None:
         print(f"file: {size / 2**20:.0f} MiB, 16-bit stereo 48 kHz, signal={args.signal}")
         variants = [True, False] if args.both else [not args.no_true_peak]
         ffmpeg_times: list[float] = []
+        ffmpeg_cpu: list[float] = []
         ours_runs: dict[bool, list[dict[str, float]]] = {v: [] for v in variants}
         ffmpeg_summary = ""
         for _ in range(max(1, args.repeat)):
-            seconds, ffmpeg_summary = run_ffmpeg(path)
+            seconds, cpu, ffmpeg_summary = run_ffmpeg(path)
             ffmpeg_times.append(seconds)
+            ffmpeg_cpu.append(cpu)
             for true_peak in variants:
                 ours_runs[true_peak].append(run_ours(path, true_peak))
         ffmpeg_seconds = min(ffmpeg_times)
         print(
             f"ffmpeg ebur128: {ffmpeg_seconds:.2f} s = {mb / ffmpeg_seconds:.0f} MB/s "
-            f"(runs: {', '.join(f'{t:.2f}' for t in ffmpeg_times)} s)"
+            f"(runs: {', '.join(f'{t:.2f}' for t in ffmpeg_times)} s), "
+            f"CPU {min(ffmpeg_cpu):.2f} s = {mb / min(ffmpeg_cpu):.0f} MB per CPU-second"
         )
         print(f"  ffmpeg says: {ffmpeg_summary}")
         for true_peak in variants:
@@ -146,6 +161,11 @@ def main() -> None:
                 f"ratio vs ffmpeg {ffmpeg_seconds / seconds:.2f}x, "
                 f"peak RSS {max(run['rss_kib'] for run in runs) / 1024:.0f} MiB "
                 f"(runs: {times} s)"
+            )
+            cpu = min(run["cpu"] for run in runs)
+            print(
+                f"  CPU {cpu:.2f} s = {mb / cpu:.0f} MB per CPU-second, "
+                f"{min(ffmpeg_cpu) / cpu:.2f}x ffmpeg's efficiency"
             )
             print(f"  we say: {best['summary']}")
     finally:

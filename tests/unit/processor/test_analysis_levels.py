@@ -298,3 +298,14 @@ def test_low_sample_rates_skip_loudness_but_keep_levels():
     document = strict_json(analyse(np.sin(np.arange(4000) / 3) * 0.5, samplerate=2000))
     assert document["loudness"]["integrated_lufs"] is None
     assert document["channels"][0]["peak_dbfs"] == pytest.approx(db(0.5), abs=0.01)
+
+
+def test_absurdly_large_finite_values_still_give_strict_json():
+    signal = np.full(SR, 0.1)
+    signal[1000:1010] = 1e300
+    signal[2000] = -1e308
+    document = strict_json(analyse(signal))
+    assert document["channels"][0]["clipped_samples"] == 11
+    # the loudness of the rest of the file is still measured
+    later = analyse(np.concatenate([signal, np.sin(np.arange(2 * SR) / 5) * 0.1]))
+    assert later["loudness"]["integrated_lufs"] is not None

@@ -37,6 +37,7 @@ from .windows import WaveformBuckets, WindowCount, WindowEnergy
 
 SCHEMA_VERSION = 1
 TRUE_PEAK_ROW = 16  # samples per row of the true-peak matrix product
+_FLOAT32_SAFE = 1e30  # interpolation runs in float32 (BLAS sgemm)
 TRUE_PEAK_SEGMENT = 1024  # samples per pruning decision (a multiple of the row)
 
 
@@ -165,6 +166,9 @@ class _ChannelState:
         if self.kfilter is not None:
             weighted, self.kstate = lfilter(self.kfilter.b, self.kfilter.a, x, zi=self.kstate)
             loudness = self.subblocks.push(weighted)
+            if not np.isfinite(self.kstate).all():
+                # only absurd finite input (|x| ~ 1e300) overflows; do not let it stick
+                self.kstate = np.zeros_like(self.kstate)
         else:
             loudness = np.empty(0)
 
@@ -183,7 +187,10 @@ class _ChannelState:
         buffer = self.buffer
         gain = self.tp_gain
         previous_peak = float(np.abs(buffer[:history]).max())
-        if max(block_peak, previous_peak) * gain <= best:
+        reachable = max(block_peak, previous_peak) * gain
+        if reachable <= best or reachable > _FLOAT32_SAFE:
+            # too quiet to matter -- or absurd input float32 cannot hold: the sample peak
+            # is all that can be said then
             self.true_peak = best
             return
         segment = TRUE_PEAK_SEGMENT

@@ -65,6 +65,8 @@ class LoudnessResult:
 def gated_loudness(subblock_power: NDArray[np.float64]) -> LoudnessResult:
     """``subblock_power``: per 100 ms, the sum over channels of weight x mean square of
     the K-weighted signal."""
+    # an overflow from absurd input (|x| ~ 1e300) must not turn into an infinite result
+    subblock_power = np.where(np.isfinite(subblock_power), subblock_power, 0.0)
     momentary = moving_mean(subblock_power, MOMENTARY_SUBBLOCKS)
     short_term = moving_mean(subblock_power, SHORT_TERM_SUBBLOCKS)
     integrated, gated = integrated_loudness(momentary)
