@@ -22,10 +22,12 @@ def analyse(
 ) -> dict:
     if signal.ndim == 1:
         signal = signal[:, None]
+    announced = len(signal) if expected == "exact" else expected
+    assert announced is None or isinstance(announced, int)
     analyzer = StreamingAnalyzer(
         samplerate,
         signal.shape[1],
-        expected_frames=len(signal) if expected == "exact" else expected,
+        expected_frames=announced,
         options=AnalysisOptions(**options),
     )
     for start in range(0, len(signal), block):
