@@ -86,15 +86,31 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
+@pytest.fixture(scope="session")
+def session_aws_clients() -> AwsClients:
+    """boto3 clients made once (making them costs ~0.1 s each). moto intercepts clients
+    made before its mock starts, and its state starts empty in every ``mock_aws``."""
+    patch = pytest.MonkeyPatch()
+    for name in _ENDPOINT_VARIABLES:  # never a real or local endpoint
+        patch.delenv(name, raising=False)
+    try:
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        return AwsClients(
+            s3=session.client("s3", config=Config(signature_version="s3v4")),
+            dynamodb=session.client("dynamodb"),
+            sqs=session.client("sqs"),
+        )
+    finally:
+        patch.undo()
+
+
 @pytest.fixture
-def aws(aws_credentials: None) -> Iterator[AwsClients]:
+def aws(aws_credentials: None, session_aws_clients: AwsClients) -> Iterator[AwsClients]:
     """moto in process; clients made the way audiolift_core.aws makes them (SigV4 S3)."""
     with mock_aws():
-        yield AwsClients(
-            s3=boto3.client("s3", region_name=REGION, config=Config(signature_version="s3v4")),
-            dynamodb=boto3.client("dynamodb", region_name=REGION),
-            sqs=boto3.client("sqs", region_name=REGION),
-        )
+        yield session_aws_clients
 
 
 @pytest.fixture
