@@ -179,7 +179,8 @@ def _decode(
         decoded += len(block)
         raise_if_failed()
         if on_progress is not None:
-            on_progress(decoded, expected)
+            # a lossy file's length is an estimate: never report more than 100 %
+            on_progress(decoded, max(expected, decoded) if expected is not None else None)
         block = following
     return decoded
 

@@ -311,3 +311,12 @@ def test_absurdly_large_finite_values_still_give_strict_json():
     # the loudness of the rest of the file is still measured
     later = analyse(np.concatenate([signal, np.sin(np.arange(2 * SR) / 5) * 0.1]))
     assert later["loudness"]["integrated_lufs"] is not None
+
+
+def test_empty_blocks_are_harmless():
+    analyzer = StreamingAnalyzer(SR, 2)
+    analyzer.feed(np.zeros((0, 2)))
+    analyzer.feed(np.full((100, 2), 0.5))
+    analyzer.feed(np.zeros((0, 2)))
+    document = strict_json(analyzer.finish())
+    assert document["format"]["frames"] == 100

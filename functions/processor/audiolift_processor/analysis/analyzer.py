@@ -36,6 +36,7 @@ from .loudness import gated_loudness
 from .windows import WaveformBuckets, WindowCount, WindowEnergy
 
 SCHEMA_VERSION = 1
+_EMPTY = np.empty(0)
 TRUE_PEAK_ROW = 16  # samples per row of the true-peak matrix product
 _FLOAT32_SAFE = 1e30  # interpolation runs in float32 (BLAS sgemm)
 TRUE_PEAK_SEGMENT = 1024  # samples per pruning decision (a multiple of the row)
@@ -48,7 +49,7 @@ class AnalysisOptions:
     silence_window_seconds: float = 0.05
     true_peak: bool = True
     # Worker threads for the per-channel work; None = one per CPU (never more than there
-    # are channels). 1 runs everything on the caller's thread.
+    # are channels). 1 runs everything on the caller's thread, with no read-ahead.
     threads: int | None = None
 
 
@@ -120,6 +121,8 @@ class _ChannelState:
         completed, and the finite-sample counts of those silence windows if this channel
         has ever held a non-finite sample."""
         n = len(column)
+        if n == 0:
+            return _EMPTY, None if self.silence_counts is None else _EMPTY, _EMPTY
         history = self.history
         if len(self.buffer) < history + n:
             grown = np.empty(history + n)
@@ -304,8 +307,11 @@ class StreamingAnalyzer:
         self._longest_run = 0
         self._windows = 0
         threads = self.options.threads or os.cpu_count() or 1
-        threads = min(threads, self.channels)
-        self._pool = ThreadPoolExecutor(threads, "analysis") if threads > 1 else None
+        # even one channel gets a worker when there is a second core: the caller reads
+        # the next block (see `submit`) while it works
+        self._pool = (
+            ThreadPoolExecutor(min(threads, self.channels), "analysis") if threads > 1 else None
+        )
         self._blas_limit = (
             threadpool_limits(limits=1, user_api="blas")
             if threadpool_limits is not None and self.options.true_peak
