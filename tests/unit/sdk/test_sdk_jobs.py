@@ -145,6 +145,21 @@ def test_cancel_leaves_a_finished_job_and_its_result_alone(
     assert not cloud.api_requests("DELETE", ".*")
 
 
+def test_cancel_racing_a_completing_job_does_not_delete_it(
+    client: Client, cloud: FakeCloud
+) -> None:
+    stored = cloud.add_job(status="awaiting_upload")
+
+    def finished_meanwhile() -> None:
+        stored.status = "completed"
+
+    cloud.on_request(is_api("DELETE", f"/v1/uploads/{stored.job_id}"), finished_meanwhile)
+    with pytest.raises(ConflictError, match="already completed"):
+        client.cancel(stored.job_id)
+    assert stored.job_id in cloud.jobs
+    assert not cloud.api_requests("DELETE", f"/v1/jobs/{stored.job_id}")
+
+
 def test_errors_carry_the_servers_code_and_message(client: Client) -> None:
     with pytest.raises(NotFoundError) as caught:
         client.get_job("0" * 32)
