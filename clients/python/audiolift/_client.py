@@ -289,6 +289,13 @@ class Client:
             )
         if job.status != "awaiting_upload":
             return job
+        if job.size <= 0:
+            raise ConflictError(
+                f"Job {job_id} is an upload of unknown size (e.g. from the browser); it "
+                "cannot be resumed from here.",
+                code="not_resumable",
+                status=409,
+            )
         snapshot = FileSnapshot.take(path)
         if snapshot.size != job.size:
             raise FileChangedError(

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from audiolift import (
     Client,
+    ConflictError,
     FileChangedError,
     RetryConfig,
     TransportError,
@@ -298,3 +299,12 @@ def test_file_rewritten_in_place_during_the_upload_stops_it(
     with pytest.raises(FileChangedError, match="modified"):
         client.upload(audio_file, concurrency=2, on_progress=touch)
     assert not cloud.api_requests("POST", "/v1/uploads/.*/complete")
+
+
+def test_an_upload_of_unknown_size_cannot_be_resumed(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    stored = cloud.add_job(status="awaiting_upload", size=0, part_size=0, part_count=0)
+    with pytest.raises(ConflictError) as caught:
+        client.resume(stored.job_id, audio_file)
+    assert caught.value.code == "not_resumable"
