@@ -354,3 +354,17 @@ def test_a_healthy_reader_is_checked_after_every_block():
     blocks = math.ceil(8 * SR / (decode.BLOCK_SAMPLES // 2))
     assert reader.checked >= blocks
     assert document["format"]["frames"] == 8 * SR
+
+
+def test_five_nan_samples_in_a_float_wav_do_not_lower_its_loudness():
+    """The file-level version of the NaN-poisoning case: a loud float WAV (about -8 LUFS)
+    with five NaN samples early on still measures about -8, not the quieter value an IIR
+    filter left in a NaN state would give."""
+    rng = np.random.default_rng(12)
+    signal = (rng.standard_normal((20 * SR, 2)) * 0.2).astype(np.float32)
+    clean = analyse_bytes(encode(signal, "WAV", "FLOAT"))["loudness"]["integrated_lufs"]
+    signal[[SR, SR + 7, SR + 300, 2 * SR, 3 * SR], 1] = np.nan
+    document = analyse_bytes(encode(signal, "WAV", "FLOAT"))
+    assert document["channels"][1]["nan_samples"] == 5
+    assert clean == pytest.approx(-8, abs=1.0)
+    assert document["loudness"]["integrated_lufs"] == pytest.approx(clean, abs=0.01)
