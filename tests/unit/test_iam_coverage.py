@@ -277,14 +277,6 @@ def test_every_call_of_the_upload_and_job_routes_is_allowed_to_the_api_role(
     assert denied(recorder, "ApiFunctionRole", api.bucket, api.table) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "UploadService._recover_completed sizes the completed upload with HeadObject, which "
-        "needs s3:GetObject on uploads/*: the API role must not read audio. Size it with "
-        "ListObjectsV2 (Prefix=key, MaxKeys=1; the role has s3:ListBucket) instead."
-    ),
-)
 def test_complete_after_a_lost_response_is_allowed_to_the_api_role(
     audited_api: tuple[Api, CallRecorder],
 ) -> None:

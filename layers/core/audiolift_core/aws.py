@@ -10,8 +10,6 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -67,6 +65,9 @@ def _region() -> str:
 
 @functools.cache
 def s3_client() -> S3Client:
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         signature_version="s3v4",  # presigned URLs must be SigV4 (KMS buckets, every region)
         # Path style when an endpoint is given: loopback servers have no bucket subdomains.
@@ -80,6 +81,9 @@ def s3_client() -> S3Client:
 
 @functools.cache
 def dynamodb_client() -> DynamoDBClient:
+    import boto3
+    from botocore.config import Config
+
     config = Config(retries={"mode": "standard", "max_attempts": 5})
     client: DynamoDBClient = boto3.client("dynamodb", region_name=_region(), config=config)
     return client

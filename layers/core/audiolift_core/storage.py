@@ -182,7 +182,16 @@ class UploadStore:
             raise translate(error, "Storing the result") from error
 
     def object_size(self, key: str) -> int:
-        return int(self.head(key)["ContentLength"])
+        """The object's size, by listing rather than HeadObject: HeadObject needs
+        s3:GetObject, which the API's role must not have on audio objects."""
+        try:
+            response = self._client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "Looking up the object") from error
+        for entry in response.get("Contents", []):
+            if entry.get("Key") == key:
+                return int(entry.get("Size", 0))
+        raise NotFound(f"No object {key!r}.")
 
     def get_json(self, key: str) -> Any:
         try:
