@@ -320,3 +320,14 @@ def test_empty_blocks_are_harmless():
     analyzer.feed(np.zeros((0, 2)))
     document = strict_json(analyzer.finish())
     assert document["format"]["frames"] == 100
+
+
+def test_one_channel_split_over_two_threads_equals_the_serial_filter():
+    rng = np.random.default_rng(21)
+    t = np.arange(20 * SR) / SR
+    signal = rng.standard_normal(len(t)) * (0.02 + 0.3 * (t % 7 < 2)) + 0.01
+    split = analyse(signal, block=100_000, threads=2)
+    serial = analyse(signal, block=100_000, threads=1)
+    for key in ("integrated_lufs", "loudness_range_lu", "momentary_max_lufs"):
+        assert split["loudness"][key] == pytest.approx(serial["loudness"][key], abs=1e-9)
+    assert split["loudness"]["gated_blocks"] == serial["loudness"]["gated_blocks"]

@@ -65,6 +65,16 @@ def k_weighting(samplerate: float) -> Biquad:
     return Biquad(b=np.convolve(shelf.b, highpass.b), a=np.convolve(shelf.a, highpass.a))
 
 
+def settling_samples(filter_: Biquad, tolerance: float = 1e-17) -> int:
+    """Samples after which the filter has forgotten its initial state to ``tolerance``
+    (relative): from the slowest pole, with a margin for the near-double pole of the
+    high-pass (whose decay carries a factor n)."""
+    radius = float(np.abs(np.roots(filter_.a)).max())
+    if radius >= 1.0:
+        raise ValueError("unstable filter")
+    return math.ceil(1.5 * math.log(tolerance) / math.log(radius))
+
+
 # --- true peak ------------------------------------------------------------------------
 
 OVERSAMPLING = 4
