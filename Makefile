@@ -59,9 +59,13 @@ test: venv sam-venv browser-deps lint  ## everything CI runs
 	SAM=$(SAM_VENV)/bin/sam PY=$(PY) scripts/sam_checks.sh
 
 bench: venv  ## benchmarks (slow; print ratios against peers measured in the same run)
-	$(PY) bench/run_all.py
+	command -v ffmpeg >/dev/null || { apt-get update && apt-get install -y --no-install-recommends ffmpeg; }
+	$(PY) bench/run_all.py $(BENCH_ARGS)
+
+bench-quick: ## the benchmarks at small sizes (checks that they run)
+	$(MAKE) bench BENCH_ARGS=--quick
 
 clean:  ## remove build output and local state (not the environments)
 	rm -rf .aws-sam $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv sam-venv browser-deps demo dev lint unit integration sam-check test bench clean
+.PHONY: help venv sam-venv browser-deps demo dev lint unit integration sam-check test bench bench-quick clean

@@ -1,0 +1,60 @@
+"""Run every benchmark in turn (``make bench``). Each prints its own figures and its
+ratios against a peer measured in the same run; this only sequences them, one at a
+time (two cores: benchmarks must not race each other).
+
+    python bench/run_all.py            # the full sizes the goals are stated for
+    python bench/run_all.py --quick    # small sizes, to check the benchmarks still run
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    py = sys.executable
+    if args.quick:
+        runs = [
+            [py, str(HERE / "bench_api.py"), "--runs", "3", "--requests", "50"],
+            [py, str(HERE / "bench_analysis.py"), "64", "--repeat", "1"],
+            [py, str(HERE / "bench_reader.py"), "--size", "128MiB", "--rss-sizes", ""],
+            [py, str(HERE / "bench_upload.py"), "--size-mib", "128", "--rounds", "1"],
+        ]
+    else:
+        runs = [
+            [py, str(HERE / "bench_api.py")],
+            [
+                py,
+                str(
+                    HERE / "bench_analysis.py",
+                ),
+                "1024",
+                "--both",
+            ],
+            [py, str(HERE / "bench_reader.py")],
+            [py, str(HERE / "bench_upload.py")],
+        ]
+    if shutil.which("ffmpeg") is None:
+        print("note: ffmpeg is not installed (apt-get install ffmpeg); bench_analysis needs it")
+    failures = 0
+    for command in runs:
+        print(f"\n=== {' '.join(Path(c).name if c.endswith('.py') else c for c in command[1:])}")
+        started = time.monotonic()
+        code = subprocess.call(command)
+        print(f"=== exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+        failures += code != 0
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
