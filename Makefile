@@ -43,7 +43,7 @@ dev: venv  ## start the local stack and keep it running (Ctrl-C stops it)
 lint: venv  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/core functions devstack clients/python
+	$(VENV)/bin/mypy layers/core functions devstack clients/python tests bench scripts
 
 unit: venv  ## unit tests (moto in process)
 	$(VENV)/bin/pytest -q tests/unit
