@@ -30,9 +30,10 @@ ProgressCallback = Callable[[int, int | None], None]
 MAX_CHANNELS = 64
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
-# Samples (frames x channels) per block: ~1 MiB of int32 per buffer, so a block and its
-# float64 working copies stay in cache-friendly sizes whatever the channel count.
-BLOCK_SAMPLES = 1 << 18
+# Samples (frames x channels) per block, whatever the channel count: 1-2 MiB per read
+# buffer, 4 MiB of float64 working copies. Measured: 2^16 costs ~40 % more CPU (per-call
+# overhead), 2^19..2^20 about the same; memory stays a few MiB.
+BLOCK_SAMPLES = 1 << 19
 
 # Containers whose header states the exact length: fewer decoded frames means damage.
 _EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "aifc", "caf", "au"})
