@@ -1,9 +1,10 @@
 """Full analysis throughput from a local file vs ``ffmpeg -af ebur128 -f null -``.
 
-    .venv/bin/python bench/bench_analysis.py [SIZE_MIB] [--no-true-peak] [--signal KIND]
+    .venv/bin/python bench/bench_analysis.py [SIZE_MIB] [--both | --no-true-peak]
+        [--signal music|limited] [--channels N] [--repeat R]
 
-Generates a 16-bit stereo 48 kHz WAV of SIZE_MIB (default 1024) under /tmp, times our
-analysis (in a subprocess, which also reports its peak RSS) and ffmpeg's ebur128 filter
+Generates a 16-bit stereo (or N-channel) 48 kHz WAV of SIZE_MIB (default 1024) under
+/tmp, times our analysis (in a subprocess, which also reports its peak RSS) and ffmpeg's ebur128 filter
 on the same file, prints both throughputs and the ratio (goal >= 1.5x), then deletes the
 file. CPU seconds are printed too: on a shared machine they vary less than wall time
 (ffmpeg's filter runs on one core; we use a thread per channel).
@@ -31,7 +32,6 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLERATE = 48_000
-CHANNELS = 2
 
 _CHILD = """
 import json, resource, sys, time
@@ -55,18 +55,18 @@ print(json.dumps({{"seconds": elapsed, "cpu": cpu_seconds, "rss_kib": rss, "summ
 """
 
 
-def generate(path: Path, size_bytes: int, kind: str) -> None:
+def generate(path: Path, size_bytes: int, kind: str, channels: int = 2) -> None:
     """Write the test WAV in 10 s pieces, so generating it needs little memory."""
-    frames_total = size_bytes // (2 * CHANNELS)
+    frames_total = size_bytes // (2 * channels)
     rng = np.random.default_rng(20240611)
     piece = 10 * SAMPLERATE
     written = 0
     with sf.SoundFile(
-        path, "w", samplerate=SAMPLERATE, channels=CHANNELS, subtype="PCM_16", format="WAV"
+        path, "w", samplerate=SAMPLERATE, channels=channels, subtype="PCM_16", format="WAV"
     ) as out:
         while written < frames_total:
             n = min(piece, frames_total - written)
-            noise = rng.standard_normal((n, CHANNELS))
+            noise = rng.standard_normal((n, channels))
             if kind == "limited":
                 level = np.full(n, 0.3)
             else:
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("size_mib", nargs="?", type=int, default=1024)
     parser.add_argument("--no-true-peak", action="store_true")
     parser.add_argument("--signal", choices=("music", "limited"), default="music")
+    parser.add_argument("--channels", type=int, default=2, help="channels of the test file")
     parser.add_argument("--both", action="store_true", help="time with and without true peak")
     parser.add_argument(
         "--repeat",
@@ -128,10 +129,13 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="audiolift-bench-", dir="/tmp"))
     path = directory / "bench.wav"
     try:
-        generate(path, args.size_mib * 1024 * 1024, args.signal)
+        generate(path, args.size_mib * 1024 * 1024, args.signal, args.channels)
         size = path.stat().st_size
         mb = size / 1e6
-        print(f"file: {size / 2**20:.0f} MiB, 16-bit stereo 48 kHz, signal={args.signal}")
+        print(
+            f"file: {size / 2**20:.0f} MiB, 16-bit, {args.channels} channel(s), 48 kHz, "
+            f"signal={args.signal}"
+        )
         variants = [True, False] if args.both else [not args.no_true_peak]
         ffmpeg_times: list[float] = []
         ffmpeg_cpu: list[float] = []
