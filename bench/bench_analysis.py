@@ -6,8 +6,8 @@
 Generates a 16-bit stereo (or N-channel) 48 kHz WAV of SIZE_MIB (default 1024) under
 /tmp, times our analysis (in a subprocess, which also reports its peak RSS) and ffmpeg's
 ebur128 filter on the same file, prints both throughputs and the ratio (goal >= 1.5x),
-then deletes the file. CPU seconds are printed too: on a shared machine they vary less than wall time
-(ffmpeg's filter runs on one core; we use a thread per channel).
+then deletes the file. CPU seconds are printed too: on a shared machine they vary less
+than wall time (ffmpeg's filter runs on one core; we use a thread per channel).
 
 Signals: "music" (noise through a level envelope: quiet and loud passages, the odd
 near-full-scale peak) or "limited" (loud, clipped noise everywhere: the worst case for
