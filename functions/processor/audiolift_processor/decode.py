@@ -15,7 +15,7 @@ and the analysis of one block runs on worker threads while the next one is read.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -110,7 +110,7 @@ def analyze_stream(
         raise CorruptAudio("The file could not be read from the start.")
     container = sniff(bytes(head))
     fileobj.seek(0)
-    promised_by_header = _riff_data_frames(bytes(head)) if container == "wav" else None
+    promised_by_header = promised_frames(container, bytes(head))
 
     try:
         sound = sf.SoundFile(fileobj, mode="r")
@@ -236,23 +236,98 @@ def _nothing() -> None:
     return None
 
 
-def _riff_data_frames(head: bytes) -> int | None:
-    """Frames the WAV header itself promises (from the data chunk's size), when the data
-    chunk starts within the sniffed bytes. libsndfile quietly clamps an oversized data
-    chunk to the file's length, which would hide a truncated upload."""
-    if len(head) < 12 or head[:4] != b"RIFF":
+def promised_frames(container: str, head: bytes) -> int | None:
+    """Frames the header itself promises, when the sniffed bytes hold the fields that say
+    so. libsndfile quietly clamps an oversized data chunk to the file's length, which
+    would make a truncated upload look complete; None when the header leaves the length
+    open (a streamed file) or the fields lie beyond ``head``."""
+    try:
+        if container == "wav":
+            return _riff_frames(head)
+        if container == "rf64":
+            return _rf64_frames(head)
+        if container == "w64":
+            return _w64_frames(head)
+        if container in ("aiff", "aifc"):
+            return _aiff_frames(head)
+        if container == "au":
+            return _au_frames(head)
+    except struct.error:
         return None
-    position = 12
+    return None
+
+
+def _riff_frames(head: bytes) -> int | None:
+    if head[:4] != b"RIFF":
+        return None  # RIFX (big-endian) is rare: trust libsndfile
     block_align = 0
-    while position + 8 <= len(head):
-        chunk_id = head[position : position + 4]
-        (chunk_size,) = struct.unpack_from("<I", head, position + 4)
-        body = position + 8
-        if chunk_id == b"fmt " and body + 14 <= len(head):
+    for chunk_id, size, body in _chunks(head, 12, "<I", 8, align=2):
+        if chunk_id == b"fmt ":
             (block_align,) = struct.unpack_from("<H", head, body + 12)
         elif chunk_id == b"data":
-            if not block_align or chunk_size in (0, 0xFFFFFFFF):
+            if not block_align or size in (0, 0xFFFFFFFF):
                 return None  # a streamed WAV: its length is unknown, not wrong
-            return chunk_size // block_align
-        position = body + chunk_size + (chunk_size & 1)
+            return size // block_align
     return None
+
+
+def _rf64_frames(head: bytes) -> int | None:
+    data_size = None
+    for chunk_id, _size, body in _chunks(head, 12, "<I", 8, align=2):
+        if chunk_id == b"ds64":
+            (data_size,) = struct.unpack_from("<Q", head, body + 8)
+        elif chunk_id == b"fmt ":
+            (block_align,) = struct.unpack_from("<H", head, body + 12)
+            return data_size // block_align if data_size and block_align else None
+    return None
+
+
+_W64_FMT = b"fmt " + bytes.fromhex("f3acd3118cd100c04f8edb8a")
+_W64_DATA = b"data" + bytes.fromhex("f3acd3118cd100c04f8edb8a")
+
+
+def _w64_frames(head: bytes) -> int | None:
+    block_align = 0
+    position = 40  # after the riff GUID, the 64-bit size and the wave GUID
+    while position + 24 <= len(head):
+        guid = head[position : position + 16]
+        (size,) = struct.unpack_from("<Q", head, position + 16)  # includes this header
+        if guid == _W64_FMT:
+            (block_align,) = struct.unpack_from("<H", head, position + 24 + 12)
+        elif guid == _W64_DATA:
+            return (size - 24) // block_align if block_align and size > 24 else None
+        if size < 24:
+            return None
+        position += (size + 7) & ~7
+    return None
+
+
+def _aiff_frames(head: bytes) -> int | None:
+    for chunk_id, _size, body in _chunks(head, 12, ">I", 8, align=2):
+        if chunk_id == b"COMM":
+            (frames,) = struct.unpack_from(">I", head, body + 2)
+            return int(frames)
+    return None
+
+
+_AU_BYTES_PER_SAMPLE = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+
+
+def _au_frames(head: bytes) -> int | None:
+    _offset, size, encoding, _rate, channels = struct.unpack_from(">IIIII", head, 4)
+    width = _AU_BYTES_PER_SAMPLE.get(encoding)
+    if size == 0xFFFFFFFF or not width or not channels:
+        return None
+    return size // (width * channels)
+
+
+def _chunks(
+    head: bytes, position: int, size_format: str, header: int, *, align: int
+) -> Iterator[tuple[bytes, int, int]]:
+    """(id, size, body offset) of the chunks that start within ``head``."""
+    while position + header <= len(head):
+        chunk_id = head[position : position + 4]
+        (size,) = struct.unpack_from(size_format, head, position + 4)
+        body = position + header
+        yield chunk_id, size, body
+        position = body + size + (size % align)
