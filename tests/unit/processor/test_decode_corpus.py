@@ -380,3 +380,29 @@ def test_five_nan_samples_in_a_float_wav_do_not_lower_its_loudness():
     assert document["channels"][1]["nan_samples"] == 5
     assert clean == pytest.approx(-8, abs=1.0)
     assert document["loudness"]["integrated_lufs"] == pytest.approx(clean, abs=0.01)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    ("format", "subtype"),
+    [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")],
+)
+def test_damaged_files_end_in_a_document_or_a_processing_failure(format, subtype):
+    """Cut and scribbled-over files: every one ends with strict JSON or with
+    UnsupportedFormat / CorruptAudio -- never another exception, never a hang."""
+    original = encode(make_signal(seconds=1), format, subtype)
+    rng = np.random.default_rng(len(original))
+    for case in range(12):
+        data = bytearray(original)
+        if case % 3 == 0:
+            data = data[: int(rng.integers(1, len(data)))]
+        elif case % 3 == 1:
+            at = int(rng.integers(0, 200))
+            data[at : at + 4] = rng.integers(0, 256, 4, dtype=np.uint8).tobytes()
+        else:
+            at = int(rng.integers(0, len(data)))
+            data[at : at + 500] = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
+        try:
+            analyse_bytes(bytes(data))
+        except (UnsupportedFormat, CorruptAudio) as failure:
+            assert failure.message
