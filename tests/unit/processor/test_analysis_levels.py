@@ -331,3 +331,19 @@ def test_one_channel_split_over_two_threads_equals_the_serial_filter():
     for key in ("integrated_lufs", "loudness_range_lu", "momentary_max_lufs"):
         assert split["loudness"][key] == pytest.approx(serial["loudness"][key], abs=1e-9)
     assert split["loudness"]["gated_blocks"] == serial["loudness"]["gated_blocks"]
+
+
+@pytest.mark.parametrize("level", [0.02, 0.3])
+def test_true_peak_pruning_never_misses_the_peak(level):
+    """Sparse loud spots (rows gathered) and dense loud noise (the contiguous pass)."""
+    rng = np.random.default_rng(int(level * 100))
+    signal = np.clip(rng.standard_normal(SR) * level, -1, 1)
+    spots = rng.integers(0, SR - 16, 20)
+    for spot in spots:
+        # fs/4 at 45 degrees: samples at 0.6, the wave between them near 0.85
+        signal[spot : spot + 16] = np.tile([0.6, 0.6, -0.6, -0.6], 4)
+    for block in (4_096, 30_001):
+        document = analyse(signal, block=block)
+        expected = db(reference_true_peak(signal))
+        assert document["loudness"]["true_peak_dbtp"] == pytest.approx(expected, abs=1e-5)
+        assert expected > db(np.abs(signal).max()) + 0.1  # inter-sample peaks exist
