@@ -372,7 +372,8 @@ def test_cancellation_between_blocks_is_honoured(aws: SimpleNamespace) -> None:
 
 
 def test_object_replaced_mid_read_fails_with_object_changed(aws: SimpleNamespace) -> None:
-    job = add_job(aws, wav_bytes(seconds=10))
+    # Long enough for several decoder blocks: the replacement lands between two of them.
+    job = add_job(aws, wav_bytes(seconds=30))
     replaced = threading.Event()
 
     def analyze_and_replace(reader: Any, **kwargs: Any) -> dict[str, Any]:
