@@ -197,24 +197,17 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         """Cancel an unfinished job (an upload in progress is aborted). A finished job is
-        left alone (ConflictError): the API's DELETE would delete it and its result."""
-        for _ in range(3):
+        left alone (ConflictError): the API checks and cancels in one conditional write."""
+        response = self._send("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
+        if response.status_code == 409:
             job = self.get_job(job_id)
-            if job.finished:
-                raise ConflictError(
-                    f"Job {job_id} is already {job.status}; there is nothing to cancel.",
-                    code="already_finished",
-                    status=409,
-                )
-            if job.status != "awaiting_upload":
-                self._call("DELETE", f"/v1/jobs/{_segment(job_id)}")
-                return self.get_job(job_id)
-            response = self._send("DELETE", f"/v1/uploads/{_segment(job_id)}")
-            if response.status_code != 409:
-                raise_for_api_error(response)
-                return self.get_job(job_id)
-            # 409: the upload was completed meanwhile; look again before cancelling the job.
-        raise ConflictError(f"Job {job_id} kept changing; try again.", status=409)
+            raise ConflictError(
+                f"Job {job_id} is already {job.status}; there is nothing to cancel.",
+                code="already_finished",
+                status=409,
+            )
+        raise_for_api_error(response)
+        return self.get_job(job_id)
 
     def delete(self, job_id: str) -> None:
         """Delete a finished job with its audio and result (an unfinished one is cancelled)."""

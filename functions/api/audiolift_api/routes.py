@@ -202,6 +202,18 @@ def get_result(job: OwnedJob, svc: Service) -> Response:
     return JSONResponse(location.document)
 
 
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    response_model=JobStatusResponse,
+    responses=_errors(404, 409),
+    summary="Cancel an unfinished job; 409 for a finished one (which is left as it is)",
+)
+def cancel_job(job: OwnedJob, svc: Service) -> Any:
+    cancelled = svc.cancel(job)
+    return {"job_id": cancelled.job_id, "status": cancelled.status.value}
+
+
 @router.delete(
     "/jobs/{job_id}",
     status_code=204,

@@ -317,13 +317,19 @@ class UploadService:
             return ResultLocation(document=self.store.get_json(job.result_key))
         return ResultLocation(url=self.store.presign_get(job.result_key, 300))
 
+    def cancel(self, job: Job) -> Job:
+        """Cancel an unfinished job, aborting its upload if one is open. A finished job
+        is a Conflict, never deleted: the check and the move are one conditional write."""
+        cancelled = self.jobs.transition(job.job_id, JobStatus.CANCELLED, owner=job.owner)
+        if job.status is JobStatus.AWAITING_UPLOAD and job.upload_id:
+            self.store.abort(job.object_key, job.upload_id)
+        return cancelled
+
     def cancel_or_delete(self, job: Job) -> bool:
         """Cancel an unfinished job (returns False), or delete a finished one with its
         audio and result (returns True)."""
         if job.status in UNFINISHED:
-            self.jobs.transition(job.job_id, JobStatus.CANCELLED, owner=job.owner)
-            if job.status is JobStatus.AWAITING_UPLOAD and job.upload_id:
-                self.store.abort(job.object_key, job.upload_id)
+            self.cancel(job)
             return False
         keys = [job.object_key, result_key(self.settings.storage.result_prefix, job.job_id)]
         self.store.delete(*keys)

@@ -313,3 +313,36 @@ def test_delete_cancelled_job_removes_the_record(api: Api) -> None:
     assert api.client.delete(f"/v1/jobs/{job_id}", headers=api.auth("alice")).status_code == 202
     assert api.client.delete(f"/v1/jobs/{job_id}", headers=api.auth("alice")).status_code == 204
     assert api.jobs.get(job_id) is None
+
+
+# --- POST /v1/jobs/{id}/cancel -------------------------------------------------------------
+
+
+def test_cancel_route_cancels_an_unfinished_job_and_aborts_its_upload(api: Api) -> None:
+    job_id = api.create_upload()["job_id"]
+    response = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.auth("alice"))
+    assert response.status_code == 202
+    assert response.json() == {"job_id": job_id, "status": "cancelled"}
+    job = api.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert api.aws.s3.list_multipart_uploads(Bucket=api.bucket).get("Uploads", []) == []
+
+
+def test_cancel_route_leaves_a_finished_job_and_its_files_alone(api: Api) -> None:
+    job_id = complete_upload(api)
+    finish(api, job_id)
+    response = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.auth("alice"))
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    job = api.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    keys = [o["Key"] for o in api.aws.s3.list_objects_v2(Bucket=api.bucket).get("Contents", [])]
+    assert f"uploads/{job_id}" in keys
+
+
+def test_cancel_route_is_404_for_another_owner(api: Api) -> None:
+    job_id = api.create_upload()["job_id"]
+    response = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.auth("bob"))
+    assert response.status_code == 404
+    job = api.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.AWAITING_UPLOAD

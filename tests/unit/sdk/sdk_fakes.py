@@ -359,6 +359,11 @@ class FakeCloud:
                     },
                 )
             return httpx.Response(200, json=job.result)
+        if method == "POST" and tail == "/cancel":
+            if job.status in ("completed", "failed", "cancelled"):
+                return error(409, "conflict", f"The job is {job.status}.")
+            job.status = "cancelled"
+            return httpx.Response(202, json={"job_id": job.job_id, "status": "cancelled"})
         if method == "DELETE" and tail == "":
             if job.status in ("completed", "failed", "cancelled"):
                 del self.jobs[job.job_id]
