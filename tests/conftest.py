@@ -15,8 +15,13 @@ Layers, each usable alone:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+# moto reads this once, on import: set it before anything imports moto, so an in-process
+# local stack's moto server answers CORS from the bucket's own rule, as S3 does.
+os.environ.setdefault("MOTO_DISABLE_GLOBAL_CORS", "true")
 
 import boto3
 import pytest
