@@ -130,9 +130,10 @@ class SeaweedFS:
     volume_size_limit_mb: int = 1024
     fresh: bool = True  # wipe earlier data: the rest of the stack (moto) keeps no state
     start_timeout: float = 30.0
+    stop_timeout: float = 5.0
     # The filer's graceful stop waits for its own metadata subscription and never ends:
     # after this, SIGKILL (the data is disposable, and leveldb recovers from its journal).
-    stop_timeout: float = 2.0
+    filer_grace: float = 0.5
     ports: SeaweedPorts | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_seconds: float = 0.0
@@ -336,15 +337,28 @@ class SeaweedFS:
             return False
         return f"{LOOPBACK}:{self.ports.volume}" in topology
 
-    def stop(self) -> None:
-        started = time.monotonic()
+    def terminate(self) -> None:
+        """Ask every process to exit (SIGTERM to the group), without waiting."""
         group = self.process_group
-        if group is not None:
+        if group is not None and any(p.poll() is None for p in self.processes.values()):
             _signal_group(group, signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL for what is left after ``stop_timeout`` (the filer, whose
+        graceful stop never ends), then reap."""
+        started = time.monotonic()
+        self.terminate()
         deadline = time.monotonic() + self.stop_timeout
-        for process in self.processes.values():
+        for name, process in self.processes.items():
+            if name == "filer":
+                continue  # waited for last: it is the one that does not exit by itself
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        filer = self.processes.get("filer")
+        if filer is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                filer.wait(timeout=max(0.0, min(self.filer_grace, deadline - time.monotonic())))
+        group = self.process_group
         if group is not None and any(p.poll() is None for p in self.processes.values()):
             # Only while a member lives: a dead group's id could be reused by another.
             _signal_group(group, signal.SIGKILL)

@@ -131,7 +131,7 @@ class StackConfig:
     run_api: bool = True
     run_poller: bool = True
     processor_handler: Handler | None = None  # None: audiolift_processor.handler.handler
-    poll_wait_seconds: int = 2
+    poll_wait_seconds: int = 1  # the long poll; also how long a stop may wait for it
     log_level: str = "WARNING"  # POWERTOOLS_LOG_LEVEL for the API and the processor
     seaweed_memory_limit: str = "512MiB"
     template_path: Path = TEMPLATE_PATH
@@ -460,15 +460,20 @@ class Stack:
         with contextlib.suppress(FileNotFoundError):
             if self.info is not None and self.stack_file.exists():
                 self.stack_file.unlink()
+        # SeaweedFS's processes take a moment to exit: signal them first, reap them last.
+        if self.seaweed is not None:
+            self.seaweed.terminate()
         if self.poller is not None:
             self.poller.stop()
             self.poller = None
+            self._timed("stop_poller", started)
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
             if self._uvicorn_thread is not None:
                 self._uvicorn_thread.join(timeout=10)
             self._uvicorn = None
             self._uvicorn_thread = None
+            self._timed("stop_api", started)
         if self._api_socket is not None:
             self._api_socket.close()
             self._api_socket = None
@@ -478,11 +483,12 @@ class Stack:
         if self.seaweed is not None:
             self.seaweed.stop()
             self.seaweed = None
+            self._timed("stop_seaweedfs", started)
         if self.moto is not None:
             self.moto.stop()
             self.moto = None
         self._restore_environment()
-        self.timings["shutdown"] = round(time.monotonic() - started, 3)
+        self._timed("shutdown", started)
 
     def __enter__(self) -> Stack:
         return self.start()
