@@ -75,7 +75,8 @@ def _up(args: argparse.Namespace) -> int:
             f"  S3 endpoint:  {info.s3_endpoint}   bucket {info.bucket}\n"
             f"  moto:         {info.aws_endpoint}   (DynamoDB {info.table}, SQS)\n"
             f"  dev API key:  {info.api_key}\n"
-            f"  written to:   {stack.stack_file}\n"
+            + (f"  web page:     {info.web_url}\n" if info.web_url else "")
+            + f"  written to:   {stack.stack_file}\n"
             "Ctrl-C stops it.",
             flush=True,
         )

@@ -49,6 +49,7 @@ from .template_resources import (
     load_template,
     upload_prefix,
 )
+from .web import WebServer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -161,6 +162,7 @@ class StackInfo:
     visibility_timeout: int
     state_dir: str
     startup_seconds: float
+    web_url: str = ""  # the browser page, when its bundle is built (scripts/install_browser.sh)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -193,6 +195,7 @@ class Stack:
         self.sqs: SQSClient | None = None
         self.timings: dict[str, float] = {}
         self._saved_environment: dict[str, str | None] = {}
+        self.web: WebServer | None = None
 
     @property
     def stack_file(self) -> Path:
@@ -355,7 +358,15 @@ class Stack:
             self.poller.start()
             self._timed("poller", since)
 
+        web_url = ""
+        if config.run_api:
+            page = WebServer()
+            if page.built:
+                self.web = page.start()
+                web_url = self.web.page_url(api_url, self.api_key)
+
         self.info = StackInfo(
+            web_url=web_url,
             api_url=api_url,
             s3_endpoint=s3_endpoint,
             api_key=self.api_key,
@@ -463,6 +474,9 @@ class Stack:
         # SeaweedFS's processes take a moment to exit: signal them first, reap them last.
         if self.seaweed is not None:
             self.seaweed.terminate()
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.poller is not None:
             self.poller.stop()
             self.poller = None
