@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.server import ThreadingHTTPServer
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 
@@ -66,3 +69,36 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
         time.sleep(interval)
+
+
+class Service:
+    """A part of the stack that is started and stopped, usable as a context manager."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_in_thread(server: ThreadingHTTPServer, name: str) -> threading.Thread:
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def stop_server(server: ThreadingHTTPServer | None, thread: threading.Thread | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join(timeout=5)

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from ._net import LOOPBACK
+from ._net import LOOPBACK, Service, serve_in_thread, stop_server
 from .seaweed import BUCKETS_DIR
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def object_created_record(
     }
 
 
-class NotificationBridge:
+class NotificationBridge(Service):
     """The webhook server. ``start()`` binds 127.0.0.1 (``port`` 0: any free one); give
     ``url`` to the filer. Events that arrive before ``connect()`` (the queue not created
     yet) get a 503, which the filer retries."""
@@ -255,14 +255,7 @@ class NotificationBridge:
                 log.debug("webhook: " + format, *args)
 
         self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="audiolift-bridge",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "audiolift-bridge")
         return self
 
     def handle_event(self, payload: Any) -> HTTPStatus:
@@ -305,16 +298,6 @@ class NotificationBridge:
         return HTTPStatus.OK
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> NotificationBridge:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        stop_server(self._server, self._thread)
+        self._server = None
+        self._thread = None

@@ -14,10 +14,9 @@ import logging
 import os
 import sys
 import time
-from types import TracebackType
 from typing import Any
 
-from ._net import LOOPBACK
+from ._net import LOOPBACK, Service
 
 MOTO_ENVIRONMENT = {"MOTO_DISABLE_GLOBAL_CORS": "true"}
 
@@ -38,7 +37,7 @@ def prepare_environment(*, s3_part_min_bytes: int | None = None) -> None:
     os.environ.update(wanted)
 
 
-class MotoServer:
+class MotoServer(Service):
     """``ThreadedMotoServer`` bound to 127.0.0.1 (``port`` 0: a free port)."""
 
     def __init__(self, port: int = 0, *, s3_part_min_bytes: int | None = None) -> None:
@@ -70,14 +69,3 @@ class MotoServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

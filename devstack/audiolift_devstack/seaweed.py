@@ -28,9 +28,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-from ._net import LOOPBACK, free_port, http_status, wait_until
+from ._net import LOOPBACK, Service, free_port, http_status, wait_until
 
 # Go's soft memory limit for each weed process; S3 GETs stream from disk, so this is ample.
 DEFAULT_MEMORY_LIMIT = "512MiB"
@@ -117,7 +116,7 @@ def identities_json(access_key: str, secret_key: str) -> str:
 
 
 @dataclass
-class SeaweedFS:
+class SeaweedFS(Service):
     """Start with ``start()`` (or ``with``), stop with ``stop()``: SIGTERM to the process
     group, SIGKILL for whatever is left after ``stop_timeout``."""
 
@@ -368,17 +367,6 @@ class SeaweedFS:
             process.wait()
         self.processes.clear()
         self.shutdown_seconds = time.monotonic() - started
-
-    def __enter__(self) -> SeaweedFS:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _signal_group(group: int, signum: int) -> None:

@@ -30,10 +30,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._net import LOOPBACK, bound_socket, http_status, wait_until
+from ._net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .bridge import NotificationBridge
 from .moto_server import MotoServer
 from .poller import Handler, SqsPoller
@@ -173,7 +172,7 @@ class StackInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-class Stack:
+class Stack(Service):
     """``with Stack(StackConfig(...)) as stack: stack.info.api_url ...``"""
 
     def __init__(self, config: StackConfig | None = None) -> None:
@@ -503,14 +502,3 @@ class Stack:
             self.moto = None
         self._restore_environment()
         self._timed("shutdown", started)
-
-    def __enter__(self) -> Stack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

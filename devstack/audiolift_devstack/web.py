@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from ._net import LOOPBACK, Service, serve_in_thread, stop_server
+
 WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 SERVED_TOP_LEVEL = frozenset({"", "index.html", "style.css", "dist", "favicon.ico"})
 
@@ -32,7 +34,7 @@ class _PageHandler(SimpleHTTPRequestHandler):
 
 
 @dataclass
-class WebServer:
+class WebServer(Service):
     directory: Path = WEB_DIR
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -45,26 +47,18 @@ class WebServer:
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
 
     def page_url(self, api_url: str, api_key: str) -> str:
         return f"{self.url}/?{urlencode({'api': api_url, 'key': api_key})}"
 
     def start(self) -> WebServer:
         handler = functools.partial(_PageHandler, directory=str(self.directory))
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="web-page", daemon=True
-        )
-        self._thread.start()
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), handler)
+        self._thread = serve_in_thread(self._server, "audiolift-web-page")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        stop_server(self._server, self._thread)
+        self._server = None
+        self._thread = None
