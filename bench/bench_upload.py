@@ -190,17 +190,9 @@ def stop_stack(process: subprocess.Popen[bytes]) -> None:
 
 
 def s3_client(stack: dict[str, Any]) -> Any:
-    import boto3
-    from botocore.config import Config
+    from audiolift_devstack.stack import s3_client_for
 
-    return boto3.client(
-        "s3",
-        region_name=stack["region"],
-        endpoint_url=stack["s3_endpoint"],
-        aws_access_key_id=stack["aws_access_key_id"],
-        aws_secret_access_key=stack["aws_secret_access_key"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    return s3_client_for(stack)
 
 
 def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:

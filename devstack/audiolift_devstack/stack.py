@@ -172,6 +172,22 @@ class StackInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def s3_client_for(info: Mapping[str, Any]) -> Any:
+    """A boto3 S3 client for the stack described by ``info`` (stack.json's contents):
+    its endpoint and dev credentials (SeaweedFS checks signatures), SigV4, path style."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name=info["region"],
+        endpoint_url=info["s3_endpoint"],
+        aws_access_key_id=info["aws_access_key_id"],
+        aws_secret_access_key=info["aws_secret_access_key"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
 class Stack(Service):
     """``with Stack(StackConfig(...)) as stack: stack.info.api_url ...``"""
 

@@ -20,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from audiolift import Client, JobFailedError, RetryConfig, TransportError
 from audiolift.cli import main
-from botocore.config import Config
+from audiolift_devstack.stack import s3_client_for
 from sdk_fakes import Faulty, dropped, is_put
 
 pytestmark = pytest.mark.integration
@@ -70,14 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def s3_of(stack: dict[str, Any]) -> Any:
-    return boto3.client(
-        "s3",
-        region_name=stack["region"],
-        endpoint_url=stack["s3_endpoint"],
-        aws_access_key_id=stack["aws_access_key_id"],
-        aws_secret_access_key=stack["aws_secret_access_key"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    return s3_client_for(stack)
 
 
 def client_for(stack: dict[str, Any], storage: httpx.BaseTransport | None = None) -> Client:
