@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiolift_devstack.samples import write_sample_recording
-from stack_support import TEST_PART_BYTES, LocalStack
+from audiolift_testkit import TEST_PART_BYTES, StackProcess
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +22,11 @@ JOB_TIMEOUT = 120.0
 
 
 def upload_through_api(
-    stack: LocalStack, path: Path, *, content_type: str = "audio/wav"
+    stack: StackProcess, path: Path, *, content_type: str = "audio/wav"
 ) -> dict[str, Any]:
     """The client's side of the contract, by hand: create, PUT every part, complete."""
     size = path.stat().st_size
-    with httpx.Client(base_url=stack.api_url, headers=stack.auth, timeout=30) as api:
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
         created = api.post(
             "/v1/uploads",
             json={"filename": path.name, "size": size, "content_type": content_type},
@@ -54,9 +54,9 @@ def upload_through_api(
     return upload
 
 
-def wait_for_job(stack: LocalStack, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
+def wait_for_job(stack: StackProcess, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=stack.api_url, headers=stack.auth, timeout=30) as api:
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
         while True:
             response = api.get(f"/v1/jobs/{job_id}")
             assert response.status_code == 200, response.text
@@ -68,8 +68,8 @@ def wait_for_job(stack: LocalStack, job_id: str, timeout: float = JOB_TIMEOUT) -
             time.sleep(0.25)
 
 
-def fetch_result(stack: LocalStack, job_id: str) -> dict[str, Any]:
-    with httpx.Client(base_url=stack.api_url, headers=stack.auth, timeout=30) as api:
+def fetch_result(stack: StackProcess, job_id: str) -> dict[str, Any]:
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
         response = api.get(f"/v1/jobs/{job_id}/result")
         if response.status_code == 303:
             response = httpx.get(response.headers["location"], timeout=30)
@@ -79,7 +79,7 @@ def fetch_result(stack: LocalStack, job_id: str) -> dict[str, Any]:
 
 
 def test_upload_in_parts_is_processed_to_completion(
-    local_stack: LocalStack, tmp_path: Path
+    local_stack: StackProcess, tmp_path: Path
 ) -> None:
     path = write_sample_recording(tmp_path / "take one.wav", seconds=70, samplerate=44100)
     size = path.stat().st_size
@@ -93,7 +93,9 @@ def test_upload_in_parts_is_processed_to_completion(
     assert job["size"] == size
 
     # The object is in SeaweedFS under the server-made key, whole.
-    head = local_stack.s3.head_object(Bucket=local_stack.bucket, Key=f"uploads/{job['job_id']}")
+    head = local_stack.clients.s3.head_object(
+        Bucket=local_stack.info.bucket, Key=f"uploads/{job['job_id']}"
+    )
     assert head["ContentLength"] == size
     assert head["ETag"].strip('"').endswith(f"-{upload['part_count']}")
 
