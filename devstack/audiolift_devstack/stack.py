@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -31,17 +32,19 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .bridge import NotificationBridge
 from .clients import clients_for
+from .clients import s3_client_for as s3_client_for  # its home is .clients; kept importable here
 from .dynalite import Dynalite
 from .moto_server import MotoServer
 from .net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .poller import Handler, SqsPoller
+from .schedule import ScheduledFunction
 from .seaweed import SeaweedFS, WebhookTarget
 from .template_resources import (
     PROCESSOR_ID,
@@ -65,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("audiolift_devstack")
 
 S3Backend = Literal["seaweedfs", "moto"]
+SWEEPER_HANDLER = "audiolift_sweeper.handler.handler"
+SWEEP_INTERVAL_SECONDS = 60.0
 TableBackend = Literal["dynalite", "moto"]
 STACK_FILE = "stack.json"
 DEV_OWNER = "dev"
@@ -143,6 +148,9 @@ class StackConfig:
     seaweed_memory_limit: str = "512MiB"
     template_path: Path = TEMPLATE_PATH
     extra_environment: Mapping[str, str] = field(default_factory=dict)
+    # Functions run on a timer, as EventBridge schedules run them: (dotted handler path or
+    # callable, interval in seconds). None: the sweeper, every minute, when it is installed.
+    schedules: Sequence[tuple[Handler | str, float]] | None = None
 
 
 @dataclass
@@ -235,6 +243,7 @@ class Stack(Service):
         self.dynalite: Dynalite | None = None
         self.bridge: NotificationBridge | None = None
         self.poller: SqsPoller | None = None
+        self.schedules: list[ScheduledFunction] = []
         self.web: WebServer | None = None
         self.resources: CreatedResources | None = None
         self.info: StackInfo | None = None
@@ -307,6 +316,7 @@ class Stack(Service):
         api_url = self._start_api() if config.run_api else ""
         if config.run_poller:
             self._start_poller(function, timeout, resources)
+            self._start_schedules()
         web_url = self._start_web(api_url) if config.run_api else ""
         # Runs first on stop: the child processes exit while the threads are stopped.
         self._exits.callback(self._signal_children)
@@ -505,6 +515,22 @@ class Stack(Service):
         self.poller.start()
         self._on_stop("poller", self.poller.stop)
         self._timed("poller", since)
+
+    def _start_schedules(self) -> None:
+        schedules = self.config.schedules
+        if schedules is None:
+            installed = importlib.util.find_spec(SWEEPER_HANDLER.split(".")[0]) is not None
+            schedules = [(SWEEPER_HANDLER, SWEEP_INTERVAL_SECONDS)] if installed else []
+        self.schedules = []
+        for number, (handler, interval) in enumerate(schedules):
+            scheduled = ScheduledFunction(
+                handler,
+                interval_seconds=interval,
+                function_name=f"{self.config.name_prefix}-scheduled-{number}",
+                region=self.config.region,
+            ).start()
+            self._on_stop(f"schedule_{number}", scheduled.stop)
+            self.schedules.append(scheduled)
 
     def _start_web(self, api_url: str) -> str:
         page = WebServer()

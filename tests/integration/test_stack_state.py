@@ -5,6 +5,7 @@
 - A SIGKILL of ``up`` leaves no process behind: SeaweedFS and dynalite die with it.
 - ``--function-timeout`` is the processor's timeout: the handler's deadline, the queue's
   visibility timeout (six times, the template's rule) and PROCESSOR_TIMEOUT_SECONDS.
+- Scheduled functions run on the stack's timer.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def test_the_function_timeout_sets_the_deadline_and_the_visibility_timeout(
 ) -> None:
     contexts: list[Any] = []
     delivered = threading.Event()
+    scheduled = threading.Event()
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         contexts.append((context.get_remaining_time_in_millis(), os.environ.copy()))
@@ -105,6 +107,7 @@ def test_the_function_timeout_sets_the_deadline_and_the_visibility_timeout(
         run_api=False,
         function_timeout=20,
         processor_handler=handler,
+        schedules=[(lambda event, context: scheduled.set(), 0.2)],
     )
     with Stack(config) as stack:
         assert stack.info is not None and stack.sqs is not None
@@ -115,6 +118,7 @@ def test_the_function_timeout_sets_the_deadline_and_the_visibility_timeout(
         assert attributes["VisibilityTimeout"] == "120"
         stack.sqs.send_message(QueueUrl=stack.info.queue_url, MessageBody="{}")
         assert delivered.wait(timeout=20)
+        assert scheduled.wait(timeout=5), "the stack's timer did not run its function"
     ((remaining_ms, environment),) = contexts
     assert 18_000 < remaining_ms <= 20_000
     assert environment["PROCESSOR_TIMEOUT_SECONDS"] == "20"
