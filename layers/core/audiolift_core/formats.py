@@ -129,12 +129,12 @@ def describe(head: bytes) -> str:
     """A sentence for the user saying what a file that `sniff` refused is instead."""
     head = bytes(head)
     if not head:
-        return "The file is empty (0 bytes): there is no audio to analyse."
+        return "The file is empty (0 bytes): there is no audio to analyze."
     tag_end = id3v2_end(head)
     behind_tag = head[tag_end:] if tag_end is not None and tag_end < len(head) else head
     for what, signatures in _OTHER_SIGNATURES:
         if any(_matches(behind_tag, signature) for signature in signatures):
-            return f"The file is {what}, not an audio recording we can analyse."
+            return f"The file is {what}, not an audio recording we can analyze."
     if _looks_like_text(head):
         return (
             "The file contains text, not audio (it may have been renamed to look like a "
