@@ -256,11 +256,13 @@ def _decode(
     expected = stream.expected
     decoded = 0
     current = 0
-    block = _read(sound, buffers[current], stream, raise_if_failed)
+    block = _read(sound, buffers[current], stream, 0, raise_if_failed)
     while len(block):
         analyzer.submit(block, scale=scale)  # analyzed on the workers ...
         current ^= 1
-        following = _read(sound, buffers[current], stream, raise_if_failed)  # ... as we read
+        following = _read(  # ... while the next block is read
+            sound, buffers[current], stream, decoded + len(block), raise_if_failed
+        )
         analyzer.collect()
         decoded += len(block)
         raise_if_failed()
@@ -272,20 +274,28 @@ def _decode(
 
 
 def _read(
-    sound: sf.SoundFile, buffer: np.ndarray, stream: _Stream, raise_if_failed: Callable[[], None]
+    sound: sf.SoundFile,
+    buffer: np.ndarray,
+    stream: _Stream,
+    position: int,
+    raise_if_failed: Callable[[], None],
 ) -> Any:
+    """The next block; ``position`` is the frame it starts at, for the message."""
     try:
         return sound.read(len(buffer), dtype=str(buffer.dtype), always_2d=True, out=buffer)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise_if_failed()
-        position = sound.tell()
         log.warning(
             "decoder error",
             extra={"container": stream.container, "frame": position, "detail": str(error)},
         )
+        where = (
+            f"past {_duration(position / stream.samplerate)} (frame {position})"
+            if position
+            else "from its start"
+        )
         raise CorruptAudio(
-            f"The {_label(stream.container)} audio is damaged: it could not be decoded past "
-            f"{_duration(position / stream.samplerate)} (frame {position})."
+            f"The {_label(stream.container)} audio is damaged: it could not be decoded {where}."
         ) from error
 
 
