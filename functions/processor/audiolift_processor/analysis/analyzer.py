@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from .loudness import gated_loudness
 from .windows import WaveformBuckets, WindowCount, WindowEnergy
 
 SCHEMA_VERSION = 1
+STATE_VERSION = 1  # of `StreamingAnalyzer.state`
 _EMPTY = np.empty(0)
 TRUE_PEAK_ROW = 16  # samples per row of the true-peak matrix product
 _FLOAT32_SAFE = 1e30  # interpolation runs in float32 (BLAS sgemm)
@@ -110,6 +111,36 @@ class _ChannelState:
         if true_peak is not None:
             self.tp_matrix, self.tp_gain = true_peak
             self.tp_matrix32 = self.tp_matrix.astype(np.float32)
+
+    # Everything carried from one block to the next, as plain data (see `state`).
+    _SCALARS = ("nan", "inf", "overflow", "samples", "clipped", "sum", "low", "high", "true_peak")
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._SCALARS}
+        state.update(
+            history=self.buffer[: self.history].copy(),
+            kstate=np.array(self.kstate, dtype=np.float64),
+            silence=self.silence.state(),
+            silence_counts=None if self.silence_counts is None else self.silence_counts.state(),
+            waveform=self.waveform.state(),
+            subblocks=self.subblocks.state(),
+        )
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (this object must be configured as the saved one was)."""
+        for name in self._SCALARS:
+            setattr(self, name, type(getattr(self, name))(state[name]))
+        history = np.asarray(state["history"], dtype=np.float64)
+        if len(history) != self.history:
+            raise ValueError("the saved state was made with other true-peak settings")
+        self.buffer = history.copy()
+        self.kstate = np.asarray(state["kstate"], dtype=np.float64).copy()
+        self.silence = WindowEnergy.from_state(state["silence"])
+        counts = state["silence_counts"]
+        self.silence_counts = None if counts is None else WindowCount.from_state(counts)
+        self.waveform = WaveformBuckets.from_state(state["waveform"])
+        self.subblocks = WindowEnergy.from_state(state["subblocks"])
 
     def process(
         self, column: NDArray[Any], scale: float | None
@@ -342,6 +373,71 @@ class StreamingAnalyzer:
             if threadpool_limits is not None and self.options.true_peak
             else None
         )
+
+    # --- saving and restoring ---------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything this analysis carries between blocks, as plain data (dicts, lists,
+        numbers, strings, None and numpy arrays; `analysis.state.dumps` makes bytes of
+        it). `restore` continues from it exactly: the same document as straight through.
+        Waits for a block given to `submit` first."""
+        self.collect()
+        if self._finished:
+            raise RuntimeError("the analyzer has finished")
+        power = np.concatenate(self._subblock_power) if self._subblock_power else np.empty(0)
+        return {
+            "version": STATE_VERSION,
+            "samplerate": self.samplerate,
+            "channels": self.channels,
+            "expected_frames": self.expected_frames,
+            "clip_level": self.clip_level,
+            "options": asdict(self.options),
+            "layout": {
+                "positions": list(self.layout.positions),
+                "declared": self.layout.declared,
+                "source": self.layout.source,
+            },
+            "frames": self.frames,
+            "subblock_power": power,
+            "silence_runs": [
+                self._silent_windows,
+                self._silent_run,
+                self._longest_run,
+                self._windows,
+                self._unusable_windows,
+            ],
+            "channel_states": [state.state() for state in self._states],
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> StreamingAnalyzer:
+        """An analyzer that continues where the one that made `state` stopped."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError("the saved analysis state is from another version")
+        layout = state["layout"]
+        analyzer = cls(
+            int(state["samplerate"]),
+            int(state["channels"]),
+            expected_frames=state["expected_frames"],
+            options=AnalysisOptions(**state["options"]),
+            clip_level=float(state["clip_level"]),
+            layout=ChannelLayout(
+                tuple(layout["positions"]), bool(layout["declared"]), str(layout["source"])
+            ),
+        )
+        analyzer.frames = int(state["frames"])
+        power = np.asarray(state["subblock_power"], dtype=np.float64)
+        analyzer._subblock_power = [power.copy()] if len(power) else []
+        (
+            analyzer._silent_windows,
+            analyzer._silent_run,
+            analyzer._longest_run,
+            analyzer._windows,
+            analyzer._unusable_windows,
+        ) = (int(value) for value in state["silence_runs"])
+        for channel, saved in zip(analyzer._states, state["channel_states"], strict=True):
+            channel.load(saved)
+        return analyzer
 
     # --- feeding ----------------------------------------------------------------------
 
