@@ -48,7 +48,7 @@ BLOCK_SAMPLES = 1 << 19
 
 # Containers whose header states the exact length: fewer decoded frames means damage.
 _EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "aifc", "caf", "au"})
-_MPEG_FRAME_SAMPLES = 1152
+_MPEG_CODEC_SLACK = 3 * 1152
 
 # The largest positive code of each integer subtype, as libsndfile decodes it to int16
 # or int32: a sample there (or beyond, or at the most negative code) counts as clipped.
@@ -93,9 +93,8 @@ class _Stream:
     samplerate: int
     channels: int
     subtype: str
-    expected: int | None  # frames
-    exact: bool  # the header states the length: fewer decoded frames means damage
-    tolerance: int  # frames a decoder may legitimately fall short of it
+    expected: int | None  # frames, for progress and the document
+    required: int | None  # the header states the length: fewer frames means damage
     layout: ChannelLayout | None
 
 
@@ -196,38 +195,39 @@ def _describe(sound: sf.SoundFile, container: str, head: bytes) -> _Stream:
     samplerate, channels = int(sound.samplerate), int(sound.channels)
     _check_limits(samplerate, channels)
     expected = int(sound.frames) if sound.frames > 0 else None
-    promised = promised_frames(container, head)
-    if promised is not None and (expected is None or promised > expected):
-        expected = promised
-    exact, tolerance = container in _EXACT_LENGTH, 0
-    if container == "mp3" and mpeg_declared_frames(head) is not None:
-        # with a Xing/Info/VBRI frame count, libsndfile's length is the declared one
-        # less the encoder's delay and padding; allow a frame for decoders' rounding
-        exact, tolerance = True, _MPEG_FRAME_SAMPLES
-    if container == "flac":
-        declared = flac_declared_frames(head)
+    for declared in (promised_frames(container, head), _flac_frames(container, head)):
         if declared is not None and (expected is None or declared > expected):
             expected = declared
+    required = expected if container in _EXACT_LENGTH else None
+    mpeg_total = mpeg_declared_frames(head) if container == "mp3" else None
+    if mpeg_total is not None:
+        # the frame count of a Xing/Info/VBRI header, less what the encoder's delay and
+        # padding (at most about two frames) take off the decoded length
+        required = max(0, mpeg_total - _MPEG_CODEC_SLACK)
     return _Stream(
         container=container,
         samplerate=samplerate,
         channels=channels,
         subtype=str(sound.subtype),
         expected=expected,
-        exact=exact and expected is not None,
-        tolerance=tolerance,
+        required=required,
         layout=channel_layout(container, head, channels),
     )
 
 
+def _flac_frames(container: str, head: bytes) -> int | None:
+    return flac_declared_frames(head) if container == "flac" else None
+
+
 def _check_length(stream: _Stream, decoded: int) -> None:
-    expected = stream.expected
-    if not stream.exact or expected is None or decoded + stream.tolerance >= expected:
+    required = stream.required
+    if required is None or decoded >= required:
         return
+    declared = max(required, stream.expected or 0)
     rate = stream.samplerate
     raise CorruptAudio(
-        f"The audio is truncated: the file declares {_duration(expected / rate)} of "
-        f"audio but ends after {_duration(decoded / rate)} ({decoded} of {expected} "
+        f"The audio is truncated: the file declares {_duration(declared / rate)} of "
+        f"audio but ends after {_duration(decoded / rate)} ({decoded} of {declared} "
         "frames). Upload the complete file."
     )
 

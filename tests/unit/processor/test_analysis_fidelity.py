@@ -23,7 +23,11 @@ import soundfile as sf
 from audiolift_core.errors import CorruptAudio, ProcessingFailure, UnsupportedFormat
 from audiolift_core.formats import mpeg_frame
 from audiolift_processor.analysis import StreamingAnalyzer
-from audiolift_processor.containers import channel_layout
+from audiolift_processor.containers import (
+    channel_layout,
+    flac_declared_frames,
+    mpeg_declared_frames,
+)
 from audiolift_processor.decode import analyze_stream
 from scipy.signal import lfilter
 
@@ -405,6 +409,22 @@ def test_libsndfile_mp3s_and_flac_cut_short_are_corrupt():
     for share in (0.3, 0.6, 0.9, 0.99):
         with pytest.raises(CorruptAudio):
             analyze_bytes(flac[: int(len(flac) * share)])
+
+
+def test_declared_lengths_are_read_from_xing_vbri_and_streaminfo():
+    signal = np.zeros((3 * SR + 5, 1))
+    mp3 = encode(signal, "MP3", "MPEG_LAYER_III")
+    declared = mpeg_declared_frames(mp3[:4096])
+    assert declared is not None and 0 <= declared - (3 * SR + 5) <= 3 * 1152
+    # a VBRI header (Fraunhofer encoders) sits 32 bytes after the frame header
+    header = bytes([0xFF, 0xFB, 0x94, 0x64])  # MPEG-1 layer III, 48 kHz, 128 kbit/s
+    frame = bytearray(header + bytes(mpeg_frame(header, 0).length - 4))  # type: ignore[union-attr]
+    frame[36:40] = b"VBRI"
+    frame[50:54] = struct.pack(">I", 1234)
+    assert mpeg_declared_frames(bytes(frame) + header * 2) == 1234 * 1152
+    assert mpeg_declared_frames(header + bytes(1000)) is None  # bare frames declare nothing
+    flac = encode(signal, "FLAC", "PCM_16")
+    assert flac_declared_frames(flac[:4096]) == 3 * SR + 5
 
 
 def test_an_mp3_without_a_declared_length_cannot_be_checked_and_completes(tmp_path):
