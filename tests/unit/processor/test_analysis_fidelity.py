@@ -29,6 +29,7 @@ from audiolift_processor.containers import (
     mpeg_declared_frames,
 )
 from audiolift_processor.decode import analyze_stream
+from file_objects import StorageLikeReader
 from scipy.signal import lfilter
 
 pytestmark = pytest.mark.timeout(60)
@@ -292,32 +293,6 @@ BUCKET, KEY, ETAG = (
 )
 
 
-class StorageLikeReader(io.RawIOBase):
-    """A file object that, like the S3 reader, names its bucket, key and ETag."""
-
-    def __init__(self, data: bytes):
-        self._data = io.BytesIO(data)
-        self.name = f"s3://{BUCKET}/{KEY}"
-
-    def __repr__(self) -> str:
-        return f"<S3RangeReader {self.name} etag={ETAG} size={len(self._data.getvalue())}>"
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._data.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._data.tell()
-
-    def readinto(self, buffer) -> int:
-        return self._data.readinto(buffer)
-
-
 def failing_files() -> dict[str, bytes]:
     rng = np.random.default_rng(31)
     noise = rng.standard_normal((SR, 2)) * 0.1
@@ -344,7 +319,9 @@ def test_no_failure_message_names_the_bucket_the_key_the_etag_or_the_library():
     seen = {}
     for name, data in failing_files().items():
         with pytest.raises(ProcessingFailure) as caught:
-            analyze_stream(StorageLikeReader(data), size=len(data))
+            analyze_stream(
+                StorageLikeReader(data, bucket=BUCKET, key=KEY, etag=ETAG), size=len(data)
+            )
         message = str(caught.value)
         seen[name] = message
         for secret in (BUCKET, KEY, ETAG, "s3://", "etag", "S3RangeReader", "<upload>"):

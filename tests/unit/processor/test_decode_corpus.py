@@ -21,6 +21,7 @@ from audiolift_core.errors import (
 )
 from audiolift_processor import decode
 from audiolift_processor.decode import analyze_stream
+from file_objects import FailingReader
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -296,42 +297,6 @@ def test_unsupported_encoding_inside_wav():
 
 
 # --- reader failures ------------------------------------------------------------------
-
-
-class FailingReader(io.RawIOBase):
-    """A seekable file object that fails like the S3 reader does: its readinto raises
-    after ``fail_after`` bytes, and it remembers the error for raise_if_failed()."""
-
-    def __init__(self, data: bytes, fail_after: int, error: Exception):
-        self._data = io.BytesIO(data)
-        self._size = len(data)
-        self._fail_after = fail_after
-        self._error = error
-        self._failed: Exception | None = None
-        self.checked = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._data.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._data.tell()
-
-    def readinto(self, buffer) -> int:
-        if min(self._data.tell() + len(buffer), self._size) > self._fail_after:
-            self._failed = self._error
-            raise self._error
-        return self._data.readinto(buffer)
-
-    def raise_if_failed(self) -> None:
-        self.checked += 1
-        if self._failed is not None:
-            raise self._failed
 
 
 # soundfile reports the exception the callback raised as "unraisable": that is the point
