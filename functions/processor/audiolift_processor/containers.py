@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from audiolift_core.formats import id3v2_end, mpeg_frame, mpeg_vbr_tag_offset
 
-from .analysis.layout import ChannelLayout, declared_layout, mask_positions
+from .analysis.layout import VORBIS_ORDER, ChannelLayout, declared_layout, mask_positions
 
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
@@ -88,6 +88,8 @@ def channel_layout(container: str, head: bytes, channels: int) -> ChannelLayout 
             return _caf_layout(head, channels)
         if container in ("aiff", "aifc"):
             return _aiff_layout(head, channels)
+        if container == "ogg":
+            return _ogg_layout(head, channels)
     except struct.error:
         return None
     return None
@@ -257,6 +259,25 @@ def _core_audio_layout(head: bytes, body: int, channels: int, source: str) -> Ch
     else:
         return None
     return declared_layout(positions, channels, source) if positions else None
+
+
+# --- Ogg ------------------------------------------------------------------------------
+
+
+def _ogg_layout(head: bytes, channels: int) -> ChannelLayout | None:
+    """Vorbis and Opus (mapping families 0 and 1) fix the channel order by the count;
+    Ogg FLAC keeps FLAC's, which is WAVE's default order."""
+    packet = 27 + head[26]  # after the page header and its segment table
+    if head[packet : packet + 7] == b"\x01vorbis":
+        codec = "Ogg Vorbis"
+    elif head[packet : packet + 8] == b"OpusHead" and head[packet + 18] in (0, 1):
+        codec = f"Opus channel mapping family {head[packet + 18]}"
+    else:
+        return None
+    order = VORBIS_ORDER.get(channels)
+    if order is None:
+        return None
+    return declared_layout(order, channels, f"Vorbis channel order for {channels} channels ({codec})")
 
 
 def _chunks(

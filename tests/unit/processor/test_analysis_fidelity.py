@@ -239,6 +239,37 @@ def test_a_mask_naming_fewer_channels_than_the_file_leaves_the_rest_unknown():
     assert layout["positions"] == ["FL", "FR", None, None] and layout["declared"] is True
 
 
+def test_multichannel_ogg_follows_the_vorbis_channel_order():
+    """Vorbis (and Opus families 0/1) fix the order by the count: 5.1 is L C R Ls Rs LFE."""
+    amplitudes, frequencies = AMPLITUDES_6, FREQUENCIES_6
+    data = encode(sines(5, amplitudes, frequencies), "OGG", "VORBIS")
+    document = analyze_bytes(data)
+    layout = document["format"]["channel_layout"]
+    assert layout["positions"] == ["FL", "FC", "FR", "BL", "BR", "LFE"]
+    assert (layout["name"], layout["declared"]) == ("5.1", True)
+    weights = [1.0, 1.0, 1.0, 1.41, 1.41, 0.0]
+    assert document["loudness"]["channel_weights"] == weights
+    expected = bs1770_sines(amplitudes, frequencies, weights)
+    assert document["loudness"]["integrated_lufs"] == pytest.approx(expected, abs=0.1)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("codec", [["libvorbis"], ["libopus", "-mapping_family", "1"]])
+def test_a_5_1_ogg_made_by_ffmpeg_reads_as_its_wave_source(tmp_path, codec):
+    assert FFMPEG is not None
+    amplitudes, frequencies = AMPLITUDES_6, FREQUENCIES_6
+    source = tmp_path / "source.wav"
+    source.write_bytes(encode(sines(5, amplitudes, frequencies), "WAVEX", "PCM_24"))  # 5.1
+    target = tmp_path / "out.ogg"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-i", str(source), "-c:a", *codec, str(target)], check=True
+    )
+    ours = analyze_bytes(target.read_bytes())["loudness"]["integrated_lufs"]
+    assert ours == pytest.approx(ffmpeg_integrated(target.read_bytes(), tmp_path, ".ogg"), abs=0.1)
+    expected = bs1770_sines(amplitudes, frequencies, [1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
+    assert ours == pytest.approx(expected, abs=0.1)
+
+
 def caf_with_layout(data: bytes, chan_body: bytes) -> bytes:
     """Insert a 'chan' chunk after the CAF 'desc' chunk libsndfile wrote."""
     assert data[8:12] == b"desc"

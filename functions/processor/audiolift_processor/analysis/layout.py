@@ -42,6 +42,21 @@ _NAMES = {
     ("FL", "FR", "FC", "LFE", "BL", "BR", "FLC", "FRC"): "7.1(wide)",
 }
 
+_NAMES_BY_SET = {frozenset(positions): name for positions, name in _NAMES.items()}
+
+# The order Vorbis I (section 4.3.9) fixes for 1-8 channels; Opus mapping family 0 and 1
+# use it too. libsndfile passes channels on in this order.
+VORBIS_ORDER = {
+    1: ("FC",),
+    2: ("FL", "FR"),
+    3: ("FL", "FC", "FR"),
+    4: ("FL", "FR", "BL", "BR"),
+    5: ("FL", "FC", "FR", "BL", "BR"),
+    6: ("FL", "FC", "FR", "BL", "BR", "LFE"),
+    7: ("FL", "FC", "FR", "SL", "SR", "BC", "LFE"),
+    8: ("FL", "FC", "FR", "SL", "SR", "BL", "BR", "LFE"),
+}
+
 
 def weight(position: str | None) -> float:
     """The BS.1770 weight of one position (an unknown position counts as a front)."""
@@ -65,8 +80,11 @@ class ChannelLayout:
 
     @property
     def name(self) -> str:
-        known = _NAMES.get(tuple(p or "" for p in self.positions))
-        return known or f"{len(self.positions)} channels"
+        """The usual name of this set of positions, in whatever order."""
+        known = {position for position in self.positions if position is not None}
+        if len(known) != len(self.positions):  # unknown or repeated positions
+            return f"{len(self.positions)} channels"
+        return _NAMES_BY_SET.get(frozenset(known), f"{len(self.positions)} channels")
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -97,7 +115,7 @@ def assumed_layout(channels: int) -> ChannelLayout:
             f"none declared; {channels} channels of unknown position, all weighted 1.0",
         )
     positions = mask_positions(mask)
-    name = _NAMES.get(positions, "")
+    name = _NAMES[positions]
     return ChannelLayout(
         positions, False, f"none declared; assumed {name} in WAVE order ({' '.join(positions)})"
     )
