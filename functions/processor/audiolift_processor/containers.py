@@ -277,7 +277,9 @@ def _ogg_layout(head: bytes, channels: int) -> ChannelLayout | None:
     order = VORBIS_ORDER.get(channels)
     if order is None:
         return None
-    return declared_layout(order, channels, f"Vorbis channel order for {channels} channels ({codec})")
+    return declared_layout(
+        order, channels, f"Vorbis channel order for {channels} channels ({codec})"
+    )
 
 
 def _chunks(
