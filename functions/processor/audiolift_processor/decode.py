@@ -1,4 +1,4 @@
-"""Decode an audio file object block by block and analyse it.
+"""Decode an audio file object block by block and analyze it.
 
 The file object may be a local file or the S3 range reader. soundfile (libsndfile) calls
 its ``readinto`` from a C callback and swallows any exception raised there: a failed read
@@ -7,6 +7,10 @@ file object has ``raise_if_failed()``, it is called after every block, at the en
 before any decoding error is reported -- a network failure surfaces as the reader's own
 exception, never as a shorter recording or "corrupt audio".
 
+Failure messages are written for the person who uploaded the file: what is wrong with
+it, in their terms. libsndfile's own text (which names the file object, and describes
+conditions in its own terms) goes to the log only.
+
 Speed: blocks are read as int16/int32 whenever the subtype allows (libsndfile's own
 int->float conversion is several times slower than numpy's), into two reused buffers,
 and the analysis of one block runs on worker threads while the next one is read.
@@ -14,18 +18,25 @@ and the analysis of one block runs on worker threads while the next one is read.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterator
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 import soundfile as sf
 from audiolift_core.errors import CorruptAudio, UnsupportedFormat
+from audiolift_core.formats import by_name
+from audiolift_core.observability import logger
 
 from .analysis import AnalysisOptions, StreamingAnalyzer
-from .sniff import SNIFF_BYTES, sniff
+from .analysis.layout import ChannelLayout
+from .containers import channel_layout, flac_declared_frames, mpeg_declared_frames, promised_frames
+from .sniff import SNIFF_BYTES, identify
 
 ProgressCallback = Callable[[int, int | None], None]
+
+log = logger("audiolift-processor")
 
 MAX_CHANNELS = 64
 MIN_SAMPLE_RATE = 1000
@@ -37,31 +48,20 @@ BLOCK_SAMPLES = 1 << 19
 
 # Containers whose header states the exact length: fewer decoded frames means damage.
 _EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "aifc", "caf", "au"})
+_MPEG_CODEC_SLACK = 3 * 1152
 
-# How to read each subtype: (numpy dtype, bits of resolution for the clip level).
-_INT16_SUBTYPES = {
-    "PCM_16": 16,
-    "PCM_S8": 8,
-    "PCM_U8": 8,
-    "ULAW": 14,
-    "ALAW": 13,
-    "DPCM_8": 8,
-    "DPCM_16": 16,
-    "DWVW_12": 12,
-    "DWVW_16": 16,
-    "IMA_ADPCM": 16,
-    "MS_ADPCM": 16,
-    "GSM610": 16,
-    "VOX_ADPCM": 16,
-    "G721_32": 16,
-    "G723_24": 16,
-    "G723_40": 16,
-    "NMS_ADPCM_16": 16,
-    "NMS_ADPCM_24": 16,
-    "NMS_ADPCM_32": 16,
-    "ALAC_16": 16,
-}
-_INT32_SUBTYPES = {
+# The largest positive code of each integer subtype, as libsndfile decodes it to int16
+# or int32: a sample there (or beyond, or at the most negative code) counts as clipped.
+# Companded and low-resolution codecs never reach full scale: u-law's largest code
+# decodes to 32124/32768, A-law's to 32256/32768, 8-bit PCM's to 127/128.
+_INT16_LARGEST = {
+    "PCM_16": 32767, "PCM_S8": 32512, "PCM_U8": 32512, "DPCM_8": 32512, "DPCM_16": 32767,
+    "ULAW": 32124, "ALAW": 32256, "DWVW_12": 32752, "DWVW_16": 32767, "IMA_ADPCM": 32767,
+    "MS_ADPCM": 32767, "GSM610": 32760, "VOX_ADPCM": 32752, "G721_32": 32764,
+    "G723_24": 32764, "G723_40": 32764, "NMS_ADPCM_16": 32767, "NMS_ADPCM_24": 32767,
+    "NMS_ADPCM_32": 32767, "ALAC_16": 32767,
+}  # fmt: skip
+_INT32_BITS = {
     "PCM_24": 24,
     "PCM_32": 32,
     "DWVW_24": 24,
@@ -73,20 +73,29 @@ _INT32_SUBTYPES = {
 
 def read_plan(subtype: str) -> tuple[str, float | None, float]:
     """(dtype to read, scale to [-1, 1) or None for floats, clip level)."""
-    if subtype in _INT16_SUBTYPES:
-        bits = min(_INT16_SUBTYPES[subtype], 16)
-        return "int16", 1.0 / 32768.0, _clip_level(bits)
-    if subtype in _INT32_SUBTYPES:
-        return "int32", 1.0 / 2147483648.0, _clip_level(_INT32_SUBTYPES[subtype])
+    if subtype in _INT16_LARGEST:
+        return "int16", 1.0 / 32768.0, _INT16_LARGEST[subtype] / 32768.0
+    if subtype in _INT32_BITS:
+        largest = (2 ** (_INT32_BITS[subtype] - 1) - 1) << (32 - _INT32_BITS[subtype])
+        return "int32", 1.0 / 2147483648.0, largest / 2147483648.0
     if subtype == "DOUBLE":
         return "float64", None, 1.0
-    return "float32", None, 1.0  # FLOAT, and the lossy codecs decode to float
+    # FLOAT, and the lossy codecs (Vorbis, Opus, MP3), which decode to float and may
+    # overshoot: full scale is their largest code
+    return "float32", None, 1.0
 
 
-def _clip_level(bits: int) -> float:
-    """A sample at the largest positive code of a ``bits``-bit format (or beyond, or at
-    the most negative one) counts as clipped."""
-    return 1.0 - 2.0 ** (1 - bits)
+@dataclass(frozen=True)
+class _Stream:
+    """What the header and the decoder say about the audio before it is decoded."""
+
+    container: str
+    samplerate: int
+    channels: int
+    subtype: str
+    expected: int | None  # frames, for progress and the document
+    required: int | None  # the header states the length: fewer frames means damage
+    layout: ChannelLayout | None
 
 
 def analyze_stream(
@@ -96,66 +105,141 @@ def analyze_stream(
     on_progress: ProgressCallback | None = None,
     options: AnalysisOptions | None = None,
 ) -> dict[str, Any]:
-    """Analyse the audio in ``fileobj`` (seekable, binary). Returns the analysis document.
+    """Analyze the audio in ``fileobj`` (seekable, binary). Returns the analysis document.
 
-    Raises UnsupportedFormat or CorruptAudio for files we cannot analyse; whatever
+    Raises UnsupportedFormat or CorruptAudio for files we cannot analyze; whatever
     ``on_progress`` or the file object's ``raise_if_failed`` raise propagates untouched.
     """
     check = getattr(fileobj, "raise_if_failed", None)
     raise_if_failed: Callable[[], None] = check if callable(check) else _nothing
 
-    head = fileobj.read(SNIFF_BYTES)
+    head = bytes(fileobj.read(SNIFF_BYTES))
     raise_if_failed()
     if not head and size:
         raise CorruptAudio("The file could not be read from the start.")
-    container = sniff(bytes(head))
+    container = identify(head).name
     fileobj.seek(0)
-    promised_by_header = promised_frames(container, bytes(head))
 
-    try:
-        sound = sf.SoundFile(fileobj, mode="r")
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+    with _open(_Unnamed(fileobj), container, raise_if_failed) as sound:
         raise_if_failed()
-        raise _open_error(container, error) from error
-    with sound:
-        raise_if_failed()
-        samplerate, channels = int(sound.samplerate), int(sound.channels)
-        subtype = str(sound.subtype)
-        _check_limits(samplerate, channels)
-        expected = int(sound.frames) if sound.frames > 0 else None
-        if promised_by_header is not None and (expected is None or promised_by_header > expected):
-            expected = promised_by_header
-        dtype, scale, clip_level = read_plan(subtype)
-
+        stream = _describe(sound, container, head)
+        dtype, scale, clip_level = read_plan(stream.subtype)
         analyzer = StreamingAnalyzer(
-            samplerate,
-            channels,
-            expected_frames=expected,
+            stream.samplerate,
+            stream.channels,
+            expected_frames=stream.expected,
             options=options,
             clip_level=clip_level,
+            layout=stream.layout,
         )
         try:
-            decoded = _decode(sound, analyzer, dtype, scale, expected, raise_if_failed, on_progress)
+            decoded = _decode(sound, analyzer, dtype, scale, stream, raise_if_failed, on_progress)
             document = analyzer.finish()
         finally:
             analyzer.close()
 
     raise_if_failed()
-    if expected is not None and decoded < expected and container in _EXACT_LENGTH:
-        raise CorruptAudio(
-            f"The audio is truncated: the header promises {expected} frames "
-            f"({expected / samplerate:.1f} s) but only {decoded} "
-            f"({decoded / samplerate:.1f} s) could be decoded."
-        )
+    _check_length(stream, decoded)
     document["format"].update(
         {
             "container": container,
-            "subtype": subtype,
-            "frames_expected": expected,
+            "subtype": stream.subtype,
+            "frames_expected": stream.expected,
             "file_bytes": size,
         }
     )
     return document
+
+
+class _Unnamed(io.RawIOBase):
+    """The file object as libsndfile sees it: the same bytes, under a neutral name, so
+    no storage detail (bucket, key, version) can reach a message through its ``repr``."""
+
+    def __init__(self, raw: Any):
+        super().__init__()
+        self._raw = raw
+
+    def __repr__(self) -> str:
+        return "<upload>"
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            return int(readinto(buffer) or 0)
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return int(self._raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+
+def _open(fileobj: Any, container: str, raise_if_failed: Callable[[], None]) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(fileobj, mode="r")
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
+        raise_if_failed()
+        raise _open_error(container, error) from error
+
+
+def _describe(sound: sf.SoundFile, container: str, head: bytes) -> _Stream:
+    samplerate, channels = int(sound.samplerate), int(sound.channels)
+    _check_limits(samplerate, channels)
+    expected = int(sound.frames) if sound.frames > 0 else None
+    for declared in (promised_frames(container, head), _flac_frames(container, head)):
+        if declared is not None and (expected is None or declared > expected):
+            expected = declared
+    required = expected if container in _EXACT_LENGTH else None
+    mpeg_total = mpeg_declared_frames(head) if container == "mp3" else None
+    if mpeg_total is not None:
+        # the frame count of a Xing/Info/VBRI header, less what the encoder's delay and
+        # padding (at most about two frames) take off the decoded length
+        required = max(0, mpeg_total - _MPEG_CODEC_SLACK)
+    return _Stream(
+        container=container,
+        samplerate=samplerate,
+        channels=channels,
+        subtype=str(sound.subtype),
+        expected=expected,
+        required=required,
+        layout=channel_layout(container, head, channels),
+    )
+
+
+def _flac_frames(container: str, head: bytes) -> int | None:
+    return flac_declared_frames(head) if container == "flac" else None
+
+
+def _check_length(stream: _Stream, decoded: int) -> None:
+    required = stream.required
+    if required is None or decoded >= required:
+        return
+    declared = max(required, stream.expected or 0)
+    rate = stream.samplerate
+    raise CorruptAudio(
+        f"The audio is truncated: the file declares {_duration(declared / rate)} of "
+        f"audio but ends after {_duration(decoded / rate)} ({decoded} of {declared} "
+        "frames). Upload the complete file."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {rest:04.1f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)} h {int(minutes):02d} min {rest:04.1f} s"
 
 
 def _decode(
@@ -163,19 +247,22 @@ def _decode(
     analyzer: StreamingAnalyzer,
     dtype: str,
     scale: float | None,
-    expected: int | None,
+    stream: _Stream,
     raise_if_failed: Callable[[], None],
     on_progress: ProgressCallback | None,
 ) -> int:
     frames_per_block = max(1, BLOCK_SAMPLES // sound.channels)
     buffers = [np.empty((frames_per_block, sound.channels), dtype=dtype) for _ in range(2)]
+    expected = stream.expected
     decoded = 0
     current = 0
-    block = _read(sound, buffers[current], raise_if_failed)
+    block = _read(sound, buffers[current], stream, 0, raise_if_failed)
     while len(block):
-        analyzer.submit(block, scale=scale)  # analysed on the workers ...
+        analyzer.submit(block, scale=scale)  # analyzed on the workers ...
         current ^= 1
-        following = _read(sound, buffers[current], raise_if_failed)  # ... while we read on
+        following = _read(  # ... while the next block is read
+            sound, buffers[current], stream, decoded + len(block), raise_if_failed
+        )
         analyzer.collect()
         decoded += len(block)
         raise_if_failed()
@@ -186,14 +273,29 @@ def _decode(
     return decoded
 
 
-def _read(sound: sf.SoundFile, buffer: np.ndarray, raise_if_failed: Callable[[], None]) -> Any:
+def _read(
+    sound: sf.SoundFile,
+    buffer: np.ndarray,
+    stream: _Stream,
+    position: int,
+    raise_if_failed: Callable[[], None],
+) -> Any:
+    """The next block; ``position`` is the frame it starts at, for the message."""
     try:
         return sound.read(len(buffer), dtype=str(buffer.dtype), always_2d=True, out=buffer)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise_if_failed()
+        log.warning(
+            "decoder error",
+            extra={"container": stream.container, "frame": position, "detail": str(error)},
+        )
+        where = (
+            f"past {_duration(position / stream.samplerate)} (frame {position})"
+            if position
+            else "from its start"
+        )
         raise CorruptAudio(
-            f"The audio data is damaged and could not be decoded past frame {sound.tell()} "
-            f"({_detail(error)})."
+            f"The {_label(stream.container)} audio is damaged: it could not be decoded {where}."
         ) from error
 
 
@@ -209,125 +311,34 @@ def _check_limits(samplerate: int, channels: int) -> None:
         )
 
 
+def _label(container: str) -> str:
+    return by_name(container).label
+
+
+_UNSUPPORTED_WORDS = ("unsupported", "not supported", "unimplemented", "unknown format")
+
+
 def _open_error(container: str, error: Exception) -> Exception:
-    detail = _detail(error)
+    """A message in the user's terms; libsndfile's text goes to the log."""
+    detail = str(error)
+    log.warning("decoder refused the file", extra={"container": container, "detail": detail})
     lowered = detail.lower()
-    if "unsupported" in lowered or "not supported" in lowered or "unknown format" in lowered:
+    label = _label(container)
+    if any(
+        word in lowered
+        for word in ("unsupported", "not supported", "unimplemented", "unknown format")
+    ):
         return UnsupportedFormat(
-            f"The file looks like {container.upper()} but uses a variant that cannot be "
-            f"decoded ({detail})."
+            f"The file is {label}, but its audio is encoded in a way we cannot decode. "
+            "Convert it to 16- or 24-bit PCM WAV or FLAC."
         )
-    if "channel" in lowered and ("too many" in lowered or "bad" in lowered):
-        return UnsupportedFormat(f"The {container.upper()} file has an invalid channel count.")
+    if "channel" in lowered:
+        return UnsupportedFormat(f"The {label} file declares an invalid number of channels.")
     return CorruptAudio(
-        f"The file looks like {container.upper()} but its header is damaged or "
-        f"inconsistent ({detail})."
+        f"The file starts like {label}, but its header is damaged or inconsistent, so "
+        "the audio cannot be decoded."
     )
-
-
-def _detail(error: Exception) -> str:
-    text = str(error).strip()
-    if ":" in text and text.lower().startswith("error opening"):
-        text = text.split(":", 1)[1].strip()
-    return text or "no detail from the decoder"
 
 
 def _nothing() -> None:
     return None
-
-
-def promised_frames(container: str, head: bytes) -> int | None:
-    """Frames the header itself promises, when the sniffed bytes hold the fields that say
-    so. libsndfile quietly clamps an oversized data chunk to the file's length, which
-    would make a truncated upload look complete; None when the header leaves the length
-    open (a streamed file) or the fields lie beyond ``head``."""
-    try:
-        if container == "wav":
-            return _riff_frames(head)
-        if container == "rf64":
-            return _rf64_frames(head)
-        if container == "w64":
-            return _w64_frames(head)
-        if container in ("aiff", "aifc"):
-            return _aiff_frames(head)
-        if container == "au":
-            return _au_frames(head)
-    except struct.error:
-        return None
-    return None
-
-
-def _riff_frames(head: bytes) -> int | None:
-    if head[:4] != b"RIFF":
-        return None  # RIFX (big-endian) is rare: trust libsndfile
-    block_align = 0
-    for chunk_id, size, body in _chunks(head, 12, "<I", 8, align=2):
-        if chunk_id == b"fmt ":
-            (block_align,) = struct.unpack_from("<H", head, body + 12)
-        elif chunk_id == b"data":
-            if not block_align or size in (0, 0xFFFFFFFF):
-                return None  # a streamed WAV: its length is unknown, not wrong
-            return size // block_align
-    return None
-
-
-def _rf64_frames(head: bytes) -> int | None:
-    data_size = None
-    for chunk_id, _size, body in _chunks(head, 12, "<I", 8, align=2):
-        if chunk_id == b"ds64":
-            (data_size,) = struct.unpack_from("<Q", head, body + 8)
-        elif chunk_id == b"fmt ":
-            (block_align,) = struct.unpack_from("<H", head, body + 12)
-            return data_size // block_align if data_size and block_align else None
-    return None
-
-
-_W64_FMT = b"fmt " + bytes.fromhex("f3acd3118cd100c04f8edb8a")
-_W64_DATA = b"data" + bytes.fromhex("f3acd3118cd100c04f8edb8a")
-
-
-def _w64_frames(head: bytes) -> int | None:
-    block_align = 0
-    position = 40  # after the riff GUID, the 64-bit size and the wave GUID
-    while position + 24 <= len(head):
-        guid = head[position : position + 16]
-        (size,) = struct.unpack_from("<Q", head, position + 16)  # includes this header
-        if guid == _W64_FMT:
-            (block_align,) = struct.unpack_from("<H", head, position + 24 + 12)
-        elif guid == _W64_DATA:
-            return (size - 24) // block_align if block_align and size > 24 else None
-        if size < 24:
-            return None
-        position += (size + 7) & ~7
-    return None
-
-
-def _aiff_frames(head: bytes) -> int | None:
-    for chunk_id, _size, body in _chunks(head, 12, ">I", 8, align=2):
-        if chunk_id == b"COMM":
-            (frames,) = struct.unpack_from(">I", head, body + 2)
-            return int(frames)
-    return None
-
-
-_AU_BYTES_PER_SAMPLE = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
-
-
-def _au_frames(head: bytes) -> int | None:
-    _offset, size, encoding, _rate, channels = struct.unpack_from(">IIIII", head, 4)
-    width = _AU_BYTES_PER_SAMPLE.get(encoding)
-    if size == 0xFFFFFFFF or not width or not channels:
-        return None
-    return size // (width * channels)
-
-
-def _chunks(
-    head: bytes, position: int, size_format: str, header: int, *, align: int
-) -> Iterator[tuple[bytes, int, int]]:
-    """(id, size, body offset) of the chunks that start within ``head``."""
-    while position + header <= len(head):
-        chunk_id = head[position : position + 4]
-        (size,) = struct.unpack_from(size_format, head, position + 4)
-        body = position + header
-        yield chunk_id, size, body
-        position = body + size + (size % align)

@@ -15,8 +15,8 @@ from scipy.signal import lfilter
 SR = 48_000
 
 
-def analyse(signal: np.ndarray, samplerate: int = SR, block: int = 65_537, **options) -> dict:
-    """Run the streaming analyser over ``signal`` in blocks of an awkward size."""
+def analyze(signal: np.ndarray, samplerate: int = SR, block: int = 65_537, **options) -> dict:
+    """Run the streaming analyzer over ``signal`` in blocks of an awkward size."""
     if signal.ndim == 1:
         signal = signal[:, None]
     analyzer = StreamingAnalyzer(
@@ -51,7 +51,7 @@ def test_k_weighting_matches_the_bs1770_table_at_48k():
 def test_tech3341_stereo_sines(dbfs, expected_lufs):
     tone = sine(20, dbfs)
     stereo = np.stack([tone, tone], axis=1)
-    document = analyse(stereo)
+    document = analyze(stereo)
     integrated = document["loudness"]["integrated_lufs"]
     assert integrated == pytest.approx(expected_lufs, abs=0.1)
     assert integrated == pytest.approx(pyloudnorm_lufs(stereo), abs=0.1)
@@ -62,7 +62,7 @@ def test_tech3341_stereo_sines(dbfs, expected_lufs):
 @pytest.mark.parametrize("dbfs", [-23.0, -33.0])
 def test_tech3341_mono_sines(dbfs):
     tone = sine(20, dbfs)
-    document = analyse(tone)
+    document = analyze(tone)
     integrated = document["loudness"]["integrated_lufs"]
     # one channel carries half the power of the stereo case: 3.01 dB lower
     assert integrated == pytest.approx(dbfs - 10 * math.log10(2), abs=0.1)
@@ -75,7 +75,7 @@ def test_gated_programme_with_silence_and_level_changes_matches_pyloudnorm():
     noise = rng.standard_normal((seconds * SR, 2))
     envelope = np.repeat([0.2, 0.02, 0.0, 0.1, 0.005, 0.3], seconds * SR // 6)[:, None]
     signal = noise * envelope
-    document = analyse(signal)
+    document = analyze(signal)
     assert document["loudness"]["integrated_lufs"] == pytest.approx(
         pyloudnorm_lufs(signal), abs=0.1
     )
@@ -84,7 +84,7 @@ def test_gated_programme_with_silence_and_level_changes_matches_pyloudnorm():
 def test_five_channel_weights_match_pyloudnorm():
     rng = np.random.default_rng(11)
     signal = rng.standard_normal((10 * SR, 5)) * np.array([0.1, 0.05, 0.02, 0.08, 0.03])
-    document = analyse(signal)
+    document = analyze(signal)
     assert document["loudness"]["channel_weights"] == [1.0, 1.0, 1.0, 1.41, 1.41]
     assert document["loudness"]["integrated_lufs"] == pytest.approx(
         pyloudnorm_lufs(signal), abs=0.1
@@ -95,7 +95,7 @@ def test_other_sample_rates_match_pyloudnorm():
     rng = np.random.default_rng(3)
     for rate in (44_100, 22_050, 96_000):
         signal = rng.standard_normal((6 * rate, 2)) * 0.05
-        document = analyse(signal, samplerate=rate)
+        document = analyze(signal, samplerate=rate)
         assert document["loudness"]["integrated_lufs"] == pytest.approx(
             pyloudnorm_lufs(signal, rate), abs=0.1
         ), rate
@@ -129,7 +129,7 @@ def test_lra_of_two_alternating_levels_is_their_difference():
     # window inside a plateau has exactly that plateau's loudness, the 10th percentile
     # lies in the quiet plateau and the 95th in the loud ones: LRA = 10 LU.
     signal = np.concatenate([sine(30, -20), sine(30, -30), sine(30, -20)])
-    document = analyse(signal)
+    document = analyze(signal)
     assert document["loudness"]["loudness_range_lu"] == pytest.approx(10.0, abs=0.5)
 
 
@@ -139,7 +139,7 @@ def test_lra_matches_a_whole_array_reference():
     t = np.arange(seconds * SR) / SR
     level = 0.01 + 0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 23.0)) ** 2
     signal = rng.standard_normal((len(t), 2)) * level[:, None]
-    document = analyse(signal)
+    document = analyze(signal)
     assert document["loudness"]["loudness_range_lu"] == pytest.approx(
         reference_lra(signal, SR), abs=0.5
     )
@@ -147,10 +147,10 @@ def test_lra_matches_a_whole_array_reference():
 
 
 def test_short_recordings_have_no_lra_and_tiny_ones_no_loudness():
-    two_seconds = analyse(sine(2, -20))
+    two_seconds = analyze(sine(2, -20))
     assert two_seconds["loudness"]["integrated_lufs"] is not None
     assert two_seconds["loudness"]["loudness_range_lu"] is None
-    tiny = analyse(sine(0.3, -20))
+    tiny = analyze(sine(0.3, -20))
     assert tiny["loudness"]["integrated_lufs"] is None
     assert tiny["loudness"]["blocks"] == 0
 
@@ -172,7 +172,7 @@ def test_nan_samples_do_not_poison_the_loudness_filter():
     reference = clean.copy()
     reference[positions, 0] = 0.0
 
-    ours = analyse(poisoned)["loudness"]["integrated_lufs"]
+    ours = analyze(poisoned)["loudness"]["integrated_lufs"]
     expected = pyloudnorm_lufs(reference)
     assert ours == pytest.approx(expected, abs=0.1)
     assert expected == pytest.approx(-8, abs=1.5)

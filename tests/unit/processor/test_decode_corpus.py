@@ -21,6 +21,7 @@ from audiolift_core.errors import (
 )
 from audiolift_processor import decode
 from audiolift_processor.decode import analyze_stream
+from file_objects import FailingReader
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -40,7 +41,7 @@ def make_signal(seconds: float = 1.5, channels: int = 2) -> np.ndarray:
     return tone + rng.standard_normal((len(t), channels)) * 0.05
 
 
-def analyse_bytes(data: bytes, **kwargs) -> dict:
+def analyze_bytes(data: bytes, **kwargs) -> dict:
     document = analyze_stream(io.BytesIO(data), size=len(data), **kwargs)
     return json.loads(json.dumps(document, allow_nan=False))
 
@@ -92,7 +93,7 @@ LOSSLESS = [
 def test_lossless_formats_decode_to_the_same_levels(format, subtype, container):
     signal = make_signal()
     data = encode(signal, format, subtype)
-    document = analyse_bytes(data)
+    document = analyze_bytes(data)
     fmt = document["format"]
     assert fmt["container"] == container
     assert fmt["subtype"] == subtype
@@ -116,7 +117,7 @@ def test_lossless_formats_decode_to_the_same_levels(format, subtype, container):
 )
 def test_lossy_formats_decode(format, subtype, container):
     signal = make_signal(seconds=3)
-    document = analyse_bytes(encode(signal, format, subtype))
+    document = analyze_bytes(encode(signal, format, subtype))
     assert document["format"]["container"] == container
     # lossy codecs add delay/padding: about the right length and level
     assert document["format"]["duration_seconds"] == pytest.approx(3, abs=0.2)
@@ -126,9 +127,9 @@ def test_lossy_formats_decode(format, subtype, container):
 
 def test_integer_fast_path_equals_libsndfile_float_conversion():
     data = encode(make_signal(), "WAV", "PCM_24")
-    fast = analyse_bytes(data)
+    fast = analyze_bytes(data)
     decoded, _ = sf.read(io.BytesIO(data), dtype="float64")
-    slow = analyse_bytes(encode(decoded, "WAV", "DOUBLE"))
+    slow = analyze_bytes(encode(decoded, "WAV", "DOUBLE"))
     assert fast["loudness"]["integrated_lufs"] == pytest.approx(
         slow["loudness"]["integrated_lufs"], abs=1e-6
     )
@@ -137,7 +138,7 @@ def test_integer_fast_path_equals_libsndfile_float_conversion():
 
 @pytest.mark.parametrize("channels", [1, 8])
 def test_mono_and_eight_channels(channels):
-    document = analyse_bytes(encode(make_signal(channels=channels), "WAV", "PCM_16"))
+    document = analyze_bytes(encode(make_signal(channels=channels), "WAV", "PCM_16"))
     assert document["format"]["channels"] == channels
     assert len(document["channels"]) == channels
 
@@ -147,7 +148,7 @@ def test_float_wav_with_nan_and_inf_completes_and_counts_them():
     signal[[10, 20, 30], 0] = np.nan
     signal[[40, 50], 1] = np.inf
     signal[60, 1] = -np.inf
-    document = analyse_bytes(encode(signal, "WAV", "FLOAT"))
+    document = analyze_bytes(encode(signal, "WAV", "FLOAT"))
     assert document["channels"][0]["nan_samples"] == 3
     assert document["channels"][1]["inf_samples"] == 3
     assert document["loudness"]["integrated_lufs"] is not None
@@ -155,35 +156,35 @@ def test_float_wav_with_nan_and_inf_completes_and_counts_them():
 
 
 def test_all_silent_file():
-    document = analyse_bytes(encode(np.zeros((SR, 2)), "WAV", "PCM_16"))
+    document = analyze_bytes(encode(np.zeros((SR, 2)), "WAV", "PCM_16"))
     assert document["peak_dbfs"] is None
     assert document["silence"]["ratio"] == 1.0
     assert document["loudness"]["integrated_lufs"] is None
 
 
 def test_zero_frame_wav_is_a_valid_empty_document():
-    document = analyse_bytes(wav_header(data_bytes=0))
+    document = analyze_bytes(wav_header(data_bytes=0))
     assert document["format"]["frames"] == 0
     assert document["format"]["duration_seconds"] == 0.0
     assert document["silence"]["ratio"] is None
 
 
 def test_one_sample():
-    document = analyse_bytes(encode(np.array([[0.25]]), "WAV", "PCM_16"))
+    document = analyze_bytes(encode(np.array([[0.25]]), "WAV", "PCM_16"))
     assert document["format"]["frames"] == 1
     assert document["channels"][0]["peak_dbfs"] == pytest.approx(-12.04, abs=0.01)
 
 
 def test_clipping_counts_full_scale_codes():
     samples = np.array([0, 32767, -32768, 5, 32767, -32767], dtype=np.int16)[:, None]
-    document = analyse_bytes(encode(samples, "WAV", "PCM_16"))
+    document = analyze_bytes(encode(samples, "WAV", "PCM_16"))
     assert document["channels"][0]["clipped_samples"] == 4
 
 
 def test_progress_is_reported_up_to_the_total():
     calls: list[tuple[int, int | None]] = []
     signal = make_signal(seconds=8)  # several blocks
-    analyse_bytes(encode(signal, "WAV", "PCM_16"), on_progress=lambda d, t: calls.append((d, t)))
+    analyze_bytes(encode(signal, "WAV", "PCM_16"), on_progress=lambda d, t: calls.append((d, t)))
     assert len(calls) >= 2
     assert calls[-1] == (len(signal), len(signal))
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -196,7 +197,7 @@ def test_progress_callback_exceptions_propagate_untouched():
         raise JobCancelled()
 
     with pytest.raises(JobCancelled):
-        analyse_bytes(data, on_progress=cancel)
+        analyze_bytes(data, on_progress=cancel)
 
 
 # --- bad files ------------------------------------------------------------------------
@@ -204,12 +205,12 @@ def test_progress_callback_exceptions_propagate_untouched():
 
 def test_zero_bytes():
     with pytest.raises(UnsupportedFormat, match="empty"):
-        analyse_bytes(b"")
+        analyze_bytes(b"")
 
 
 def test_text_named_wav():
     with pytest.raises(UnsupportedFormat, match="text"):
-        analyse_bytes(b"Hello, this is not a recording.\n" * 100)
+        analyze_bytes(b"Hello, this is not a recording.\n" * 100)
 
 
 @pytest.mark.parametrize(
@@ -227,27 +228,27 @@ def test_truncated_uncompressed_files(format, subtype):
     # libsndfile quietly clamps these to the bytes present; the header tells the truth
     data = encode(make_signal(), format, subtype)
     with pytest.raises(CorruptAudio, match="truncated"):
-        analyse_bytes(data[: len(data) * 2 // 3])
+        analyze_bytes(data[: len(data) * 2 // 3])
 
 
 def test_header_lying_about_its_length():
     payload = (np.sin(np.arange(SR) / 5) * 10_000).astype("<i2").tobytes()
     data = wav_header(channels=1, data_bytes=len(payload) * 10) + payload
     with pytest.raises(CorruptAudio, match="truncated"):
-        analyse_bytes(data)
+        analyze_bytes(data)
 
 
 def test_header_understating_its_length_reads_what_it_declares():
     payload = np.zeros(2 * SR, dtype="<i2").tobytes()
     data = wav_header(channels=1, data_bytes=SR) + payload  # declares 0.5 s, has 2 s
-    document = analyse_bytes(data)
+    document = analyze_bytes(data)
     assert document["format"]["frames"] == SR // 2
 
 
 def test_truncated_flac():
     data = encode(make_signal(seconds=4), "FLAC", "PCM_16")
     with pytest.raises(CorruptAudio):
-        analyse_bytes(data[: len(data) // 2])
+        analyze_bytes(data[: len(data) // 2])
 
 
 def test_flac_with_garbage_in_the_middle_fails_or_completes_cleanly():
@@ -256,7 +257,7 @@ def test_flac_with_garbage_in_the_middle_fails_or_completes_cleanly():
     middle = len(data) // 2
     data[middle : middle + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
     try:
-        document = analyse_bytes(bytes(data))
+        document = analyze_bytes(bytes(data))
     except CorruptAudio:
         return
     assert document["format"]["frames"] > 0  # libsndfile may resynchronise
@@ -266,7 +267,7 @@ def test_flac_with_garbage_in_the_middle_fails_or_completes_cleanly():
 def test_absurd_channel_count(channels):
     data = wav_header(channels=channels, data_bytes=4096) + bytes(4096)
     with pytest.raises((UnsupportedFormat, CorruptAudio)) as raised:
-        analyse_bytes(data)
+        analyze_bytes(data)
     assert "channel" in raised.value.message.lower() or "header" in raised.value.message.lower()
 
 
@@ -274,64 +275,28 @@ def test_absurd_channel_count(channels):
 def test_absurd_sample_rate(samplerate):
     data = wav_header(samplerate=samplerate, data_bytes=4096) + bytes(4096)
     with pytest.raises((UnsupportedFormat, CorruptAudio)) as raised:
-        analyse_bytes(data)
+        analyze_bytes(data)
     assert raised.value.message
 
 
 def test_riff_that_is_not_wave():
     with pytest.raises(UnsupportedFormat, match="AVI"):
-        analyse_bytes(b"RIFF\x00\x01\x00\x00AVI LIST" + bytes(100))
+        analyze_bytes(b"RIFF\x00\x01\x00\x00AVI LIST" + bytes(100))
 
 
 def test_wav_with_a_broken_fmt_chunk():
     data = b"RIFF\x24\x10\x00\x00WAVEfmt \x02\x00\x00\x00\x01\x00data\x00\x10\x00\x00" + bytes(4096)
     with pytest.raises((CorruptAudio, UnsupportedFormat)):
-        analyse_bytes(data)
+        analyze_bytes(data)
 
 
 def test_unsupported_encoding_inside_wav():
     data = wav_header(format_tag=0x1234, data_bytes=4096) + bytes(4096)
     with pytest.raises((UnsupportedFormat, CorruptAudio)):
-        analyse_bytes(data)
+        analyze_bytes(data)
 
 
 # --- reader failures ------------------------------------------------------------------
-
-
-class FailingReader(io.RawIOBase):
-    """A seekable file object that fails like the S3 reader does: its readinto raises
-    after ``fail_after`` bytes, and it remembers the error for raise_if_failed()."""
-
-    def __init__(self, data: bytes, fail_after: int, error: Exception):
-        self._data = io.BytesIO(data)
-        self._size = len(data)
-        self._fail_after = fail_after
-        self._error = error
-        self._failed: Exception | None = None
-        self.checked = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._data.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._data.tell()
-
-    def readinto(self, buffer) -> int:
-        if min(self._data.tell() + len(buffer), self._size) > self._fail_after:
-            self._failed = self._error
-            raise self._error
-        return self._data.readinto(buffer)
-
-    def raise_if_failed(self) -> None:
-        self.checked += 1
-        if self._failed is not None:
-            raise self._failed
 
 
 # soundfile reports the exception the callback raised as "unraisable": that is the point
@@ -374,9 +339,9 @@ def test_five_nan_samples_in_a_float_wav_do_not_lower_its_loudness():
     filter left in a NaN state would give."""
     rng = np.random.default_rng(12)
     signal = (rng.standard_normal((20 * SR, 2)) * 0.2).astype(np.float32)
-    clean = analyse_bytes(encode(signal, "WAV", "FLOAT"))["loudness"]["integrated_lufs"]
+    clean = analyze_bytes(encode(signal, "WAV", "FLOAT"))["loudness"]["integrated_lufs"]
     signal[[SR, SR + 7, SR + 300, 2 * SR, 3 * SR], 1] = np.nan
-    document = analyse_bytes(encode(signal, "WAV", "FLOAT"))
+    document = analyze_bytes(encode(signal, "WAV", "FLOAT"))
     assert document["channels"][1]["nan_samples"] == 5
     assert clean == pytest.approx(-8, abs=1.0)
     assert document["loudness"]["integrated_lufs"] == pytest.approx(clean, abs=0.01)
@@ -403,6 +368,6 @@ def test_damaged_files_end_in_a_document_or_a_processing_failure(format, subtype
             at = int(rng.integers(0, len(data)))
             data[at : at + 500] = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
         try:
-            analyse_bytes(bytes(data))
+            analyze_bytes(bytes(data))
         except (UnsupportedFormat, CorruptAudio) as failure:
             assert failure.message

@@ -1,4 +1,4 @@
-"""The streaming analyser: feed blocks of samples, get one JSON-safe document at the end.
+"""The streaming analyzer: feed blocks of samples, get one JSON-safe document at the end.
 
 Memory is constant in the length of the recording (apart from one float per 100 ms for
 the loudness gating). Each channel is processed by its own task -- de-interleave and
@@ -7,9 +7,11 @@ numpy and scipy release the GIL in their loops, so channels run in parallel; the
 cross-channel parts (loudness weighting, silence) are cheap and run on the caller's
 thread.
 
-Non-finite samples (NaN, +-Inf) are counted per channel, replaced by 0 before anything
-else sees them -- the K-weighting filter's state would otherwise stay NaN for the rest of
-the file -- and left out of every statistic (peak, RMS, DC, clipping, waveform).
+Unusable samples -- NaN, +-Inf, and finite ones so large (beyond `LARGEST_SAMPLE`) that
+their squares would overflow -- are counted per channel, replaced by 0 before anything
+else sees them (the K-weighting filter's state would otherwise stay NaN or infinite for
+the rest of the file) and left out of every statistic (peak, RMS, DC, clipping,
+waveform). Time where any channel holds one is reported as such, never as silence.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -32,13 +34,19 @@ except ImportError:  # pragma: no cover - then OPENBLAS_NUM_THREADS=1 should be 
     threadpool_limits = None
 
 from . import filters
+from .layout import ChannelLayout, assumed_layout
 from .loudness import gated_loudness
 from .windows import WaveformBuckets, WindowCount, WindowEnergy
 
 SCHEMA_VERSION = 1
+STATE_VERSION = 1  # of `StreamingAnalyzer.state`
 _EMPTY = np.empty(0)
 TRUE_PEAK_ROW = 16  # samples per row of the true-peak matrix product
 _FLOAT32_SAFE = 1e30  # interpolation runs in float32 (BLAS sgemm)
+# Beyond this a finite sample is not audio (2000 dB above full scale): its square, summed
+# over a window or K-weighted, could overflow. Such samples count as unusable.
+LARGEST_SAMPLE = 1e100
+_LARGEST_ENERGY = LARGEST_SAMPLE * LARGEST_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -52,19 +60,9 @@ class AnalysisOptions:
     threads: int | None = None
 
 
-# BS.1770-4 channel weights by channel count, assuming the WAVE (SMPTE) channel order:
-# surrounds count +1.5 dB (x1.41), LFE not at all.
-_SURROUND = 1.41
-_CHANNEL_WEIGHTS: dict[int, tuple[float, ...]] = {
-    5: (1.0, 1.0, 1.0, _SURROUND, _SURROUND),  # L R C Ls Rs
-    6: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND),  # L R C LFE Ls Rs
-    7: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND, _SURROUND),  # 6.1
-    8: (1.0, 1.0, 1.0, 0.0, _SURROUND, _SURROUND, _SURROUND, _SURROUND),  # 7.1
-}
-
-
 def channel_weights(channels: int) -> tuple[float, ...]:
-    return _CHANNEL_WEIGHTS.get(channels, (1.0,) * channels)
+    """BS.1770 weights for a file of ``channels`` that declares no layout."""
+    return assumed_layout(channels).weights
 
 
 def db(amplitude: float) -> float | None:
@@ -94,6 +92,7 @@ class _ChannelState:
         self.clip_level = clip_level
         self.nan = 0
         self.inf = 0
+        self.overflow = 0  # finite, but beyond LARGEST_SAMPLE
         self.samples = 0
         self.clipped = 0
         self.sum = 0.0
@@ -113,19 +112,70 @@ class _ChannelState:
             self.tp_matrix, self.tp_gain = true_peak
             self.tp_matrix32 = self.tp_matrix.astype(np.float32)
 
+    # Everything carried from one block to the next, as plain data (see `state`).
+    _SCALARS = ("nan", "inf", "overflow", "samples", "clipped", "sum", "low", "high", "true_peak")
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self._SCALARS}
+        state.update(
+            history=self.buffer[: self.history].copy(),
+            kstate=np.array(self.kstate, dtype=np.float64),
+            silence=self.silence.state(),
+            silence_counts=None if self.silence_counts is None else self.silence_counts.state(),
+            waveform=self.waveform.state(),
+            subblocks=self.subblocks.state(),
+        )
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (this object must be configured as the saved one was)."""
+        for name in self._SCALARS:
+            setattr(self, name, type(getattr(self, name))(state[name]))
+        history = np.asarray(state["history"], dtype=np.float64)
+        if len(history) != self.history:
+            raise ValueError("the saved state was made with other true-peak settings")
+        self.buffer = history.copy()
+        self.kstate = np.asarray(state["kstate"], dtype=np.float64).copy()
+        self.silence = WindowEnergy.from_state(state["silence"])
+        counts = state["silence_counts"]
+        self.silence_counts = None if counts is None else WindowCount.from_state(counts)
+        self.waveform = WaveformBuckets.from_state(state["waveform"])
+        self.subblocks = WindowEnergy.from_state(state["subblocks"])
+
     def process(
         self, column: NDArray[Any], scale: float | None
     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None, NDArray[np.float64]]:
-        """Analyse one block of this channel (``column`` may be a strided view into an
+        """Analyze one block of this channel (``column`` may be a strided view into an
         interleaved block of any numeric dtype; ``scale`` maps integers to [-1, 1)).
 
         Returns the energies of the silence windows and K-weighted 100 ms sub-blocks it
-        completed, and the finite-sample counts of those silence windows if this channel
-        has ever held a non-finite sample."""
+        completed, and the usable-sample counts of those silence windows if this channel
+        has ever held an unusable sample."""
         n = len(column)
         if n == 0:
             return _EMPTY, None if self.silence_counts is None else _EMPTY, _EMPTY
-        history = self.history
+        x = self._load(column, scale)
+        usable = self._usable(x) if scale is None else None  # integers are always usable
+        if usable is None:
+            low = high = x
+        else:
+            low = np.where(usable, x, np.inf)
+            high = np.where(usable, x, -np.inf)
+            x[~usable] = 0.0  # before the filter and the energies see it
+        self.sum += float(x.sum())
+        block_peak = self._levels(x, low, high)
+
+        silence = self.silence.push(x)
+        counts = self.silence_counts.push(usable, n) if self.silence_counts else None
+        loudness = self._k_weighted_energies(x) if self.kfilter is not None else _EMPTY
+        if self.history:
+            self._true_peak(n, block_peak)
+            self.buffer[: self.history] = self.buffer[n : n + self.history]
+        return silence, counts, loudness
+
+    def _load(self, column: NDArray[Any], scale: float | None) -> NDArray[np.float64]:
+        """The block as float64, after the true-peak history in the working buffer."""
+        n, history = len(column), self.history
         if len(self.buffer) < history + n:
             grown = np.empty(history + n)
             grown[:history] = self.buffer[:history]
@@ -136,50 +186,37 @@ class _ChannelState:
         else:
             np.multiply(column, scale, out=x)
         self.samples += n
+        return x
 
-        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: handled below
-            block_sum = float(x.sum())
-        finite: NDArray[np.bool_] | None = None
-        if math.isfinite(block_sum):
-            low = high = x
-        else:
-            finite = np.isfinite(x)
-            bad = n - int(np.count_nonzero(finite))
-            nan = int(np.count_nonzero(np.isnan(x)))
-            self.nan += nan
-            self.inf += bad - nan
-            low = np.where(finite, x, np.inf)
-            high = np.where(finite, x, -np.inf)
-            x[~finite] = 0.0  # before the filter and the energies see it
-            block_sum = float(x.sum())
-            if self.silence_counts is None:
-                self.silence_counts = WindowCount(self.silence.width, self.silence.fill)
-        self.sum += block_sum
+    def _usable(self, x: NDArray[np.float64]) -> NDArray[np.bool_] | None:
+        """None when every sample is usable (one dot product says so), else the mask of
+        usable samples, with the others counted."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            if float(np.dot(x, x)) < _LARGEST_ENERGY:  # False for NaN and overflow
+                return None
+            usable = np.abs(x) <= LARGEST_SAMPLE  # False for NaN
+        bad = len(x) - int(np.count_nonzero(usable))
+        if not bad:
+            return None
+        nan = int(np.count_nonzero(np.isnan(x)))
+        inf = int(np.count_nonzero(np.isinf(x)))
+        self.nan += nan
+        self.inf += inf
+        self.overflow += bad - nan - inf
+        if self.silence_counts is None:
+            self.silence_counts = WindowCount(self.silence.width, self.silence.fill)
+        return usable
 
+    def _levels(
+        self, x: NDArray[np.float64], low: NDArray[np.float64], high: NDArray[np.float64]
+    ) -> float:
+        """Waveform, extremes and clipping of one block; returns the block's peak."""
         block_min, block_max = self.waveform.push(low, high)
         self.low, self.high = min(self.low, block_min), max(self.high, block_max)
         block_peak = max(-block_min, block_max, 0.0)
-        if block_peak >= self.clip_level:
-            clipped = np.abs(x) >= self.clip_level
-            if finite is not None:
-                clipped &= finite
-            self.clipped += int(np.count_nonzero(clipped))
-
-        silence = self.silence.push(x)
-        counts = self.silence_counts.push(finite, n) if self.silence_counts else None
-
-        if self.kfilter is not None:
-            loudness = self._k_weighted_energies(x)
-            if not np.isfinite(self.kstate).all():
-                # only absurd finite input (|x| ~ 1e300) overflows; do not let it stick
-                self.kstate = np.zeros_like(self.kstate)
-        else:
-            loudness = np.empty(0)
-
-        if history:
-            self._true_peak(n, block_peak)
-            self.buffer[:history] = self.buffer[n : n + history]
-        return silence, counts, loudness
+        if block_peak >= self.clip_level:  # unusable samples are 0 in x by now
+            self.clipped += int(np.count_nonzero(np.abs(x) >= self.clip_level))
+        return block_peak
 
     def _k_weighted_energies(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """K-weight ``x`` (carrying the filter state) and return the energies of the 100 ms
@@ -268,21 +305,37 @@ class StreamingAnalyzer:
         expected_frames: int | None = None,
         options: AnalysisOptions | None = None,
         clip_level: float = 1.0,
+        layout: ChannelLayout | None = None,
     ):
         if samplerate <= 0 or channels <= 0:
             raise ValueError("samplerate and channels must be positive")
         self.options = options or AnalysisOptions()
         self.samplerate = int(samplerate)
         self.channels = int(channels)
+        self.layout = layout or assumed_layout(self.channels)
+        if len(self.layout.positions) != self.channels:
+            raise ValueError(f"the layout names {len(self.layout.positions)} channels")
         self.expected_frames = expected_frames
         self.frames = 0
         self.clip_level = clip_level
-        self.weights = channel_weights(self.channels)
+        self.weights = self.layout.weights
         self.subblock = max(1, round(self.samplerate / 10))  # 100 ms, as libebur128 rounds
         self.silence_window = max(1, round(self.samplerate * self.options.silence_window_seconds))
         self.silence_power = 10.0 ** (self.options.silence_threshold_dbfs / 10.0)
         self.loudness_enabled = self.samplerate >= filters.MIN_LOUDNESS_RATE
         kfilter = filters.k_weighting(self.samplerate) if self.loudness_enabled else None
+        self._states = self._channel_states(kfilter)
+        self._subblock_power: list[NDArray[np.float64]] = []
+        self._silent_windows = 0
+        self._silent_run = 0
+        self._longest_run = 0
+        self._windows = 0
+        self._unusable_windows = 0
+        self._pending: list[Future[Any]] | None = None
+        self._finished = False
+        self._start_workers(kfilter is not None)
+
+    def _channel_states(self, kfilter: filters.Biquad | None) -> list[_ChannelState]:
         true_peak = None
         if self.options.true_peak:
             phases = filters.true_peak_phases()
@@ -290,24 +343,21 @@ class StreamingAnalyzer:
                 filters.true_peak_matrix(phases, TRUE_PEAK_ROW),
                 filters.true_peak_gain_bound(phases),
             )
-        self._states = [
+        return [
             _ChannelState(
                 self.samplerate,
-                expected_frames,
+                self.expected_frames,
                 self.options,
                 subblock=self.subblock,
                 silence_window=self.silence_window,
-                clip_level=clip_level,
+                clip_level=self.clip_level,
                 kfilter=kfilter,
                 true_peak=true_peak,
             )
             for _ in range(self.channels)
         ]
-        self._subblock_power: list[NDArray[np.float64]] = []
-        self._silent_windows = 0
-        self._silent_run = 0
-        self._longest_run = 0
-        self._windows = 0
+
+    def _start_workers(self, filtering: bool) -> None:
         threads = self.options.threads or os.cpu_count() or 1
         # even one channel gets a worker when there is a second core: the caller reads
         # the next block (see `submit`) while it works
@@ -315,7 +365,7 @@ class StreamingAnalyzer:
             ThreadPoolExecutor(min(threads, self.channels), "analysis") if threads > 1 else None
         )
         self._split_helper: ThreadPoolExecutor | None = None
-        if threads > 1 and self.channels == 1 and kfilter is not None:
+        if threads > 1 and self.channels == 1 and filtering:
             self._split_helper = ThreadPoolExecutor(1, "analysis-split")
             self._states[0].split_helper = self._split_helper
         self._blas_limit = (
@@ -323,13 +373,76 @@ class StreamingAnalyzer:
             if threadpool_limits is not None and self.options.true_peak
             else None
         )
-        self._pending: list[Future[Any]] | None = None
-        self._finished = False
+
+    # --- saving and restoring ---------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything this analysis carries between blocks, as plain data (dicts, lists,
+        numbers, strings, None and numpy arrays; `analysis.state.dumps` makes bytes of
+        it). `restore` continues from it exactly: the same document as straight through.
+        Waits for a block given to `submit` first."""
+        self.collect()
+        if self._finished:
+            raise RuntimeError("the analyzer has finished")
+        power = np.concatenate(self._subblock_power) if self._subblock_power else np.empty(0)
+        return {
+            "version": STATE_VERSION,
+            "samplerate": self.samplerate,
+            "channels": self.channels,
+            "expected_frames": self.expected_frames,
+            "clip_level": self.clip_level,
+            "options": asdict(self.options),
+            "layout": {
+                "positions": list(self.layout.positions),
+                "declared": self.layout.declared,
+                "source": self.layout.source,
+            },
+            "frames": self.frames,
+            "subblock_power": power,
+            "silence_runs": [
+                self._silent_windows,
+                self._silent_run,
+                self._longest_run,
+                self._windows,
+                self._unusable_windows,
+            ],
+            "channel_states": [state.state() for state in self._states],
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> StreamingAnalyzer:
+        """An analyzer that continues where the one that made `state` stopped."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError("the saved analysis state is from another version")
+        layout = state["layout"]
+        analyzer = cls(
+            int(state["samplerate"]),
+            int(state["channels"]),
+            expected_frames=state["expected_frames"],
+            options=AnalysisOptions(**state["options"]),
+            clip_level=float(state["clip_level"]),
+            layout=ChannelLayout(
+                tuple(layout["positions"]), bool(layout["declared"]), str(layout["source"])
+            ),
+        )
+        analyzer.frames = int(state["frames"])
+        power = np.asarray(state["subblock_power"], dtype=np.float64)
+        analyzer._subblock_power = [power.copy()] if len(power) else []
+        (
+            analyzer._silent_windows,
+            analyzer._silent_run,
+            analyzer._longest_run,
+            analyzer._windows,
+            analyzer._unusable_windows,
+        ) = (int(value) for value in state["silence_runs"])
+        for channel, saved in zip(analyzer._states, state["channel_states"], strict=True):
+            channel.load(saved)
+        return analyzer
 
     # --- feeding ----------------------------------------------------------------------
 
     def feed(self, block: NDArray[Any], *, scale: float | None = None) -> None:
-        """Analyse one block of shape (frames, channels) (or (frames,) for mono)."""
+        """Analyze one block of shape (frames, channels) (or (frames,) for mono)."""
         self.submit(block, scale=scale)
         self.collect()
 
@@ -337,7 +450,7 @@ class StreamingAnalyzer:
         """Start analysing ``block`` on the worker threads and return at once; the caller
         may then read the next block, but must not touch this one until `collect`."""
         if self._finished:
-            raise RuntimeError("the analyser has finished")
+            raise RuntimeError("the analyzer has finished")
         if self._pending is not None:
             self.collect()
         array = np.asarray(block)
@@ -375,19 +488,24 @@ class StreamingAnalyzer:
         energies: Sequence[NDArray[np.float64]],
         counts: Sequence[NDArray[np.float64] | None],
     ) -> None:
+        """Silent windows: every channel quiet. A window where any channel holds an
+        unusable sample is neither silent nor loud: it is counted on its own."""
         windows = len(energies[0])
         if not windows:
             return
         loudest = np.zeros(windows)
+        unusable = np.zeros(windows, dtype=bool)
         for energy, count in zip(energies, counts, strict=True):
             if count is None:
                 mean_square = energy / self.silence_window
             else:
+                unusable |= count < self.silence_window
                 with np.errstate(divide="ignore", invalid="ignore"):
                     mean_square = np.where(count > 0, energy / np.maximum(count, 1), 0.0)
             np.maximum(loudest, mean_square, out=loudest)
-        silent = loudest < self.silence_power
+        silent = (loudest < self.silence_power) & ~unusable
         self._windows += windows
+        self._unusable_windows += int(np.count_nonzero(unusable))
         self._add_silent_runs(silent)
 
     def _add_silent_runs(self, silent: NDArray[np.bool_]) -> None:
@@ -437,6 +555,7 @@ class StreamingAnalyzer:
                 "channels": self.channels,
                 "frames": self.frames,
                 "duration_seconds": duration,
+                "channel_layout": self.layout.document(),
             },
             "peak_dbfs": db(max((_peak(s) for s in self._states), default=0.0)),
             "channels": [self._channel_document(i, s) for i, s in enumerate(self._states)],
@@ -446,7 +565,7 @@ class StreamingAnalyzer:
         }
 
     def _channel_document(self, index: int, state: _ChannelState) -> dict[str, Any]:
-        finite = state.samples - state.nan - state.inf
+        finite = state.samples - state.nan - state.inf - state.overflow
         rms = math.sqrt(state.silence.total / finite) if finite else 0.0
         document: dict[str, Any] = {
             "index": index,
@@ -456,7 +575,9 @@ class StreamingAnalyzer:
             "clipped_samples": state.clipped,
             "nan_samples": state.nan,
             "inf_samples": state.inf,
+            "overflow_samples": state.overflow,
             "finite_samples": finite,
+            "position": self.layout.positions[index],
         }
         if self.options.true_peak:
             document["true_peak_dbtp"] = db(state.true_peak) if finite else None
@@ -485,20 +606,18 @@ class StreamingAnalyzer:
     def _silence_document(self) -> dict[str, Any]:
         windows = float(self._windows)
         silent = float(self._silent_windows)
-        run = float(self._silent_run)
+        unusable = float(self._unusable_windows)
         longest = float(self._longest_run)
         fill = self._states[0].silence.fill
         if fill:  # the last, partial window counts for its share
             fraction = fill / self.silence_window
-            loudest = 0.0
-            for state in self._states:
-                counted = state.silence_counts.partial if state.silence_counts is not None else fill
-                if counted:
-                    loudest = max(loudest, state.silence.partial / counted)
             windows += fraction
-            if loudest < self.silence_power:
+            quiet, usable = self._last_window_is_quiet(fill)
+            if not usable:
+                unusable += fraction
+            elif quiet:
                 silent += fraction
-                longest = max(longest, run + fraction)
+                longest = max(longest, self._silent_run + fraction)
         window_seconds = self.silence_window / self.samplerate
         return {
             "threshold_dbfs": self.options.silence_threshold_dbfs,
@@ -506,7 +625,18 @@ class StreamingAnalyzer:
             "silent_seconds": silent * window_seconds,
             "ratio": silent / windows if windows else None,
             "longest_seconds": longest * window_seconds,
+            "non_finite_seconds": unusable * window_seconds,
         }
+
+    def _last_window_is_quiet(self, fill: int) -> tuple[bool, bool]:
+        """(quiet, every sample usable) for the partial window at the end."""
+        loudest, usable = 0.0, True
+        for state in self._states:
+            counted = state.silence_counts.partial if state.silence_counts is not None else fill
+            usable = usable and counted == fill
+            if counted:
+                loudest = max(loudest, state.silence.partial / counted)
+        return loudest < self.silence_power, usable
 
     def _waveform_document(self) -> dict[str, Any]:
         channels = []

@@ -1,6 +1,6 @@
 """Gated loudness from the channel-weighted mean squares of 100 ms sub-blocks.
 
-The streaming part (K-weighting, sub-block energies) lives in the analyser; what is left
+The streaming part (K-weighting, sub-block energies) lives in the analyzer; what is left
 is small: one float per 100 ms (36 000 per hour), so the gating runs on the whole
 series at the end and is exact, with no histogram approximation.
 

@@ -7,6 +7,7 @@ the signal was cut into blocks.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +27,22 @@ class WindowEnergy:
         self.partial = 0.0
         self.fill = 0
         self.total = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "partial": self.partial,
+            "fill": self.fill,
+            "total": self.total,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WindowEnergy:
+        restored = cls(int(state["width"]))
+        restored.partial = float(state["partial"])
+        restored.fill = int(state["fill"])
+        restored.total = float(state["total"])
+        return restored
 
     def push(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         width, n = self.width, len(x)
@@ -66,6 +83,15 @@ class WindowCount:
         self.width = width
         self.fill = fill  # samples already in the open window, all finite so far
         self.partial = fill
+
+    def state(self) -> dict[str, Any]:
+        return {"width": self.width, "fill": self.fill, "partial": self.partial}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WindowCount:
+        restored = cls(int(state["width"]), int(state["fill"]))
+        restored.partial = int(state["partial"])
+        return restored
 
     def push(self, finite: NDArray[np.bool_] | None, n: int) -> NDArray[np.float64]:
         width = self.width
@@ -113,6 +139,26 @@ class WaveformBuckets:
         self.maxs = np.full(self.capacity, -np.inf)
         self.count = 0
         self.frames = 0
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "span": self.span,
+            "count": self.count,
+            "frames": self.frames,
+            "mins": self.mins[: self.count].copy(),
+            "maxs": self.maxs[: self.count].copy(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WaveformBuckets:
+        restored = cls(int(state["target"]), None)
+        restored.span = int(state["span"])
+        restored.count = count = int(state["count"])
+        restored.frames = int(state["frames"])
+        restored.mins[:count] = state["mins"]
+        restored.maxs[:count] = state["maxs"]
+        return restored
 
     def push(self, low: NDArray[np.float64], high: NDArray[np.float64]) -> tuple[float, float]:
         """Add a block (``low`` for minima, ``high`` for maxima: the same samples, with
