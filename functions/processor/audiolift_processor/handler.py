@@ -37,12 +37,13 @@ tracer = Tracer(service="audiolift-processor")
 def default_processor() -> Processor:
     """Made on the first event (settings checked then), reused while the sandbox lives."""
     settings = ProcessorSettings.from_env()
-    s3 = s3_client()
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
-        UploadStore(s3, settings.storage.upload_bucket),
-        s3,
+        UploadStore(s3_client(), settings.storage.upload_bucket),
+        # The range reader retries every failed GET itself (a body broken mid-transfer
+        # only it can retry): botocore must not retry underneath it as well.
+        s3_client(total_max_attempts=1),
     )
 
 

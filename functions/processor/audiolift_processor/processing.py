@@ -37,6 +37,8 @@ from .events import ObjectRef
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from .s3reader import RetryPolicy
+
 log = logger("audiolift-processor")
 processor_metrics = metrics("audiolift-processor")
 
@@ -93,7 +95,7 @@ class Processor:
         s3: S3Client,
         *,
         analyze: Analyze | None = None,
-        reader_retry: Any = None,
+        reader_retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.settings = settings
@@ -101,7 +103,7 @@ class Processor:
         self.store = store
         self.s3 = s3
         self._analyze = analyze
-        self._reader_retry = reader_retry  # an s3reader.RetryPolicy; None: its default
+        self._reader_retry = reader_retry  # None: the reader's default
         self._clock = clock
 
     # --- the per-object function ------------------------------------------------------

@@ -13,9 +13,12 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
   are allocated once and reused (fresh multi-MiB buffers per block cost glibc an
   mmap/munmap and page faults each time, which slowed a reader 2-3x), and bodies are read
   straight into them.
-- Throttling, 5xx, dropped connections and timeouts mid-body are retried with
+- Throttling, 5xx, dropped connections and timeouts mid-body are retried here, with
   exponential backoff and full jitter; when the attempts run out the read fails with
-  :class:`~audiolift_core.errors.TransientError`.
+  :class:`~audiolift_core.errors.TransientError`. This is the only retry layer: give the
+  reader a client on which botocore makes one attempt per call
+  (``audiolift_core.aws.s3_client(total_max_attempts=1)``), or the two layers multiply. Only the
+  reader can retry a body that breaks mid-transfer, so it is the one that retries.
 
 Errors are *recorded*, not only raised: soundfile calls ``readinto`` from a C callback
 and swallows any exception raised there (a failed GET would become a silent short read,
@@ -35,6 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from audiolift_core.aws import (
+    CHANGED_ERROR_CODES,
+    GONE_ERROR_CODES,
+    TRANSIENT_ERROR_CODES,
+    error_code,
+    http_status,
+)
 from audiolift_core.errors import AudioliftError, NotFound, ObjectChanged, TransientError
 from botocore.exceptions import (
     ClientError,
@@ -60,27 +70,6 @@ DEFAULT_CHUNK_SIZE: Final = 8 * MiB
 # A body is read in pieces of this size so a close() or a cancelled read-ahead stops a
 # transfer within one piece rather than after a whole chunk.
 _BODY_PIECE: Final = 1 * MiB
-
-_THROTTLE_CODES: Final = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "PriorRequestNotComplete",
-    }
-)
-_GONE_CODES: Final = frozenset({"NoSuchKey", "NotFound", "404"})
-_CHANGED_CODES: Final = frozenset({"PreconditionFailed", "412", "InvalidRange", "416"})
 
 
 @dataclass(frozen=True)
@@ -513,24 +502,23 @@ class S3RangeReader(io.BufferedIOBase):
 
     def _after_failure(self, exc: Exception, failures: int, what: str) -> int:
         """Translate a failed attempt: raise if it is final, else count and return the
-        failures so far."""
+        failures so far. Messages may reach a job's record: the bucket, key, ETag and the
+        library's text go into ``details`` (and the chained exception), not the message."""
         kind = _classify(exc)
+        details: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "error": str(exc)}
         if kind == "changed":
             raise ObjectChanged(
-                f"{self.name} was deleted or replaced while it was being read "
-                f"(expected ETag {self.etag}).",
-                details={"bucket": self.bucket, "key": self.key, "etag": self.etag},
+                "The file was deleted or replaced while it was being read.",
+                details={**details, "etag": self.etag},
             ) from exc
         if kind == "fatal":
-            raise AudioliftError(
-                f"Reading {self.name} ({what}) failed: {exc}",
-                details={"bucket": self.bucket, "key": self.key},
-            ) from exc
+            raise AudioliftError(f"Reading the file ({what}) failed.", details=details) from exc
         failures += 1
         if failures >= self._retry.max_attempts:
             raise TransientError(
-                f"Reading {self.name} ({what}) failed {failures} times; last error: {exc}",
-                details={"bucket": self.bucket, "key": self.key, "attempts": failures},
+                f"Reading the file ({what}) failed {failures} times; the storage service "
+                "is unavailable for now.",
+                details={**details, "attempts": failures},
             ) from exc
         with self._lock:
             self._stats.retries += 1
@@ -595,7 +583,7 @@ class S3RangeReader(io.BufferedIOBase):
             except Exception as exc:
                 if etag is None and _classify(exc) == "changed" and _is_gone(exc):
                     raise NotFound(
-                        f"{self.name} does not exist.",
+                        "The file does not exist.",
                         details={"bucket": self.bucket, "key": self.key},
                     ) from exc
                 failures = self._after_failure(exc, failures, "HEAD")
@@ -635,26 +623,19 @@ def _body_readinto(body: Any) -> tuple[Callable[[memoryview], int], bool]:
     return read_copy, False
 
 
-def _error_code(exc: ClientError) -> tuple[str, int]:
-    error = exc.response.get("Error", {})
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return str(error.get("Code", "")), int(status or 0)
-
-
 def _is_gone(exc: Exception) -> bool:
     if not isinstance(exc, ClientError):
         return False
-    code, status = _error_code(exc)
-    return code in _GONE_CODES or status == 404
+    return error_code(exc) in GONE_ERROR_CODES or http_status(exc) == 404
 
 
 def _classify(exc: BaseException) -> str:
     """'changed' (the pinned version is gone), 'retry' (may pass) or 'fatal'."""
     if isinstance(exc, ClientError):
-        code, status = _error_code(exc)
-        if code in _CHANGED_CODES or code in _GONE_CODES or status in (404, 412, 416):
+        code, status = error_code(exc), http_status(exc)
+        if code in CHANGED_ERROR_CODES or code in GONE_ERROR_CODES or status in (404, 412, 416):
             return "changed"
-        if code in _THROTTLE_CODES or status == 429 or status >= 500:
+        if code in TRANSIENT_ERROR_CODES or status == 429 or status >= 500:
             return "retry"
         return "fatal"
     if isinstance(

@@ -22,7 +22,8 @@ import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from audiolift_core.errors import NotFound, ObjectChanged, TransientError
+from audiolift_core.aws import s3_client
+from audiolift_core.errors import AudioliftError, NotFound, ObjectChanged, TransientError
 from audiolift_processor.s3reader import RetryPolicy, S3RangeReader
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
@@ -409,13 +410,40 @@ def test_retries_exhausted_is_a_transient_error(s3: Any, wire: Wire) -> None:
     assert stats.retries == 2
 
 
+def test_one_retry_layer_on_the_production_client(s3: Any) -> None:
+    """The processor's reader client (``s3_client(total_max_attempts=1)``, made as the handler
+    makes it) lets the reader's policy alone decide: every failed range is sent
+    ``max_attempts`` times in all, not ``max_attempts`` x botocore's attempts."""
+    data = _payload(200 * KiB)
+    etag = _put(s3, data)
+    client = s3_client.__wrapped__(total_max_attempts=1)  # uncached: hooks stay on this client
+    sent: list[str] = []
+
+    def count(request: Any, **_: Any) -> None:
+        sent.append(request.method)
+
+    # Counted before the fault answers (both "first": the earlier one runs first).
+    client.meta.events.register_first("before-send.s3.GetObject", count)
+    _fail_first(client, 1000, lambda request: _error_response(request, 503, "SlowDown"))
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+    with S3RangeReader(
+        client, BUCKET, KEY, etag=etag, size=len(data), read_ahead=0, retry=policy
+    ) as reader:
+        assert reader.read() == b""
+        with pytest.raises(TransientError, match="failed 3 times"):
+            reader.raise_if_failed()
+    assert sent == ["GET"] * 3
+
+
 def test_access_denied_is_not_retried(s3: Any, wire: Wire) -> None:
     data = _payload(10 * KiB)
     etag = _put(s3, data)
     _fail_first(s3, 1000, lambda request: _error_response(request, 403, "AccessDenied"))
     with _reader(s3, etag=etag, size=len(data)) as reader:
         assert reader.read() == b""
-        assert reader.error is not None and "AccessDenied" in str(reader.error)
+        assert isinstance(reader.error, AudioliftError)
+        assert "AccessDenied" in reader.error.details["error"]
+        assert BUCKET not in reader.error.message  # no internals in what a job may show
         assert reader.stats.gets == 1
 
 
