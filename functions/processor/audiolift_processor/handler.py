@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .events import (
     MalformedEvent,
@@ -28,7 +29,8 @@ from .events import (
     refs_from_s3_event,
     refs_from_sqs_body,
 )
-from .processing import LambdaContext, Processor, log, processor_metrics
+from .observability import log, processor_metrics
+from .processing import Processor
 
 tracer = Tracer(service="audiolift-processor")
 
@@ -61,7 +63,7 @@ def handle_record(record: SQSRecord, processor: Processor, context: LambdaContex
 
 
 def handle_event(
-    event: Mapping[str, Any], context: Any, processor: Processor | None = None
+    event: Mapping[str, Any], context: LambdaContext | None, processor: Processor | None = None
 ) -> dict[str, Any]:
     processor = processor or default_processor()
     if is_sqs(event):
@@ -82,5 +84,5 @@ def handle_event(
 @tracer.capture_lambda_handler
 @processor_metrics.log_metrics
 @log.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_event(event, context)
