@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .events import (
     MalformedEvent,
+    ObjectRef,
     is_eventbridge,
     is_sqs,
     refs_from_eventbridge,
@@ -30,7 +31,7 @@ from .events import (
     refs_from_sqs_body,
 )
 from .observability import log, processor_metrics
-from .processing import Processor
+from .processing import LeaseHeld, Outcome, Processor
 
 tracer = Tracer(service="audiolift-processor")
 
@@ -59,6 +60,8 @@ def handle_record(record: SQSRecord, processor: Processor, context: LambdaContex
         log.error("unreadable message", extra={"message_id": record.message_id, "why": str(error)})
         raise
     for ref in refs:
+        # LeaseHeld propagates too: the message is reported as a batch item failure and
+        # comes back after the visibility timeout, which outlasts any lease.
         processor.process(ref, context=context, receive_count=receive_count)
 
 
@@ -77,8 +80,14 @@ def handle_event(
         )
         return dict(response)
     refs = refs_from_eventbridge(event) if is_eventbridge(event) else refs_from_s3_event(event)
-    outcomes = [processor.process(ref, context=context).value for ref in refs]
-    return {"outcomes": outcomes}
+    return {"outcomes": [_process_direct(processor, ref, context).value for ref in refs]}
+
+
+def _process_direct(processor: Processor, ref: ObjectRef, context: LambdaContext | None) -> Outcome:
+    try:
+        return processor.process(ref, context=context)
+    except LeaseHeld:
+        return Outcome.BUSY
 
 
 @tracer.capture_lambda_handler

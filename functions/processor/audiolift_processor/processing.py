@@ -1,8 +1,11 @@
 """One uploaded object -> one analysis, at most once per object version (key + ETag).
 
 The job record is the lock: a conditional claim with a lease. A duplicate delivery finds
-the job completed (or held by a live lease) and is acknowledged without work; a crashed
-invocation's lease runs out and the next delivery takes over.
+the job finished and is acknowledged without work. A delivery that finds a live lease is
+NOT acknowledged (``LeaseHeld``): the lease may belong to an invocation that crashed, so
+the message goes back to the queue and the delivery after the lease's end takes over.
+The lease lasts the invocation's time budget plus a margin, and the budget is at most
+``PROCESSOR_TIMEOUT_SECONDS``, the setting the queue's visibility timeout derives from.
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ if TYPE_CHECKING:
 
     from .s3reader import RetryPolicy
 
-# Without a Lambda context (tests, direct calls) assume Lambda's longest timeout.
-DEFAULT_BUDGET_SECONDS = 900.0
 LEASE_MARGIN_SECONDS = 30.0
 
 
@@ -51,23 +52,37 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     CANCELLED = "cancelled"
     IGNORED = "ignored"
+    BUSY = "busy"  # held by a live lease elsewhere (direct events; SQS: LeaseHeld)
+
+
+class LeaseHeld(Exception):
+    """Another invocation holds the job's lease, for ``seconds_left`` more: this message
+    must come back (not be deleted) in case that invocation has crashed."""
+
+    def __init__(self, job_id: str, seconds_left: float):
+        super().__init__(f"job {job_id} is leased for {seconds_left:.0f} s more")
+        self.job_id = job_id
+        self.seconds_left = seconds_left
 
 
 @dataclass
 class Deadline:
-    """The invocation's time budget, as the Lambda context reports it."""
+    """The invocation's time budget: what the Lambda context reports, and never more
+    than the configured timeout (the lease, and so the visibility timeout, rely on it)."""
 
     context: LambdaContext | None
     margin_seconds: float
+    budget_seconds: float
     started: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = time.monotonic()
 
     def remaining(self) -> float:
+        remaining = self.budget_seconds - (time.monotonic() - self.started)
         if self.context is not None:
-            return self.context.get_remaining_time_in_millis() / 1000.0
-        return DEFAULT_BUDGET_SECONDS - (time.monotonic() - self.started)
+            remaining = min(remaining, self.context.get_remaining_time_in_millis() / 1000.0)
+        return remaining
 
     def check(self) -> None:
         if self.remaining() < self.margin_seconds:
@@ -127,13 +142,19 @@ class Processor:
     def process(
         self, ref: ObjectRef, *, context: LambdaContext | None = None, receive_count: int = 1
     ) -> Outcome:
-        """Analyze one object. Returns how it ended; raises only for failures worth a
-        retry (the message then comes back, and ends in the DLQ after the last try)."""
+        """Analyze one object. Returns how it ended; raises for failures worth a retry
+        (the message then comes back, and ends in the DLQ after the last try) and
+        ``LeaseHeld`` when another invocation holds the job (the message must come back
+        after the lease: that invocation may have crashed)."""
         found = self._look_up(ref)
         if isinstance(found, Outcome):
             return found
         job, stored = found
-        deadline = Deadline(context, self.settings.deadline_margin_seconds)
+        deadline = Deadline(
+            context,
+            self.settings.deadline_margin_seconds,
+            self.settings.processor_timeout_seconds,
+        )
         claimed = self._claim(job, stored, deadline, ref)
         if isinstance(claimed, Outcome):
             return claimed
@@ -325,10 +346,14 @@ class Processor:
         if job is None:
             return Outcome.IGNORED
         if job.status is JobStatus.PROCESSING:
-            # A live lease: another invocation is on it. Acknowledge; should that one
-            # crash, its own message comes back after the visibility timeout.
-            log.info("job is being processed elsewhere", extra=_ref_log(ref, job.job_id))
-            return Outcome.DUPLICATE
+            # A live lease, perhaps of an invocation that crashed: not a duplicate to
+            # drop. Its message may be this one, so it must come back.
+            seconds_left = max(0.0, (job.lease_expires_at or 0.0) - time.time())
+            log.info(
+                "job is leased by another invocation; the message comes back later",
+                extra={**_ref_log(ref, job.job_id), "lease_seconds_left": seconds_left},
+            )
+            raise LeaseHeld(job.job_id, seconds_left)
         return self._already_finished(job, ref)
 
 

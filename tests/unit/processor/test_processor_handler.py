@@ -8,6 +8,7 @@ import copy
 import io
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +18,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiolift_core.aws import s3_client
+from audiolift_core.errors import ConfigurationError
 from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings, StorageSettings
 from audiolift_core.storage import UploadStore
 from audiolift_devstack.lambda_context import LocalLambdaContext
-from audiolift_devstack.template_resources import CreatedResources
+from audiolift_devstack.template_resources import CreatedResources, load_template
 from audiolift_processor.decode import analyze_stream
 from audiolift_processor.handler import handle_event
-from audiolift_processor.processing import Analyze, Processor
+from audiolift_processor.processing import LEASE_MARGIN_SECONDS, Analyze, Processor
 from audiolift_processor.s3reader import RetryPolicy
 from audiolift_testkit import AwsClients
 from botocore.awsrequest import AWSResponse, HTTPHeaders
@@ -227,6 +229,88 @@ def test_event_before_the_api_recorded_the_upload(pipeline: Pipeline, processor:
     job = pipeline.add_job(wav_bytes(), status=JobStatus.AWAITING_UPLOAD)
     handle_event(sqs_event_for(pipeline, job), lambda_context(), processor)
     assert pipeline.job(job.job_id).status is JobStatus.COMPLETED
+
+
+def test_a_live_lease_sends_the_message_back_until_it_ends_then_the_job_is_taken_over(
+    pipeline: Pipeline, processor: Processor
+) -> None:
+    job = pipeline.add_job(wav_bytes())
+    # An invocation claimed the job and crashed; its lease runs a little longer.
+    pipeline.table.claim(job.job_id, object_etag="x", lease_token="crashed", lease_seconds=2.0)
+
+    redelivery = sqs_event_for(pipeline, job, receive_count=2)
+    # Not deleted as a duplicate: the message goes back to the queue.
+    assert handle_event(redelivery, lambda_context(), processor) == {
+        "batchItemFailures": [{"itemIdentifier": "message-0"}]
+    }
+    held = pipeline.job(job.job_id)
+    assert (held.status, held.lease_token, held.attempts) == (
+        JobStatus.PROCESSING,
+        "crashed",
+        1,
+    )
+    assert held.lease_expires_at is not None
+
+    # The next delivery after the lease's end takes the job over and finishes it.
+    time.sleep(max(0.0, held.lease_expires_at - time.time()) + 0.05)
+    next_delivery = sqs_event_for(pipeline, job, receive_count=3)
+    assert handle_event(next_delivery, lambda_context(), processor) == no_failures()
+    done = pipeline.job(job.job_id)
+    assert (done.status, done.attempts, done.lease_token) == (JobStatus.COMPLETED, 2, None)
+    assert pipeline.results() == [f"results/{job.job_id}.json"]
+
+
+def test_a_direct_event_for_a_leased_job_is_reported_busy(
+    pipeline: Pipeline, processor: Processor
+) -> None:
+    job = pipeline.add_job(wav_bytes(seconds=1))
+    pipeline.table.claim(job.job_id, object_etag="x", lease_token="other", lease_seconds=300)
+    direct = load_event("s3-put.json")
+    direct["Records"] = [s3_record_for(pipeline, job, r) for r in direct["Records"]]
+    assert handle_event(direct, lambda_context(), processor) == {"outcomes": ["busy"]}
+    assert pipeline.job(job.job_id).lease_token == "other"
+
+
+def test_the_lease_lasts_the_configured_timeout_plus_a_margin(pipeline: Pipeline) -> None:
+    job = pipeline.add_job(wav_bytes(seconds=1))
+    leases: list[float] = []
+
+    def analyze_and_look(reader: Any, **kwargs: Any) -> dict[str, Any]:
+        held = pipeline.job(job.job_id)
+        assert held.lease_expires_at is not None
+        leases.append(held.lease_expires_at - time.time())
+        return analyze_stream(reader, **kwargs)
+
+    processor = pipeline.processor(analyze=analyze_and_look, processor_timeout_seconds=120)
+    # Lambda's context would allow 600 s; the setting the visibility derives from says 120.
+    handle_event(sqs_event_for(pipeline, job), lambda_context(600), processor)
+    assert pipeline.job(job.job_id).status is JobStatus.COMPLETED
+    assert leases and 120 < leases[0] <= 120 + LEASE_MARGIN_SECONDS
+
+
+def test_every_visibility_timeout_outlasts_the_lease_of_its_function_timeout() -> None:
+    """The template passes the function's timeout to the processor, and the queue's
+    visibility timeout for each allowed timeout is longer than the longest lease: a
+    message that comes back finds a crashed invocation's lease over."""
+    template = load_template()
+    function = template["Resources"]["ProcessorFunction"]["Properties"]
+    assert function["Timeout"] == {"Ref": "ProcessorTimeoutSeconds"}
+    variables = function["Environment"]["Variables"]
+    assert variables["PROCESSOR_TIMEOUT_SECONDS"] == {"Ref": "ProcessorTimeoutSeconds"}
+    allowed = template["Parameters"]["ProcessorTimeoutSeconds"]["AllowedValues"]
+    rows = template["Mappings"]["VisibilityByTimeout"]
+    for timeout in allowed:
+        assert rows[str(timeout)]["Seconds"] > int(timeout) + LEASE_MARGIN_SECONDS
+
+
+def test_processor_timeout_setting_is_read_and_bounded() -> None:
+    env = {"JOBS_TABLE": "jobs", "UPLOAD_BUCKET": "uploads"}
+    assert ProcessorSettings.from_env(env).processor_timeout_seconds == 900
+    settings = ProcessorSettings.from_env({**env, "PROCESSOR_TIMEOUT_SECONDS": "120"})
+    assert settings.processor_timeout_seconds == 120
+    for bad in ("0", "901", "ten"):
+        with pytest.raises(ConfigurationError, match="PROCESSOR_TIMEOUT_SECONDS"):
+            ProcessorSettings.from_env({**env, "PROCESSOR_TIMEOUT_SECONDS": bad})
 
 
 def test_test_event_and_unknown_objects_are_acknowledged(
