@@ -25,6 +25,7 @@ from audiolift_core.errors import (
     Conflict,
     JobCancelled,
     NotFound,
+    ObjectMissing,
     ProcessingFailure,
     ProcessingTimeout,
 )
@@ -103,6 +104,9 @@ class StoredObject:
     size: int
 
 
+_MISSING = StoredObject(etag="", size=0)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A job this invocation holds the processing lease of."""
@@ -155,16 +159,20 @@ class Processor:
             self.settings.deadline_margin_seconds,
             self.settings.processor_timeout_seconds,
         )
-        claimed = self._claim(job, stored, deadline, ref)
+        claimed = self._claim(job, stored or _MISSING, deadline, ref)
         if isinstance(claimed, Outcome):
             return claimed
+        if stored is None:
+            # Deleted before it could be read: nothing will ever bring it back.
+            self._fail(job.job_id, claimed.lease_token, ObjectMissing())
+            return Outcome.FAILED
         return self._run(claimed, receive_count)
 
     # --- look-up, claim, run ----------------------------------------------------------
 
-    def _look_up(self, ref: ObjectRef) -> tuple[Job, StoredObject] | Outcome:
-        """The job the object belongs to and the object's version, or how the event ends
-        without work (not ours, no job, already finished, object gone)."""
+    def _look_up(self, ref: ObjectRef) -> tuple[Job, StoredObject | None] | Outcome:
+        """The job the object belongs to and the object's version (None: the object is
+        gone), or how the event ends without work (not ours, no job, already finished)."""
         storage = self.settings.storage
         if ref.bucket != storage.upload_bucket or not ref.key.startswith(storage.upload_prefix):
             log.warning("object outside the uploads prefix; ignored", extra=_ref_log(ref))
@@ -179,8 +187,8 @@ class Processor:
         try:
             head = self.store.head(ref.key)
         except NotFound:
-            log.warning("object is gone; acknowledged", extra=_ref_log(ref, job_id))
-            return Outcome.IGNORED
+            log.warning("object is gone; the job fails", extra=_ref_log(ref, job_id))
+            return job, None
         etag = str(head.get("ETag", "")).strip('"')
         return job, StoredObject(etag=etag, size=int(head.get("ContentLength", 0)))
 

@@ -6,7 +6,7 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
 
 - Every GET is pinned with ``If-Match`` to the ETag seen at the start, so a replaced
   object fails with :class:`~audiolift_core.errors.ObjectChanged` instead of mixing two
-  versions' bytes. A key deleted mid-read is reported the same way.
+  versions' bytes; a key deleted mid-read with :class:`~audiolift_core.errors.ObjectMissing`.
 - A small LRU of chunks serves libsndfile's seeks back to the header; ``read_ahead``
   chunks are fetched on background threads so the network and the decoder overlap.
 - Memory is bounded: at most ``cache_chunks + read_ahead`` chunk buffers ever exist, they
@@ -45,7 +45,13 @@ from audiolift_core.aws import (
     error_code,
     http_status,
 )
-from audiolift_core.errors import AudioliftError, NotFound, ObjectChanged, TransientError
+from audiolift_core.errors import (
+    AudioliftError,
+    NotFound,
+    ObjectChanged,
+    ObjectMissing,
+    TransientError,
+)
 from botocore.exceptions import (
     ClientError,
     FlexibleChecksumError,
@@ -161,8 +167,9 @@ class S3RangeReader(io.BufferedIOBase):
         read_ahead_threads: concurrent prefetch GETs; default ``min(read_ahead, 4)``.
 
     Raises (from the constructor, i.e. normally): ``ObjectChanged`` when the given ETag no
-    longer matches or the object is gone although an ETag was given, ``NotFound`` when it
-    does not exist, ``TransientError`` when the HEAD keeps failing.
+    longer matches, ``ObjectMissing`` when the object is gone although an ETag was given,
+    ``NotFound`` when it does not exist (no ETag given), ``TransientError`` when the HEAD
+    keeps failing.
     """
 
     mode = "rb"  # soundfile reads the mode from the file object when none is given
@@ -233,7 +240,7 @@ class S3RangeReader(io.BufferedIOBase):
         return self._error
 
     def raise_if_failed(self) -> None:
-        """Re-raise the first recorded failure (ObjectChanged, TransientError, ...)."""
+        """Re-raise the first recorded failure (ObjectChanged, ObjectMissing, ...)."""
         if self._error is not None:
             raise self._error
 
@@ -506,6 +513,10 @@ class S3RangeReader(io.BufferedIOBase):
         library's text go into ``details`` (and the chained exception), not the message."""
         kind = _classify(exc)
         details: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "error": str(exc)}
+        if kind == "changed" and _is_gone(exc):
+            raise ObjectMissing(
+                "The file was deleted while it was being read.", details=details
+            ) from exc
         if kind == "changed":
             raise ObjectChanged(
                 "The file was deleted or replaced while it was being read.",

@@ -477,6 +477,47 @@ def test_object_replaced_mid_read_fails_with_object_changed(pipeline: Pipeline) 
     assert pipeline.bucket not in failed.error["message"]
 
 
+@pytest.mark.parametrize("status", [JobStatus.AWAITING_UPLOAD, JobStatus.UPLOADED])
+def test_object_deleted_before_processing_fails_the_job_at_once(
+    pipeline: Pipeline, processor: Processor, status: JobStatus
+) -> None:
+    job = pipeline.add_job(wav_bytes(seconds=1), status=status)
+    event = sqs_event_for(pipeline, job)
+    pipeline.aws.s3.delete_object(Bucket=pipeline.bucket, Key=job.object_key)
+
+    # Acknowledged (nothing will bring the object back), and the job has ended.
+    assert handle_event(event, lambda_context(), processor) == no_failures()
+    failed = pipeline.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error["code"] == "object_missing"
+    assert job.object_key not in failed.error["message"]
+    assert failed.lease_token is None
+    assert pipeline.results() == []
+
+
+def test_object_deleted_mid_read_fails_with_object_missing(pipeline: Pipeline) -> None:
+    job = pipeline.add_job(wav_bytes(seconds=30))
+    deleted = threading.Event()
+
+    def analyze_and_delete(reader: Any, **kwargs: Any) -> dict[str, Any]:
+        inner = kwargs.pop("on_progress")
+
+        def on_progress(done: int, total: int | None) -> None:
+            if not deleted.is_set():
+                pipeline.aws.s3.delete_object(Bucket=pipeline.bucket, Key=job.object_key)
+                deleted.set()
+            inner(done, total)
+
+        return analyze_stream(reader, on_progress=on_progress, **kwargs)
+
+    processor = pipeline.processor(analyze=analyze_and_delete, read_ahead_chunks=0, cache_chunks=1)
+    assert handle_event(sqs_event_for(pipeline, job), lambda_context(), processor) == no_failures()
+    failed = pipeline.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error["code"] == "object_missing"
+    assert pipeline.results() == []
+
+
 def test_object_over_the_limit_fails_with_too_large(pipeline: Pipeline) -> None:
     body = wav_bytes(seconds=1)
     job = pipeline.add_job(body)

@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiolift_core.aws import s3_client
-from audiolift_core.errors import AudioliftError, NotFound, ObjectChanged, TransientError
+from audiolift_core.errors import (
+    AudioliftError,
+    NotFound,
+    ObjectChanged,
+    ObjectMissing,
+    TransientError,
+)
 from audiolift_processor.s3reader import RetryPolicy, S3RangeReader
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
@@ -273,8 +279,9 @@ def test_short_read_returns_what_was_read_before_the_failure(s3: Any, wire: Wire
         buf = bytearray(10 * KiB)
         assert reader.readinto(buf) == 4 * KiB - 1  # the rest of chunk 0, then NoSuchKey
         assert bytes(buf[: 4 * KiB - 1]) == data[60 * KiB + 1 : 64 * KiB]
-        with pytest.raises(ObjectChanged, match="deleted or replaced"):
+        with pytest.raises(ObjectMissing, match="deleted") as raised:
             reader.raise_if_failed()
+        assert raised.value.code == "object_missing"
 
 
 def test_stale_etag_or_missing_object_fail_at_open(s3: Any, wire: Wire) -> None:
@@ -284,7 +291,7 @@ def test_stale_etag_or_missing_object_fail_at_open(s3: Any, wire: Wire) -> None:
         _reader(s3, etag=etag)  # size unknown: HEAD pinned to the old ETag
     with pytest.raises(NotFound):
         _reader(s3, key="uploads/nothing-here")
-    with pytest.raises(ObjectChanged):
+    with pytest.raises(ObjectMissing):
         _reader(s3, key="uploads/nothing-here", etag='"0123"')  # the announced one is gone
 
 
