@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 from audiolift_core.errors import (
     AudioliftError,
     AudioTooLarge,
+    ChecksumMismatch,
     Conflict,
+    CorruptAudio,
     JobCancelled,
     NotFound,
     ObjectMissing,
     ProcessingFailure,
     ProcessingTimeout,
+    UnsupportedFormat,
 )
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import ClaimRefused, JobsTable
@@ -223,8 +226,8 @@ class Processor:
                     f"The file is {claim.stored.size} bytes; this service analyzes at most "
                     f"{self.settings.max_object_bytes}."
                 )
-            document = self._run_analysis(claim)
-            return self._complete(claim, document)
+            document, sha256 = self._run_analysis(claim)
+            return self._complete(claim, document, sha256)
         except JobCancelled:
             log.info("job cancelled during analysis", extra={"job_id": job_id})
             return Outcome.CANCELLED
@@ -245,7 +248,9 @@ class Processor:
 
     # --- steps ------------------------------------------------------------------------
 
-    def _run_analysis(self, claim: Claim) -> dict[str, Any]:
+    def _run_analysis(self, claim: Claim) -> tuple[dict[str, Any], str]:
+        """The analysis document and the object's SHA-256 (hashed as the decoder reads;
+        a declared hash that differs ends the job ``checksum_mismatch``, no result)."""
         from .decode import analyze_stream  # numpy/soundfile: only when there is work
         from .s3reader import S3RangeReader
 
@@ -282,11 +287,20 @@ class Processor:
             read_ahead=settings.read_ahead_chunks,
             retry=self._reader_retry,
         ) as reader:
-            document = analyze(reader, size=claim.stored.size, on_progress=on_progress)
-            reader.raise_if_failed()
-        return document
+            try:
+                document = analyze(reader, size=claim.stored.size, on_progress=on_progress)
+                reader.raise_if_failed()
+            except (UnsupportedFormat, CorruptAudio):
+                # Bytes damaged on the way look like bad audio: with a declared hash, a
+                # mismatch is the failure to report.
+                if claim.job.sha256:
+                    _verify(claim.job, reader.sha256(between_chunks=deadline.check))
+                raise
+            sha256 = reader.sha256(between_chunks=deadline.check)
+        _verify(claim.job, sha256)
+        return document, sha256
 
-    def _complete(self, claim: Claim, document: dict[str, Any]) -> Outcome:
+    def _complete(self, claim: Claim, document: dict[str, Any], sha256: str) -> Outcome:
         from .analysis import summarize
 
         job, stored = claim.job, claim.stored
@@ -294,7 +308,12 @@ class Processor:
         full = {
             "job_id": job.job_id,
             "filename": job.filename,
-            "object": {"key": job.object_key, "etag": stored.etag, "size": stored.size},
+            "source": {
+                "key": job.object_key,
+                "etag": stored.etag,
+                "size": stored.size,
+                "sha256": sha256,
+            },
             "analyzed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **document,
         }
@@ -304,7 +323,12 @@ class Processor:
                 job.job_id,
                 JobStatus.COMPLETED,
                 lease_token=claim.lease_token,
-                set_fields={"summary": summarize(document), "result_key": key, "progress": 100},
+                set_fields={
+                    "summary": summarize(document),
+                    "result_key": key,
+                    "progress": 100,
+                    "verified_sha256": sha256,
+                },
                 remove_fields=("lease_token", "lease_expires_at"),
             )
         except Conflict:
@@ -367,6 +391,15 @@ class Processor:
 
 def _ref_log(ref: ObjectRef, job_id: str | None = None) -> dict[str, Any]:
     return {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "job_id": job_id}
+
+
+def _verify(job: Job, sha256: str) -> None:
+    declared = (job.sha256 or "").strip().lower()
+    if declared and declared != sha256:
+        raise ChecksumMismatch(
+            f"The file's SHA-256 is {sha256}, not the {declared} declared for the upload: "
+            "its bytes changed on the way. Upload it again."
+        )
 
 
 def _give_up(error: BaseException, deliveries: int) -> ProcessingFailure:

@@ -20,6 +20,11 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
   (``audiolift_core.aws.s3_client(total_max_attempts=1)``), or the two layers multiply. Only the
   reader can retry a body that breaks mid-transfer, so it is the one that retries.
 
+- The object's SHA-256 is computed while it is read, with no second pass where the
+  reader of the file reads it in order: each chunk is hashed when it is first used, if
+  it continues the hashed prefix; :meth:`S3RangeReader.sha256` then fetches only what was
+  never used (a decoder that stopped early, or a tail it skipped).
+
 Errors are *recorded*, not only raised: soundfile calls ``readinto`` from a C callback
 and swallows any exception raised there (a failed GET would become a silent short read,
 i.e. a "shorter recording"). So ``readinto`` returns a short count once something failed,
@@ -28,6 +33,7 @@ and the caller must call :meth:`S3RangeReader.raise_if_failed` after decoding.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import random
@@ -118,6 +124,8 @@ class ReaderStats:
     read_ahead_cancelled: int = 0  # prefetches dropped because their buffer was needed
     buffers_allocated: int = 0  # chunk buffers created so far (never more than max_buffers)
     max_buffers: int = 0  # cache_chunks + read_ahead: the memory bound, in chunks
+    bytes_hashed: int = 0  # the hashed prefix of the object
+    bytes_hashed_late: int = 0  # of those, hashed by sha256() after the reading (not used)
 
 
 class _Cancelled(Exception):
@@ -221,6 +229,8 @@ class S3RangeReader(io.BufferedIOBase):
         # The chunk last read from, while it holds its buffer: most reads (libsndfile
         # asks for a few KiB at a time) are served from it without the chunk lock.
         self._current: _Chunk | None = None
+        # SHA-256 of the object's first ``_stats.bytes_hashed`` bytes (whole chunks).
+        self._hash = hashlib.sha256()
 
         if etag is not None:
             etag = _quoted(etag)
@@ -243,6 +253,22 @@ class S3RangeReader(io.BufferedIOBase):
         """Re-raise the first recorded failure (ObjectChanged, ObjectMissing, ...)."""
         if self._error is not None:
             raise self._error
+
+    def sha256(self, *, between_chunks: Callable[[], None] | None = None) -> str:
+        """The object's SHA-256 (hex). The part already hashed while reading is not read
+        again; the rest is fetched now, calling ``between_chunks`` (e.g. a deadline
+        check) before each chunk. Raises the reader's recorded failure, or the failure of
+        a GET made here."""
+        self._check_open()
+        with self._io_lock:
+            self.raise_if_failed()
+            while self._stats.bytes_hashed < self.size:
+                if between_chunks is not None:
+                    between_chunks()
+                before = self._stats.bytes_hashed
+                self._hash_if_next(self._ready_chunk(before // self.chunk_size))
+                self._stats.bytes_hashed_late += self._stats.bytes_hashed - before
+            return self._hash.hexdigest()
 
     @property
     def stats(self) -> ReaderStats:
@@ -357,6 +383,7 @@ class S3RangeReader(io.BufferedIOBase):
                 while filled < want and self._pos < self.size:
                     index = self._pos // self.chunk_size
                     chunk = self._ready_chunk(index)
+                    self._hash_if_next(chunk)
                     self._current = chunk
                     offset = self._pos - chunk.start
                     take = min(chunk.length - offset, want - filled)
@@ -405,6 +432,13 @@ class S3RangeReader(io.BufferedIOBase):
         with self._cond:
             chunk.state = _READY
         return chunk
+
+    def _hash_if_next(self, chunk: _Chunk) -> None:
+        """Hash a filled chunk that continues the hashed prefix (reading thread only; the
+        hash releases the GIL, so the analysis threads run meanwhile)."""
+        if chunk.start == self._stats.bytes_hashed and chunk.length:
+            self._hash.update(chunk.view[: chunk.length])
+            self._stats.bytes_hashed += chunk.length
 
     def _forget(self, chunk: _Chunk) -> None:
         """Drop a finished chunk and keep its buffer (lock held)."""

@@ -5,6 +5,7 @@ are on what ends up in DynamoDB and S3."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import threading
@@ -198,7 +199,7 @@ def test_sqs_wrapped_s3_event_completes_the_job(pipeline: Pipeline, processor: P
     result = pipeline.aws.s3.get_object(Bucket=pipeline.bucket, Key=f"results/{job.job_id}.json")
     document = strict_json(result["Body"].read())
     assert document["job_id"] == job.job_id
-    assert document["object"]["key"] == job.object_key
+    assert document["source"]["key"] == job.object_key
     assert document["format"]["channels"] == 2
 
 
@@ -311,6 +312,58 @@ def test_processor_timeout_setting_is_read_and_bounded() -> None:
     for bad in ("0", "901", "ten"):
         with pytest.raises(ConfigurationError, match="PROCESSOR_TIMEOUT_SECONDS"):
             ProcessorSettings.from_env({**env, "PROCESSOR_TIMEOUT_SECONDS": bad})
+
+
+# --- the object's SHA-256 -----------------------------------------------------------------
+
+
+def stored_item(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
+    response = pipeline.aws.dynamodb.get_item(
+        TableName=pipeline.table_name, Key={"job_id": {"S": job_id}}
+    )
+    item: dict[str, Any] = response["Item"]
+    return item
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["undeclared", "declared"])
+def test_the_hash_computed_while_streaming_is_on_the_job_and_in_the_result(
+    pipeline: Pipeline, processor: Processor, declared: bool
+) -> None:
+    body = wav_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    job = pipeline.add_job(body, sha256=digest.upper() if declared else None)
+    assert handle_event(sqs_event_for(pipeline, job), lambda_context(), processor) == no_failures()
+
+    assert pipeline.job(job.job_id).status is JobStatus.COMPLETED
+    assert stored_item(pipeline, job.job_id)["verified_sha256"] == {"S": digest}
+    result = pipeline.aws.s3.get_object(Bucket=pipeline.bucket, Key=f"results/{job.job_id}.json")
+    assert strict_json(result["Body"].read())["source"]["sha256"] == digest
+
+
+def test_a_different_declared_hash_fails_the_job_and_writes_no_result(
+    pipeline: Pipeline, processor: Processor
+) -> None:
+    body = wav_bytes()
+    job = pipeline.add_job(body, sha256=hashlib.sha256(b"what the client had").hexdigest())
+    assert handle_event(sqs_event_for(pipeline, job), lambda_context(), processor) == no_failures()
+
+    failed = pipeline.job(job.job_id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None and failed.error["code"] == "checksum_mismatch"
+    assert hashlib.sha256(body).hexdigest() in failed.error["message"]
+    assert "verified_sha256" not in stored_item(pipeline, job.job_id)
+    assert pipeline.results() == []
+
+
+def test_damaged_bytes_with_a_declared_hash_are_a_checksum_mismatch_not_bad_audio(
+    pipeline: Pipeline, processor: Processor
+) -> None:
+    good = wav_bytes()
+    damaged = b"\0" * 64 + good[64:]  # the header lost on the way: not even a WAV now
+    job = pipeline.add_job(damaged, sha256=hashlib.sha256(good).hexdigest())
+    handle_event(sqs_event_for(pipeline, job), lambda_context(), processor)
+    failed = pipeline.job(job.job_id)
+    assert failed.error is not None and failed.error["code"] == "checksum_mismatch"
 
 
 def test_test_event_and_unknown_objects_are_acknowledged(

@@ -8,6 +8,7 @@ swap a response body for one that breaks half-way, the way a reset connection do
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import threading
@@ -293,6 +294,52 @@ def test_stale_etag_or_missing_object_fail_at_open(s3: Any, wire: Wire) -> None:
         _reader(s3, key="uploads/nothing-here")
     with pytest.raises(ObjectMissing):
         _reader(s3, key="uploads/nothing-here", etag='"0123"')  # the announced one is gone
+
+
+# --- the SHA-256 ----------------------------------------------------------------------------
+
+
+def test_sha256_of_a_sequential_read_needs_no_extra_get(s3: Any, wire: Wire) -> None:
+    data = _payload(300 * KiB)
+    etag = _put(s3, data)
+    with _reader(s3, etag=etag, size=len(data), chunk_size=64 * KiB, read_ahead=2) as reader:
+        while reader.read(5000):
+            pass
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()  # idempotent
+        stats = reader.stats
+    assert len(wire.gets) == 5
+    assert (stats.bytes_hashed, stats.bytes_hashed_late) == (len(data), 0)
+
+
+def test_sha256_fetches_only_what_the_reader_never_used(s3: Any, wire: Wire) -> None:
+    data = _payload(8 * 64 * KiB)
+    etag = _put(s3, data)
+    chunk = 64 * KiB
+    with _reader(
+        s3, etag=etag, size=len(data), chunk_size=chunk, read_ahead=0, cache_chunks=1
+    ) as reader:
+        # A decoder that looks at the end first, then reads three chunks and stops.
+        reader.seek(len(data) - 100)
+        assert reader.read(100) == data[-100:]
+        reader.seek(0)
+        assert reader.read(3 * chunk) == data[: 3 * chunk]
+        used = len(wire.gets)
+        checked: list[int] = []
+        digest = reader.sha256(between_chunks=lambda: checked.append(1))
+        stats = reader.stats
+    assert digest == hashlib.sha256(data).hexdigest()
+    # The unused chunks once each, in order (the end again: it left the one-chunk cache).
+    assert wire.gets[used:] == [(i * chunk, (i + 1) * chunk - 1) for i in range(3, 8)]
+    assert stats.bytes_hashed_late == 5 * chunk
+    assert len(checked) == 5
+
+
+def test_sha256_of_an_empty_object(s3: Any, wire: Wire) -> None:
+    etag = _put(s3, b"")
+    with _reader(s3, etag=etag, size=0) as reader:
+        assert reader.sha256() == hashlib.sha256(b"").hexdigest()
+    assert wire.gets == []
 
 
 # --- retries -----------------------------------------------------------------------------
@@ -603,6 +650,11 @@ def test_soundfile_decodes_the_same_samples_through_the_reader(
             assert audio.format == fmt
             blocks = list(audio.blocks(blocksize=4096, dtype="int32"))
         reader.raise_if_failed()
+        gets_for_decoding = len(wire.gets)
+        # Hashed as libsndfile read it: the SHA-256 costs no GET of its own.
+        assert reader.sha256() == hashlib.sha256(encoded).hexdigest()
+        assert reader.stats.bytes_hashed_late == 0
+    assert len(wire.gets) == gets_for_decoding
     decoded = np.concatenate(blocks)
     assert np.array_equal(decoded, expected)
     assert set(wire.if_match) == {etag}
