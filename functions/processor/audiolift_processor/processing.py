@@ -408,6 +408,6 @@ def _give_up(error: BaseException, deliveries: int) -> ProcessingFailure:
     # The reason as a code, never the error's text: that may name buckets, keys or hosts.
     reason = error.code if isinstance(error, AudioliftError) else type(error).__name__
     return ProcessingFailure(
-        f"The analysis failed on {deliveries} deliveries in a row and was abandoned "
-        f"(last error: {reason})."
+        f"The analysis failed {deliveries} times in a row, once per delivery, and was "
+        f"abandoned (last error: {reason})."
     )

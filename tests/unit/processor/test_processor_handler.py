@@ -478,8 +478,8 @@ def test_transient_failure_is_retried_then_fails_the_job_on_the_last_delivery(
     assert failed.status is JobStatus.FAILED
     assert failed.error == {
         "code": "internal",
-        "message": "The analysis failed on 2 deliveries in a row and was abandoned "
-        "(last error: service_unavailable).",
+        "message": "The analysis failed 2 times in a row, once per delivery, and was "
+        "abandoned (last error: service_unavailable).",
     }
 
 
