@@ -173,6 +173,8 @@ class S3RangeReader(io.BufferedIOBase):
             (0 disables read-ahead).
         retry: the retry policy for each GET (and the HEAD).
         read_ahead_threads: concurrent prefetch GETs; default ``min(read_ahead, 4)``.
+        hash_while_reading: feed the SHA-256 as chunks are used (False: ``sha256()``
+            reads the whole object itself; for measuring what hashing costs).
 
     Raises (from the constructor, i.e. normally): ``ObjectChanged`` when the given ETag no
     longer matches, ``ObjectMissing`` when the object is gone although an ETag was given,
@@ -195,6 +197,7 @@ class S3RangeReader(io.BufferedIOBase):
         read_ahead: int = 2,
         retry: RetryPolicy | None = None,
         read_ahead_threads: int | None = None,
+        hash_while_reading: bool = True,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
@@ -231,6 +234,7 @@ class S3RangeReader(io.BufferedIOBase):
         self._current: _Chunk | None = None
         # SHA-256 of the object's first ``_stats.bytes_hashed`` bytes (whole chunks).
         self._hash = hashlib.sha256()
+        self._hash_while_reading = hash_while_reading
 
         if etag is not None:
             etag = _quoted(etag)
@@ -383,7 +387,8 @@ class S3RangeReader(io.BufferedIOBase):
                 while filled < want and self._pos < self.size:
                     index = self._pos // self.chunk_size
                     chunk = self._ready_chunk(index)
-                    self._hash_if_next(chunk)
+                    if self._hash_while_reading:
+                        self._hash_if_next(chunk)
                     self._current = chunk
                     offset = self._pos - chunk.start
                     take = min(chunk.length - offset, want - filled)

@@ -335,6 +335,24 @@ def test_sha256_fetches_only_what_the_reader_never_used(s3: Any, wire: Wire) -> 
     assert len(checked) == 5
 
 
+def test_without_hashing_while_reading_sha256_reads_the_object_again(s3: Any, wire: Wire) -> None:
+    data = _payload(200 * KiB)
+    etag = _put(s3, data)
+    with _reader(
+        s3,
+        etag=etag,
+        size=len(data),
+        chunk_size=64 * KiB,
+        read_ahead=0,
+        cache_chunks=1,
+        hash_while_reading=False,
+    ) as reader:
+        assert reader.read() == data
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()
+        assert reader.stats.bytes_hashed_late == len(data)
+    assert len(wire.gets) == 4 + 4  # the whole object a second time
+
+
 def test_sha256_of_an_empty_object(s3: Any, wire: Wire) -> None:
     etag = _put(s3, b"")
     with _reader(s3, etag=etag, size=0) as reader:
