@@ -366,6 +366,16 @@ def test_damaged_bytes_with_a_declared_hash_are_a_checksum_mismatch_not_bad_audi
     assert failed.error is not None and failed.error["code"] == "checksum_mismatch"
 
 
+def test_bad_audio_that_arrived_intact_stays_bad_audio(
+    pipeline: Pipeline, processor: Processor
+) -> None:
+    truncated = wav_bytes()[:50_000]  # what the client had, hash and all
+    job = pipeline.add_job(truncated, sha256=hashlib.sha256(truncated).hexdigest())
+    handle_event(sqs_event_for(pipeline, job), lambda_context(), processor)
+    failed = pipeline.job(job.job_id)
+    assert failed.error is not None and failed.error["code"] == "corrupt_audio"
+
+
 def test_test_event_and_unknown_objects_are_acknowledged(
     pipeline: Pipeline, processor: Processor
 ) -> None:
