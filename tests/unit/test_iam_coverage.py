@@ -308,6 +308,7 @@ def wav_bytes(seconds: float = 1.0, rate: int = 22050) -> bytes:
 def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     from audiolift_core.jobs import JobStatus
     from audiolift_core.settings import ProcessorSettings, StorageSettings
+    from audiolift_devstack.lambda_context import LocalLambdaContext
     from audiolift_processor.handler import handle_event
     from audiolift_processor.processing import Processor
 
@@ -352,16 +353,8 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
         "awsRegion": REGION,
     }
 
-    class Context:
-        function_name = "processor"
-        memory_limit_in_mb = 1024
-        invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:processor"
-        aws_request_id = "request"
-
-        def get_remaining_time_in_millis(self) -> int:
-            return 600_000
-
-    response = handle_event({"Records": [message]}, Context(), processor)
+    context = LocalLambdaContext("processor", timeout_seconds=600)
+    response = handle_event({"Records": [message]}, context, processor)
     assert response == {"batchItemFailures": []}
     done = api.jobs.get(job_id)
     assert done is not None and done.status is JobStatus.COMPLETED

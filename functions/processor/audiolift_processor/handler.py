@@ -19,16 +19,19 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .events import (
     MalformedEvent,
+    ObjectRef,
     is_eventbridge,
     is_sqs,
     refs_from_eventbridge,
     refs_from_s3_event,
     refs_from_sqs_body,
 )
-from .processing import LambdaContext, Processor, log, processor_metrics
+from .observability import log, processor_metrics
+from .processing import LeaseHeld, Outcome, Processor
 
 tracer = Tracer(service="audiolift-processor")
 
@@ -37,12 +40,13 @@ tracer = Tracer(service="audiolift-processor")
 def default_processor() -> Processor:
     """Made on the first event (settings checked then), reused while the sandbox lives."""
     settings = ProcessorSettings.from_env()
-    s3 = s3_client()
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
-        UploadStore(s3, settings.storage.upload_bucket),
-        s3,
+        UploadStore(s3_client(), settings.storage.upload_bucket),
+        # The range reader retries every failed GET itself (a body broken mid-transfer
+        # only it can retry): botocore must not retry underneath it as well.
+        s3_client(total_max_attempts=1),
     )
 
 
@@ -56,11 +60,13 @@ def handle_record(record: SQSRecord, processor: Processor, context: LambdaContex
         log.error("unreadable message", extra={"message_id": record.message_id, "why": str(error)})
         raise
     for ref in refs:
+        # LeaseHeld propagates too: the message is reported as a batch item failure and
+        # comes back after the visibility timeout, which outlasts any lease.
         processor.process(ref, context=context, receive_count=receive_count)
 
 
 def handle_event(
-    event: Mapping[str, Any], context: Any, processor: Processor | None = None
+    event: Mapping[str, Any], context: LambdaContext | None, processor: Processor | None = None
 ) -> dict[str, Any]:
     processor = processor or default_processor()
     if is_sqs(event):
@@ -74,12 +80,18 @@ def handle_event(
         )
         return dict(response)
     refs = refs_from_eventbridge(event) if is_eventbridge(event) else refs_from_s3_event(event)
-    outcomes = [processor.process(ref, context=context).value for ref in refs]
-    return {"outcomes": outcomes}
+    return {"outcomes": [_process_direct(processor, ref, context).value for ref in refs]}
+
+
+def _process_direct(processor: Processor, ref: ObjectRef, context: LambdaContext | None) -> Outcome:
+    try:
+        return processor.process(ref, context=context)
+    except LeaseHeld:
+        return Outcome.BUSY
 
 
 @tracer.capture_lambda_handler
 @processor_metrics.log_metrics
 @log.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_event(event, context)

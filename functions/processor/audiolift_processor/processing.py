@@ -1,8 +1,11 @@
 """One uploaded object -> one analysis, at most once per object version (key + ETag).
 
 The job record is the lock: a conditional claim with a lease. A duplicate delivery finds
-the job completed (or held by a live lease) and is acknowledged without work; a crashed
-invocation's lease runs out and the next delivery takes over.
+the job finished and is acknowledged without work. A delivery that finds a live lease is
+NOT acknowledged (``LeaseHeld``): the lease may belong to an invocation that crashed, so
+the message goes back to the queue and the delivery after the lease's end takes over.
+The lease lasts the invocation's time budget plus a margin, and the budget is at most
+``PROCESSOR_TIMEOUT_SECONDS``, the setting the queue's visibility timeout derives from.
 """
 
 from __future__ import annotations
@@ -14,39 +17,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from audiolift_core.errors import (
     AudioliftError,
     AudioTooLarge,
+    ChecksumMismatch,
     Conflict,
+    CorruptAudio,
     JobCancelled,
     NotFound,
+    ObjectMissing,
     ProcessingFailure,
     ProcessingTimeout,
+    UnsupportedFormat,
 )
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import ClaimRefused, JobsTable
-from audiolift_core.observability import logger, metrics
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore, result_key
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .events import ObjectRef
+from .observability import log, processor_metrics
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_s3 import S3Client
 
-log = logger("audiolift-processor")
-processor_metrics = metrics("audiolift-processor")
+    from .s3reader import RetryPolicy
 
-# Without a Lambda context (tests, direct calls) assume Lambda's longest timeout.
-DEFAULT_BUDGET_SECONDS = 900.0
 LEASE_MARGIN_SECONDS = 30.0
-
-
-class LambdaContext(Protocol):
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class Outcome(StrEnum):
@@ -55,23 +56,37 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     CANCELLED = "cancelled"
     IGNORED = "ignored"
+    BUSY = "busy"  # held by a live lease elsewhere (direct events; SQS: LeaseHeld)
+
+
+class LeaseHeld(Exception):
+    """Another invocation holds the job's lease, for ``seconds_left`` more: this message
+    must come back (not be deleted) in case that invocation has crashed."""
+
+    def __init__(self, job_id: str, seconds_left: float):
+        super().__init__(f"job {job_id} is leased for {seconds_left:.0f} s more")
+        self.job_id = job_id
+        self.seconds_left = seconds_left
 
 
 @dataclass
 class Deadline:
-    """The invocation's time budget, as the Lambda context reports it."""
+    """The invocation's time budget: what the Lambda context reports, and never more
+    than the configured timeout (the lease, and so the visibility timeout, rely on it)."""
 
     context: LambdaContext | None
     margin_seconds: float
+    budget_seconds: float
     started: float = 0.0
 
     def __post_init__(self) -> None:
         self.started = time.monotonic()
 
     def remaining(self) -> float:
+        remaining = self.budget_seconds - (time.monotonic() - self.started)
         if self.context is not None:
-            return self.context.get_remaining_time_in_millis() / 1000.0
-        return DEFAULT_BUDGET_SECONDS - (time.monotonic() - self.started)
+            remaining = min(remaining, self.context.get_remaining_time_in_millis() / 1000.0)
+        return remaining
 
     def check(self) -> None:
         if self.remaining() < self.margin_seconds:
@@ -84,24 +99,49 @@ class Deadline:
 Analyze = Callable[..., dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """The object version an event announced, as S3 reports it now."""
+
+    etag: str
+    size: int
+
+
+_MISSING = StoredObject(etag="", size=0)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this invocation holds the processing lease of."""
+
+    job: Job
+    lease_token: str
+    stored: StoredObject
+    deadline: Deadline
+
+
 class Processor:
     def __init__(
         self,
         settings: ProcessorSettings,
         table: JobsTable,
         store: UploadStore,
-        s3: S3Client,
+        reader_s3: S3Client,
         *,
         analyze: Analyze | None = None,
-        reader_retry: Any = None,
+        reader_retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        """``reader_s3`` is the client the range reader GETs with: the reader retries
+        every failed range itself, so botocore must make one attempt per call on it
+        (``audiolift_core.aws.s3_client(total_max_attempts=1)``). ``analyze`` replaces
+        ``decode.analyze_stream`` (same signature)."""
         self.settings = settings
         self.table = table
         self.store = store
-        self.s3 = s3
-        self._analyze = analyze
-        self._reader_retry = reader_retry  # an s3reader.RetryPolicy; None: its default
+        self.reader_s3 = reader_s3
+        self._analyze_fn = analyze
+        self._reader_retry = reader_retry  # None: the reader's default
         self._clock = clock
 
     # --- the per-object function ------------------------------------------------------
@@ -109,8 +149,33 @@ class Processor:
     def process(
         self, ref: ObjectRef, *, context: LambdaContext | None = None, receive_count: int = 1
     ) -> Outcome:
-        """Analyse one object. Returns how it ended; raises only for failures worth a
-        retry (the message then comes back, and ends in the DLQ after the last try)."""
+        """Analyze one object. Returns how it ended; raises for failures worth a retry
+        (the message then comes back, and ends in the DLQ after the last try) and
+        ``LeaseHeld`` when another invocation holds the job (the message must come back
+        after the lease: that invocation may have crashed)."""
+        found = self._look_up(ref)
+        if isinstance(found, Outcome):
+            return found
+        job, stored = found
+        deadline = Deadline(
+            context,
+            self.settings.deadline_margin_seconds,
+            self.settings.processor_timeout_seconds,
+        )
+        claimed = self._claim(job, stored or _MISSING, deadline, ref)
+        if isinstance(claimed, Outcome):
+            return claimed
+        if stored is None:
+            # Deleted before it could be read: nothing will ever bring it back.
+            self._fail(job.job_id, claimed.lease_token, ObjectMissing())
+            return Outcome.FAILED
+        return self._run(claimed, receive_count)
+
+    # --- look-up, claim, run ----------------------------------------------------------
+
+    def _look_up(self, ref: ObjectRef) -> tuple[Job, StoredObject | None] | Outcome:
+        """The job the object belongs to and the object's version (None: the object is
+        gone), or how the event ends without work (not ours, no job, already finished)."""
         storage = self.settings.storage
         if ref.bucket != storage.upload_bucket or not ref.key.startswith(storage.upload_prefix):
             log.warning("object outside the uploads prefix; ignored", extra=_ref_log(ref))
@@ -122,49 +187,59 @@ class Processor:
             return Outcome.IGNORED
         if job.status.finished:
             return self._already_finished(job, ref)
-
         try:
             head = self.store.head(ref.key)
         except NotFound:
-            log.warning("object is gone; acknowledged", extra=_ref_log(ref, job_id))
-            return Outcome.IGNORED
+            log.warning("object is gone; the job fails", extra=_ref_log(ref, job_id))
+            return job, None
         etag = str(head.get("ETag", "")).strip('"')
-        size = int(head.get("ContentLength", 0))
+        return job, StoredObject(etag=etag, size=int(head.get("ContentLength", 0)))
 
-        deadline = Deadline(context, self.settings.deadline_margin_seconds)
+    def _claim(
+        self, job: Job, stored: StoredObject, deadline: Deadline, ref: ObjectRef
+    ) -> Claim | Outcome:
         lease_token = uuid.uuid4().hex
-        lease_seconds = deadline.remaining() + LEASE_MARGIN_SECONDS
         try:
-            job = self.table.claim(
-                job_id, object_etag=etag, lease_token=lease_token, lease_seconds=lease_seconds
+            claimed = self.table.claim(
+                job.job_id,
+                object_etag=stored.etag,
+                lease_token=lease_token,
+                lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
             )
         except ClaimRefused as refused:
             return self._claim_refused(refused, ref)
+        return Claim(claimed, lease_token, stored, deadline)
 
+    def _run(self, claim: Claim, receive_count: int) -> Outcome:
+        """Analyze a claimed job and end it. The error policy: a cancellation stops
+        quietly, a ProcessingFailure ends the job ``failed`` at once, anything else is
+        retried (the lease released for the next delivery) until the last delivery,
+        which records the failure before the message goes to the DLQ."""
+        job_id = claim.job.job_id
         log.info(
             "analysis started",
-            extra={**_ref_log(ref, job_id), "size": size, "attempt": job.attempts},
+            extra={"job_id": job_id, "size": claim.stored.size, "attempt": claim.job.attempts},
         )
         try:
-            if size > self.settings.max_object_bytes:
+            if claim.stored.size > self.settings.max_object_bytes:
                 raise AudioTooLarge(
-                    f"The file is {size} bytes; this service analyses at most "
+                    f"The file is {claim.stored.size} bytes; this service analyzes at most "
                     f"{self.settings.max_object_bytes}."
                 )
-            document = self._analyse(job, etag, size, lease_token, deadline)
-            return self._complete(job, etag, size, lease_token, document)
+            document, sha256 = self._run_analysis(claim)
+            return self._complete(claim, document, sha256)
         except JobCancelled:
             log.info("job cancelled during analysis", extra={"job_id": job_id})
             return Outcome.CANCELLED
         except ProcessingFailure as failure:
-            self._fail(job_id, lease_token, failure)
+            self._fail(job_id, claim.lease_token, failure)
             return Outcome.FAILED
         except Exception as error:
             if receive_count >= self.settings.max_receive_count:
                 # The last delivery: record the failure, then let the message go to the DLQ.
-                self._fail(job_id, lease_token, _give_up(error, receive_count))
+                self._fail(job_id, claim.lease_token, _give_up(error, receive_count))
             else:
-                self._release(job_id, lease_token)
+                self._release(job_id, claim.lease_token)
             log.exception(
                 "analysis failed; the message will be retried",
                 extra={"job_id": job_id, "receive_count": receive_count},
@@ -173,19 +248,15 @@ class Processor:
 
     # --- steps ------------------------------------------------------------------------
 
-    def _analyse(
-        self,
-        job: Job,
-        etag: str,
-        size: int,
-        lease_token: str,
-        deadline: Deadline,
-    ) -> dict[str, Any]:
+    def _run_analysis(self, claim: Claim) -> tuple[dict[str, Any], str]:
+        """The analysis document and the object's SHA-256 (hashed as the decoder reads;
+        a declared hash that differs ends the job ``checksum_mismatch``, no result)."""
         from .decode import analyze_stream  # numpy/soundfile: only when there is work
         from .s3reader import S3RangeReader
 
-        analyze = self._analyze or analyze_stream
+        analyze = self._analyze_fn or analyze_stream
         settings = self.settings
+        deadline = claim.deadline
         last_beat = self._clock()
 
         def on_progress(frames_done: int, frames_total: int | None) -> None:
@@ -199,38 +270,56 @@ class Processor:
             # The lease lasts as long as this invocation can, plus a margin: a crashed
             # invocation's job is free again by the time SQS redelivers its message.
             self.table.heartbeat(
-                job.job_id,
-                lease_token=lease_token,
+                claim.job.job_id,
+                lease_token=claim.lease_token,
                 progress=percent,
                 lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
             )
 
         with S3RangeReader(
-            self.s3,
+            self.reader_s3,
             self.store.bucket,
-            job.object_key,
-            etag=etag,
-            size=size,
+            claim.job.object_key,
+            etag=claim.stored.etag,
+            size=claim.stored.size,
             chunk_size=settings.read_chunk_bytes,
             cache_chunks=settings.cache_chunks,
             read_ahead=settings.read_ahead_chunks,
             retry=self._reader_retry,
         ) as reader:
-            document = analyze(reader, size=size, on_progress=on_progress)
-            reader.raise_if_failed()
-        return document
+            try:
+                document = analyze(reader, size=claim.stored.size, on_progress=on_progress)
+                reader.raise_if_failed()
+            except (UnsupportedFormat, CorruptAudio):
+                # Bytes damaged on the way look like bad audio: with a declared hash, a
+                # mismatch is the failure to report. If the rest cannot be hashed (time,
+                # storage), the decoder's failure stands.
+                if claim.job.sha256:
+                    digest = None
+                    with contextlib.suppress(AudioliftError):
+                        digest = reader.sha256(between_chunks=deadline.check)
+                    if digest is not None:
+                        _verify(claim.job, digest)
+                raise
+            sha256 = reader.sha256(between_chunks=deadline.check)
+        _verify(claim.job, sha256)
+        return document, sha256
 
-    def _complete(
-        self, job: Job, etag: str, size: int, lease_token: str, document: dict[str, Any]
-    ) -> Outcome:
+    def _complete(self, claim: Claim, document: dict[str, Any], sha256: str) -> Outcome:
         from .analysis import summarize
 
+        job, stored = claim.job, claim.stored
         key = result_key(self.settings.storage.result_prefix, job.job_id)
         full = {
             "job_id": job.job_id,
             "filename": job.filename,
-            "object": {"key": job.object_key, "etag": etag, "size": size},
-            "analysed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": {
+                "key": job.object_key,
+                "etag": stored.etag,
+                "size": stored.size,
+                "sha256": sha256,
+            },
+            "analyzed_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **document,
         }
         self.store.put_json(key, full)  # strict JSON: allow_nan=False
@@ -238,8 +327,13 @@ class Processor:
             self.table.transition(
                 job.job_id,
                 JobStatus.COMPLETED,
-                lease_token=lease_token,
-                set_fields={"summary": summarize(document), "result_key": key, "progress": 100},
+                lease_token=claim.lease_token,
+                set_fields={
+                    "summary": summarize(document),
+                    "result_key": key,
+                    "progress": 100,
+                    "verified_sha256": sha256,
+                },
                 remove_fields=("lease_token", "lease_expires_at"),
             )
         except Conflict:
@@ -249,8 +343,9 @@ class Processor:
                 return Outcome.CANCELLED
             raise
         processor_metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
-        processor_metrics.add_metric(name="BytesAnalysed", unit=MetricUnit.Bytes, value=size)
-        log.info("analysis completed", extra={"job_id": job.job_id, "size": size})
+        # A published metric name (the dashboard and alarms read it): spelled as it was.
+        processor_metrics.add_metric(name="BytesAnalysed", unit=MetricUnit.Bytes, value=stored.size)
+        log.info("analysis completed", extra={"job_id": job.job_id, "size": stored.size})
         return Outcome.COMPLETED
 
     def _fail(self, job_id: str, lease_token: str, failure: AudioliftError) -> None:
@@ -289,10 +384,14 @@ class Processor:
         if job is None:
             return Outcome.IGNORED
         if job.status is JobStatus.PROCESSING:
-            # A live lease: another invocation is on it. Acknowledge; should that one
-            # crash, its own message comes back after the visibility timeout.
-            log.info("job is being processed elsewhere", extra=_ref_log(ref, job.job_id))
-            return Outcome.DUPLICATE
+            # A live lease, perhaps of an invocation that crashed: not a duplicate to
+            # drop. Its message may be this one, so it must come back.
+            seconds_left = max(0.0, (job.lease_expires_at or 0.0) - time.time())
+            log.info(
+                "job is leased by another invocation; the message comes back later",
+                extra={**_ref_log(ref, job.job_id), "lease_seconds_left": seconds_left},
+            )
+            raise LeaseHeld(job.job_id, seconds_left)
         return self._already_finished(job, ref)
 
 
@@ -300,11 +399,21 @@ def _ref_log(ref: ObjectRef, job_id: str | None = None) -> dict[str, Any]:
     return {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "job_id": job_id}
 
 
-def _give_up(error: BaseException, attempts: int) -> ProcessingFailure:
+def _verify(job: Job, sha256: str) -> None:
+    declared = (job.sha256 or "").strip().lower()
+    if declared and declared != sha256:
+        raise ChecksumMismatch(
+            f"The file's SHA-256 is {sha256}, not the {declared} declared for the upload: "
+            "its bytes changed on the way. Upload it again."
+        )
+
+
+def _give_up(error: BaseException, deliveries: int) -> ProcessingFailure:
     if isinstance(error, ProcessingFailure):
         return error
-    failure = ProcessingFailure(
-        f"The analysis failed {attempts} times in a row and was abandoned "
-        f"({type(error).__name__}: {str(error)[:200] or 'no detail'})."
+    # The reason as a code, never the error's text: that may name buckets, keys or hosts.
+    reason = error.code if isinstance(error, AudioliftError) else type(error).__name__
+    return ProcessingFailure(
+        f"The analysis failed {deliveries} times in a row, once per delivery, and was "
+        f"abandoned (last error: {reason})."
     )
-    return failure

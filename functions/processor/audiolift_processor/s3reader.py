@@ -6,16 +6,24 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
 
 - Every GET is pinned with ``If-Match`` to the ETag seen at the start, so a replaced
   object fails with :class:`~audiolift_core.errors.ObjectChanged` instead of mixing two
-  versions' bytes. A key deleted mid-read is reported the same way.
+  versions' bytes; a key deleted mid-read with :class:`~audiolift_core.errors.ObjectMissing`.
 - A small LRU of chunks serves libsndfile's seeks back to the header; ``read_ahead``
   chunks are fetched on background threads so the network and the decoder overlap.
 - Memory is bounded: at most ``cache_chunks + read_ahead`` chunk buffers ever exist, they
   are allocated once and reused (fresh multi-MiB buffers per block cost glibc an
   mmap/munmap and page faults each time, which slowed a reader 2-3x), and bodies are read
   straight into them.
-- Throttling, 5xx, dropped connections and timeouts mid-body are retried with
+- Throttling, 5xx, dropped connections and timeouts mid-body are retried here, with
   exponential backoff and full jitter; when the attempts run out the read fails with
-  :class:`~audiolift_core.errors.TransientError`.
+  :class:`~audiolift_core.errors.TransientError`. This is the only retry layer: give the
+  reader a client on which botocore makes one attempt per call
+  (``audiolift_core.aws.s3_client(total_max_attempts=1)``), or the two layers multiply. Only the
+  reader can retry a body that breaks mid-transfer, so it is the one that retries.
+
+- The object's SHA-256 is computed while it is read, with no second pass where the
+  reader of the file reads it in order: each chunk is hashed when it is first used, if
+  it continues the hashed prefix; :meth:`S3RangeReader.sha256` then fetches only what was
+  never used (a decoder that stopped early, or a tail it skipped).
 
 Errors are *recorded*, not only raised: soundfile calls ``readinto`` from a C callback
 and swallows any exception raised there (a failed GET would become a silent short read,
@@ -25,6 +33,7 @@ and the caller must call :meth:`S3RangeReader.raise_if_failed` after decoding.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import random
@@ -35,7 +44,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from audiolift_core.errors import AudioliftError, NotFound, ObjectChanged, TransientError
+from audiolift_core.aws import (
+    CHANGED_ERROR_CODES,
+    GONE_ERROR_CODES,
+    TRANSIENT_ERROR_CODES,
+    error_code,
+    http_status,
+)
+from audiolift_core.errors import (
+    AudioliftError,
+    NotFound,
+    ObjectChanged,
+    ObjectMissing,
+    TransientError,
+)
 from botocore.exceptions import (
     ClientError,
     FlexibleChecksumError,
@@ -60,27 +82,6 @@ DEFAULT_CHUNK_SIZE: Final = 8 * MiB
 # A body is read in pieces of this size so a close() or a cancelled read-ahead stops a
 # transfer within one piece rather than after a whole chunk.
 _BODY_PIECE: Final = 1 * MiB
-
-_THROTTLE_CODES: Final = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "PriorRequestNotComplete",
-    }
-)
-_GONE_CODES: Final = frozenset({"NoSuchKey", "NotFound", "404"})
-_CHANGED_CODES: Final = frozenset({"PreconditionFailed", "412", "InvalidRange", "416"})
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class ReaderStats:
     read_ahead_cancelled: int = 0  # prefetches dropped because their buffer was needed
     buffers_allocated: int = 0  # chunk buffers created so far (never more than max_buffers)
     max_buffers: int = 0  # cache_chunks + read_ahead: the memory bound, in chunks
+    bytes_hashed: int = 0  # the hashed prefix of the object
+    bytes_hashed_late: int = 0  # of those, hashed by sha256() after the reading (not used)
 
 
 class _Cancelled(Exception):
@@ -170,10 +173,13 @@ class S3RangeReader(io.BufferedIOBase):
             (0 disables read-ahead).
         retry: the retry policy for each GET (and the HEAD).
         read_ahead_threads: concurrent prefetch GETs; default ``min(read_ahead, 4)``.
+        hash_while_reading: feed the SHA-256 as chunks are used (False: ``sha256()``
+            reads the whole object itself; for measuring what hashing costs).
 
     Raises (from the constructor, i.e. normally): ``ObjectChanged`` when the given ETag no
-    longer matches or the object is gone although an ETag was given, ``NotFound`` when it
-    does not exist, ``TransientError`` when the HEAD keeps failing.
+    longer matches, ``ObjectMissing`` when the object is gone although an ETag was given,
+    ``NotFound`` when it does not exist (no ETag given), ``TransientError`` when the HEAD
+    keeps failing.
     """
 
     mode = "rb"  # soundfile reads the mode from the file object when none is given
@@ -191,6 +197,7 @@ class S3RangeReader(io.BufferedIOBase):
         read_ahead: int = 2,
         retry: RetryPolicy | None = None,
         read_ahead_threads: int | None = None,
+        hash_while_reading: bool = True,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
@@ -225,6 +232,9 @@ class S3RangeReader(io.BufferedIOBase):
         # The chunk last read from, while it holds its buffer: most reads (libsndfile
         # asks for a few KiB at a time) are served from it without the chunk lock.
         self._current: _Chunk | None = None
+        # SHA-256 of the object's first ``_stats.bytes_hashed`` bytes (whole chunks).
+        self._hash = hashlib.sha256()
+        self._hash_while_reading = hash_while_reading
 
         if etag is not None:
             etag = _quoted(etag)
@@ -244,9 +254,25 @@ class S3RangeReader(io.BufferedIOBase):
         return self._error
 
     def raise_if_failed(self) -> None:
-        """Re-raise the first recorded failure (ObjectChanged, TransientError, ...)."""
+        """Re-raise the first recorded failure (ObjectChanged, ObjectMissing, ...)."""
         if self._error is not None:
             raise self._error
+
+    def sha256(self, *, between_chunks: Callable[[], None] | None = None) -> str:
+        """The object's SHA-256 (hex). The part already hashed while reading is not read
+        again; the rest is fetched now, calling ``between_chunks`` (e.g. a deadline
+        check) before each chunk. Raises the reader's recorded failure, or the failure of
+        a GET made here."""
+        self._check_open()
+        with self._io_lock:
+            self.raise_if_failed()
+            while self._stats.bytes_hashed < self.size:
+                if between_chunks is not None:
+                    between_chunks()
+                before = self._stats.bytes_hashed
+                self._hash_if_next(self._ready_chunk(before // self.chunk_size))
+                self._stats.bytes_hashed_late += self._stats.bytes_hashed - before
+            return self._hash.hexdigest()
 
     @property
     def stats(self) -> ReaderStats:
@@ -361,6 +387,8 @@ class S3RangeReader(io.BufferedIOBase):
                 while filled < want and self._pos < self.size:
                     index = self._pos // self.chunk_size
                     chunk = self._ready_chunk(index)
+                    if self._hash_while_reading:
+                        self._hash_if_next(chunk)
                     self._current = chunk
                     offset = self._pos - chunk.start
                     take = min(chunk.length - offset, want - filled)
@@ -409,6 +437,13 @@ class S3RangeReader(io.BufferedIOBase):
         with self._cond:
             chunk.state = _READY
         return chunk
+
+    def _hash_if_next(self, chunk: _Chunk) -> None:
+        """Hash a filled chunk that continues the hashed prefix (reading thread only; the
+        hash releases the GIL, so the analysis threads run meanwhile)."""
+        if chunk.start == self._stats.bytes_hashed and chunk.length:
+            self._hash.update(chunk.view[: chunk.length])
+            self._stats.bytes_hashed += chunk.length
 
     def _forget(self, chunk: _Chunk) -> None:
         """Drop a finished chunk and keep its buffer (lock held)."""
@@ -513,24 +548,27 @@ class S3RangeReader(io.BufferedIOBase):
 
     def _after_failure(self, exc: Exception, failures: int, what: str) -> int:
         """Translate a failed attempt: raise if it is final, else count and return the
-        failures so far."""
+        failures so far. Messages may reach a job's record: the bucket, key, ETag and the
+        library's text go into ``details`` (and the chained exception), not the message."""
         kind = _classify(exc)
+        details: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "error": str(exc)}
+        if kind == "changed" and _is_gone(exc):
+            raise ObjectMissing(
+                "The file was deleted while it was being read.", details=details
+            ) from exc
         if kind == "changed":
             raise ObjectChanged(
-                f"{self.name} was deleted or replaced while it was being read "
-                f"(expected ETag {self.etag}).",
-                details={"bucket": self.bucket, "key": self.key, "etag": self.etag},
+                "The file was deleted or replaced while it was being read.",
+                details={**details, "etag": self.etag},
             ) from exc
         if kind == "fatal":
-            raise AudioliftError(
-                f"Reading {self.name} ({what}) failed: {exc}",
-                details={"bucket": self.bucket, "key": self.key},
-            ) from exc
+            raise AudioliftError(f"Reading the file ({what}) failed.", details=details) from exc
         failures += 1
         if failures >= self._retry.max_attempts:
             raise TransientError(
-                f"Reading {self.name} ({what}) failed {failures} times; last error: {exc}",
-                details={"bucket": self.bucket, "key": self.key, "attempts": failures},
+                f"Reading the file ({what}) failed {failures} times; the storage service "
+                "is unavailable for now.",
+                details={**details, "attempts": failures},
             ) from exc
         with self._lock:
             self._stats.retries += 1
@@ -595,7 +633,7 @@ class S3RangeReader(io.BufferedIOBase):
             except Exception as exc:
                 if etag is None and _classify(exc) == "changed" and _is_gone(exc):
                     raise NotFound(
-                        f"{self.name} does not exist.",
+                        "The file does not exist.",
                         details={"bucket": self.bucket, "key": self.key},
                     ) from exc
                 failures = self._after_failure(exc, failures, "HEAD")
@@ -635,26 +673,19 @@ def _body_readinto(body: Any) -> tuple[Callable[[memoryview], int], bool]:
     return read_copy, False
 
 
-def _error_code(exc: ClientError) -> tuple[str, int]:
-    error = exc.response.get("Error", {})
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return str(error.get("Code", "")), int(status or 0)
-
-
 def _is_gone(exc: Exception) -> bool:
     if not isinstance(exc, ClientError):
         return False
-    code, status = _error_code(exc)
-    return code in _GONE_CODES or status == 404
+    return error_code(exc) in GONE_ERROR_CODES or http_status(exc) == 404
 
 
 def _classify(exc: BaseException) -> str:
     """'changed' (the pinned version is gone), 'retry' (may pass) or 'fatal'."""
     if isinstance(exc, ClientError):
-        code, status = _error_code(exc)
-        if code in _CHANGED_CODES or code in _GONE_CODES or status in (404, 412, 416):
+        code, status = error_code(exc), http_status(exc)
+        if code in CHANGED_ERROR_CODES or code in GONE_ERROR_CODES or status in (404, 412, 416):
             return "changed"
-        if code in _THROTTLE_CODES or status == 429 or status >= 500:
+        if code in TRANSIENT_ERROR_CODES or status == 429 or status >= 500:
             return "retry"
         return "fatal"
     if isinstance(

@@ -31,6 +31,10 @@ TRANSIENT_ERROR_CODES = frozenset(
         "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
     }
 )  # fmt: skip
+# The object (or the upload) is not there.
+GONE_ERROR_CODES = frozenset({"NoSuchKey", "NoSuchUpload", "NotFound", "404"})
+# A conditional read found another version: If-Match failed, or the range no longer fits.
+CHANGED_ERROR_CODES = frozenset({"PreconditionFailed", "412", "InvalidRange", "416"})
 NETWORK_ERRORS = (
     EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError,
 )  # fmt: skip
@@ -64,7 +68,9 @@ def _region() -> str:
 
 
 @functools.cache
-def s3_client() -> S3Client:
+def s3_client(*, total_max_attempts: int = 6) -> S3Client:
+    """``total_max_attempts`` counts the first try (botocore's ``max_attempts`` does not):
+    1 means botocore never retries, for callers that retry themselves."""
     import boto3
     from botocore.config import Config
 
@@ -72,7 +78,7 @@ def s3_client() -> S3Client:
         signature_version="s3v4",  # presigned URLs must be SigV4 (KMS buckets, every region)
         # Path style when an endpoint is given: loopback servers have no bucket subdomains.
         s3={"addressing_style": "path" if os.environ.get("AWS_ENDPOINT_URL_S3") else "auto"},
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": total_max_attempts},
         max_pool_connections=32,
     )
     client: S3Client = boto3.client("s3", region_name=_region(), config=config)

@@ -132,6 +132,16 @@ class ObjectChanged(ProcessingFailure):
     default_message = "The file was replaced while it was being analysed."
 
 
+class ObjectMissing(ProcessingFailure):
+    code = "object_missing"
+    default_message = "The uploaded file is gone: it was deleted before it could be analyzed."
+
+
+class ChecksumMismatch(ProcessingFailure):
+    code = "checksum_mismatch"
+    default_message = "The file's SHA-256 differs from the one declared for the upload."
+
+
 class ProcessingTimeout(ProcessingFailure):
     code = "timeout"
     default_message = "The analysis did not finish within the time allowed."

@@ -158,6 +158,10 @@ class ProcessorSettings:
     # The same variable as the API's limit: objects that reach the bucket another way
     # (or grew past a declared size) are refused before any decoding.
     max_object_bytes: int = 5 * GiB
+    # The function's timeout (the template passes its own Timeout). The processing lease
+    # lasts this long at most (plus a margin) and the queue's visibility timeout is a
+    # multiple of it, so a message that comes back finds a crashed invocation's lease over.
+    processor_timeout_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -176,4 +180,5 @@ class ProcessorSettings:
             max_object_bytes=_int(
                 env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES
             ),
+            processor_timeout_seconds=_int(env, "PROCESSOR_TIMEOUT_SECONDS", 900, low=1, high=900),
         )

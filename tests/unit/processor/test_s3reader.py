@@ -8,6 +8,7 @@ swap a response body for one that breaks half-way, the way a reset connection do
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import threading
@@ -22,7 +23,14 @@ import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from audiolift_core.errors import NotFound, ObjectChanged, TransientError
+from audiolift_core.aws import s3_client
+from audiolift_core.errors import (
+    AudioliftError,
+    NotFound,
+    ObjectChanged,
+    ObjectMissing,
+    TransientError,
+)
 from audiolift_processor.s3reader import RetryPolicy, S3RangeReader
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
@@ -272,8 +280,9 @@ def test_short_read_returns_what_was_read_before_the_failure(s3: Any, wire: Wire
         buf = bytearray(10 * KiB)
         assert reader.readinto(buf) == 4 * KiB - 1  # the rest of chunk 0, then NoSuchKey
         assert bytes(buf[: 4 * KiB - 1]) == data[60 * KiB + 1 : 64 * KiB]
-        with pytest.raises(ObjectChanged, match="deleted or replaced"):
+        with pytest.raises(ObjectMissing, match="deleted") as raised:
             reader.raise_if_failed()
+        assert raised.value.code == "object_missing"
 
 
 def test_stale_etag_or_missing_object_fail_at_open(s3: Any, wire: Wire) -> None:
@@ -283,8 +292,72 @@ def test_stale_etag_or_missing_object_fail_at_open(s3: Any, wire: Wire) -> None:
         _reader(s3, etag=etag)  # size unknown: HEAD pinned to the old ETag
     with pytest.raises(NotFound):
         _reader(s3, key="uploads/nothing-here")
-    with pytest.raises(ObjectChanged):
+    with pytest.raises(ObjectMissing):
         _reader(s3, key="uploads/nothing-here", etag='"0123"')  # the announced one is gone
+
+
+# --- the SHA-256 ----------------------------------------------------------------------------
+
+
+def test_sha256_of_a_sequential_read_needs_no_extra_get(s3: Any, wire: Wire) -> None:
+    data = _payload(300 * KiB)
+    etag = _put(s3, data)
+    with _reader(s3, etag=etag, size=len(data), chunk_size=64 * KiB, read_ahead=2) as reader:
+        while reader.read(5000):
+            pass
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()  # idempotent
+        stats = reader.stats
+    assert len(wire.gets) == 5
+    assert (stats.bytes_hashed, stats.bytes_hashed_late) == (len(data), 0)
+
+
+def test_sha256_fetches_only_what_the_reader_never_used(s3: Any, wire: Wire) -> None:
+    data = _payload(8 * 64 * KiB)
+    etag = _put(s3, data)
+    chunk = 64 * KiB
+    with _reader(
+        s3, etag=etag, size=len(data), chunk_size=chunk, read_ahead=0, cache_chunks=1
+    ) as reader:
+        # A decoder that looks at the end first, then reads three chunks and stops.
+        reader.seek(len(data) - 100)
+        assert reader.read(100) == data[-100:]
+        reader.seek(0)
+        assert reader.read(3 * chunk) == data[: 3 * chunk]
+        used = len(wire.gets)
+        checked: list[int] = []
+        digest = reader.sha256(between_chunks=lambda: checked.append(1))
+        stats = reader.stats
+    assert digest == hashlib.sha256(data).hexdigest()
+    # The unused chunks once each, in order (the end again: it left the one-chunk cache).
+    assert wire.gets[used:] == [(i * chunk, (i + 1) * chunk - 1) for i in range(3, 8)]
+    assert stats.bytes_hashed_late == 5 * chunk
+    assert len(checked) == 5
+
+
+def test_without_hashing_while_reading_sha256_reads_the_object_again(s3: Any, wire: Wire) -> None:
+    data = _payload(200 * KiB)
+    etag = _put(s3, data)
+    with _reader(
+        s3,
+        etag=etag,
+        size=len(data),
+        chunk_size=64 * KiB,
+        read_ahead=0,
+        cache_chunks=1,
+        hash_while_reading=False,
+    ) as reader:
+        assert reader.read() == data
+        assert reader.sha256() == hashlib.sha256(data).hexdigest()
+        assert reader.stats.bytes_hashed_late == len(data)
+    assert len(wire.gets) == 4 + 4  # the whole object a second time
+
+
+def test_sha256_of_an_empty_object(s3: Any, wire: Wire) -> None:
+    etag = _put(s3, b"")
+    with _reader(s3, etag=etag, size=0) as reader:
+        assert reader.sha256() == hashlib.sha256(b"").hexdigest()
+    assert wire.gets == []
 
 
 # --- retries -----------------------------------------------------------------------------
@@ -409,13 +482,40 @@ def test_retries_exhausted_is_a_transient_error(s3: Any, wire: Wire) -> None:
     assert stats.retries == 2
 
 
+def test_one_retry_layer_on_the_production_client(s3: Any) -> None:
+    """The processor's reader client (``s3_client(total_max_attempts=1)``, made as the handler
+    makes it) lets the reader's policy alone decide: every failed range is sent
+    ``max_attempts`` times in all, not ``max_attempts`` x botocore's attempts."""
+    data = _payload(200 * KiB)
+    etag = _put(s3, data)
+    client = s3_client.__wrapped__(total_max_attempts=1)  # uncached: hooks stay on this client
+    sent: list[str] = []
+
+    def count(request: Any, **_: Any) -> None:
+        sent.append(request.method)
+
+    # Counted before the fault answers (both "first": the earlier one runs first).
+    client.meta.events.register_first("before-send.s3.GetObject", count)
+    _fail_first(client, 1000, lambda request: _error_response(request, 503, "SlowDown"))
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+    with S3RangeReader(
+        client, BUCKET, KEY, etag=etag, size=len(data), read_ahead=0, retry=policy
+    ) as reader:
+        assert reader.read() == b""
+        with pytest.raises(TransientError, match="failed 3 times"):
+            reader.raise_if_failed()
+    assert sent == ["GET"] * 3
+
+
 def test_access_denied_is_not_retried(s3: Any, wire: Wire) -> None:
     data = _payload(10 * KiB)
     etag = _put(s3, data)
     _fail_first(s3, 1000, lambda request: _error_response(request, 403, "AccessDenied"))
     with _reader(s3, etag=etag, size=len(data)) as reader:
         assert reader.read() == b""
-        assert reader.error is not None and "AccessDenied" in str(reader.error)
+        assert isinstance(reader.error, AudioliftError)
+        assert "AccessDenied" in reader.error.details["error"]
+        assert BUCKET not in reader.error.message  # no internals in what a job may show
         assert reader.stats.gets == 1
 
 
@@ -568,6 +668,11 @@ def test_soundfile_decodes_the_same_samples_through_the_reader(
             assert audio.format == fmt
             blocks = list(audio.blocks(blocksize=4096, dtype="int32"))
         reader.raise_if_failed()
+        gets_for_decoding = len(wire.gets)
+        # Hashed as libsndfile read it: the SHA-256 costs no GET of its own.
+        assert reader.sha256() == hashlib.sha256(encoded).hexdigest()
+        assert reader.stats.bytes_hashed_late == 0
+    assert len(wire.gets) == gets_for_decoding
     decoded = np.concatenate(blocks)
     assert np.array_equal(decoded, expected)
     assert set(wire.if_match) == {etag}
