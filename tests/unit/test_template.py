@@ -604,3 +604,40 @@ def test_eventbridge_and_http_events() -> None:
     create = load_event("http-create-upload.json")
     assert create["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
     assert {"filename", "size"} <= set(json.loads(create["body"]))
+
+
+# --- make build / make deploy -------------------------------------------------------------
+
+samconfig_env = load_script("samconfig_env")
+
+
+def test_make_deploy_reads_each_environments_stack_and_architecture_from_samconfig() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert samconfig_env.config_env("dev") == "default"
+    assert samconfig_env.stack_name(config, "dev") == "audiolift-dev"
+    assert samconfig_env.stack_name(config, "prod") == "audiolift-prod"
+    allowed = PARAMETERS["Architecture"]["AllowedValues"]
+    for env in ("dev", "prod"):
+        assert samconfig_env.parameter(config, env, "Architecture") in allowed
+    # An environment samconfig does not know: no stack, so `make deploy` goes guided.
+    assert samconfig_env.stack_name(config, "staging") == ""
+    assert samconfig_env.parameter(config, "staging", "Architecture") == ""
+
+
+def test_find_python_exact_finds_the_lambda_runtimes_version() -> None:
+    runtimes = {f["Properties"]["Runtime"] for f in functions().values()}
+    (runtime,) = runtimes
+    version = runtime.removeprefix("python")
+    found = subprocess.run(
+        [str(ROOT / "scripts/find_python.sh"), "--exact", version],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    reported = subprocess.run(
+        [found, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert reported == version
