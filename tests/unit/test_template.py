@@ -47,17 +47,20 @@ def resolver(**parameters: Any) -> Resolver:
     """Resolves with placeholder physical ids for what the checks refer to."""
     r = Resolver.for_template(TEMPLATE, parameters=parameters)
     r.refs.update({"UploadsBucket": BUCKET, "JobsTable": "jobs", "ProcessingQueue": "q-url"})
+    r.refs.update({"ProcessingDLQ": "dlq-url"})
     r.refs.update({"CoreLayer": "core", "AudioLayer": "audio", "ApiDepsLayer": "api-deps"})
     r.refs.update({"ApiLogGroup": "api-logs", "ProcessorLogGroup": "processor-logs"})
     r.refs.update({"JwtAuthorizer": "authorizer-id", "AlarmTopic": "topic-arn"})
     r.refs.update({"HttpApi": "api-id", "HttpApiIntegration": "integration-id"})
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
+    r.refs.update({"OperationsDashboard": "dashboard"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
             ("ProcessingQueue", "Arn"): QUEUE_ARN,
             ("ProcessingDLQ", "Arn"): QUEUE_ARN + "-dlq",
             ("ProcessingDLQ", "QueueName"): "processing-dlq",
+            ("ProcessingQueue", "QueueName"): "processing",
             ("UploadsBucket", "Arn"): f"arn:aws:s3:::{BUCKET}",
             ("ApiLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:api:*",
             ("ProcessorLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:p:*",
@@ -66,6 +69,11 @@ def resolver(**parameters: Any) -> Resolver:
             ("ApiFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:api",
         }
     )
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            r.attrs[(logical_id, "Arn")] = (
+                f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{logical_id}"
+            )
     return r
 
 
@@ -421,19 +429,6 @@ def test_health_is_public_and_the_integration_is_payload_v2() -> None:
     assert RESOURCES["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
 
 
-def test_dead_letter_queue_depth_alarm() -> None:
-    alarm = resource_properties(resolver(), "DeadLetterAlarm")
-    assert (alarm["Namespace"], alarm["MetricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": "processing-dlq"}]
-    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert float(alarm["Threshold"]) == 1
-    with_email = resource_properties(resolver(AlarmEmail="ops@example.com"), "DeadLetterAlarm")
-    assert with_email["AlarmActions"] == ["topic-arn"]
-
-
 def test_outputs() -> None:
     assert {"ApiUrl", "BucketName", "TableName", "QueueUrl", "DlqUrl"} <= set(TEMPLATE["Outputs"])
 
@@ -641,3 +636,278 @@ def test_find_python_exact_finds_the_lambda_runtimes_version() -> None:
         check=True,
     ).stdout.strip()
     assert reported == version
+
+
+# --- operations: alarms, dashboard, tags, production settings --------------------------------
+
+TOPIC = "topic-arn"
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def alarm(logical_id: str, **parameters: Any) -> dict[str, Any]:
+    return resource_properties(resolver(**parameters), logical_id)
+
+
+def test_every_alarm_tells_the_one_topic_and_the_email_subscription_is_optional() -> None:
+    assert set(alarms()) >= {
+        "DeadLetterAlarm",
+        "ProcessorErrorsAlarm",
+        "ProcessorThrottlesAlarm",
+        "ProcessorNearTimeoutAlarm",
+        "QueueAgeAlarm",
+        "Api5xxRateAlarm",
+    }
+    for logical_id in alarms():
+        properties = alarm(logical_id)
+        assert properties["AlarmActions"] == [TOPIC], logical_id
+        assert properties["OKActions"] == [TOPIC], logical_id
+        assert properties["TreatMissingData"] == "notBreaching", logical_id
+    topics = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::SNS::Topic"]
+    assert topics == ["AlarmTopic"] and "Condition" not in RESOURCES["AlarmTopic"]
+    subscription = RESOURCES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert resolver(AlarmEmail="ops@example.com").condition("HasAlarmEmail")
+    assert not resolver().condition("HasAlarmEmail")
+    properties = resource_properties(
+        resolver(AlarmEmail="ops@example.com"), "AlarmEmailSubscription"
+    )
+    assert properties == {"TopicArn": TOPIC, "Protocol": "email", "Endpoint": "ops@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "metric", "statistic"),
+    [
+        ("ProcessorErrorsAlarm", "Errors", "Sum"),
+        ("ProcessorThrottlesAlarm", "Throttles", "Sum"),
+    ],
+)
+def test_processor_errors_and_throttles_alarm_on_the_first_one(
+    logical_id: str, metric: str, statistic: str
+) -> None:
+    properties = alarm(logical_id)
+    assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", metric)
+    assert properties["Dimensions"] == [{"Name": "FunctionName", "Value": "processor-function"}]
+    assert properties["Statistic"] == statistic
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert float(properties["Threshold"]) == 1
+
+
+def test_duration_alarm_fires_above_80_percent_of_every_allowed_timeout() -> None:
+    allowed = PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]
+    assert sorted(map(str, allowed)) == sorted(TEMPLATE["Mappings"]["NearTimeoutByTimeout"])
+    for timeout in allowed:
+        properties = alarm("ProcessorNearTimeoutAlarm", ProcessorTimeoutSeconds=timeout)
+        function_timeout = int(
+            resource_properties(resolver(ProcessorTimeoutSeconds=timeout), "ProcessorFunction")[
+                "Timeout"
+            ]
+        )
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Duration")
+        assert properties["Dimensions"] == [{"Name": "FunctionName", "Value": "processor-function"}]
+        assert properties["Statistic"] == "Maximum"  # one slow run is enough
+        assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+        # Lambda reports Duration in milliseconds.
+        assert float(properties["Threshold"]) == 0.8 * function_timeout * 1000
+
+
+def test_queue_age_alarm_fires_past_the_visibility_timeout() -> None:
+    for timeout in PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]:
+        properties = alarm("QueueAgeAlarm", ProcessorTimeoutSeconds=timeout)
+        queue = resource_properties(resolver(ProcessorTimeoutSeconds=timeout), "ProcessingQueue")
+        assert (properties["Namespace"], properties["MetricName"]) == (
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+        )
+        assert properties["Dimensions"] == [{"Name": "QueueName", "Value": "processing"}]
+        assert properties["Statistic"] == "Maximum"
+        assert float(properties["Threshold"]) == int(queue["VisibilityTimeout"])
+
+
+def test_dead_letter_queue_depth_alarm() -> None:
+    properties = alarm("DeadLetterAlarm")
+    assert (properties["Namespace"], properties["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": "processing-dlq"}]
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert float(properties["Threshold"]) == 1
+
+
+def test_api_5xx_alarm_is_a_rate_of_the_http_apis_requests() -> None:
+    properties = alarm("Api5xxRateAlarm")
+    metrics = {m["Id"]: m for m in properties["Metrics"]}
+    for metric_id, name in (("errors", "5xx"), ("requests", "Count")):
+        stat = metrics[metric_id]["MetricStat"]
+        assert stat["Metric"] == {
+            "Namespace": "AWS/ApiGateway",
+            "MetricName": name,
+            "Dimensions": [{"Name": "ApiId", "Value": "api-id"}],
+        }
+        assert stat["Stat"] == "Sum"
+        assert metrics[metric_id]["ReturnData"] is False
+    (returned,) = [m for m in properties["Metrics"] if m.get("ReturnData", True)]
+    assert returned["Expression"] == "IF(requests > 0, 100 * errors / requests, 0)"
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+    assert 0 < float(properties["Threshold"]) <= 10  # percent
+
+
+# Metric names the code emits, read from the code itself: add_metric(name="...") calls,
+# and the API's indirection (a route sets request.state.metric = "...", the middleware
+# adds it).
+def emitted_metric_names(*code_dirs: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for directory in code_dirs:
+        for path in directory.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_metric"
+                ):
+                    arguments = [k.value for k in node.keywords if k.arg == "name"]
+                    arguments += node.args[:1]
+                    names.update(
+                        a.value
+                        for a in arguments
+                        if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    )
+                elif (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                    and any(
+                        isinstance(t, ast.Attribute) and t.attr == "metric" for t in node.targets
+                    )
+                ):
+                    names.add(node.value.value)
+    return names
+
+
+def emitted_by_service() -> dict[tuple[str, str], set[str]]:
+    """(namespace, service) -> the metric names that function's code (and layers) emit."""
+    emitted = {}
+    for function in functions().values():
+        properties = function["Properties"]
+        env = properties["Environment"]["Variables"]
+        code_dirs = [ROOT / properties["CodeUri"]]
+        code_dirs += [layer_dir(ref) for ref in properties["Layers"]]
+        key = (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"])
+        emitted[key] = emitted_metric_names(*code_dirs)
+    return emitted
+
+
+def dashboard_widgets() -> list[dict[str, Any]]:
+    body = resource_properties(resolver(), "OperationsDashboard")["DashboardBody"]
+    widgets: list[dict[str, Any]] = json.loads(body)["widgets"]
+    return widgets
+
+
+def dashboard_metrics() -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, name, dimensions) of every metric the dashboard plots."""
+    found = []
+    for widget in dashboard_widgets():
+        for row in widget["properties"].get("metrics", []):
+            fields = [f for f in row if not isinstance(f, dict)]
+            if not fields:
+                continue  # a math expression over the others
+            assert "." not in fields[:2], "spell metrics out: the test reads each row alone"
+            namespace, name, *dimensions = fields
+            found.append(
+                (namespace, name, dict(zip(dimensions[::2], dimensions[1::2], strict=True)))
+            )
+    return found
+
+
+def test_code_metric_parser_reads_the_code() -> None:
+    # The parser finds what it should, so that the next test cannot pass on an empty set.
+    processor = emitted_metric_names(ROOT / "functions/processor")
+    api = emitted_metric_names(ROOT / "functions/api")
+    assert {"JobsCompleted", "JobsFailed", "BytesAnalysed"} <= processor
+    assert {"UploadsCreated", "UploadsCompleted"} <= api
+    assert not processor & api
+
+
+def test_every_dashboard_metric_of_ours_is_one_the_code_emits() -> None:
+    emitted = emitted_by_service()
+    ours = [m for m in dashboard_metrics() if m[0] in {ns for ns, _ in emitted}]
+    assert ours, "the dashboard shows none of the functions' own metrics"
+    for namespace, name, dimensions in ours:
+        assert set(dimensions) == {"service"}, (name, dimensions)  # Powertools' one dimension
+        service = dimensions["service"]
+        assert (namespace, service) in emitted, f"no function runs as service {service!r}"
+        assert name in emitted[(namespace, service)], f"{service} never emits {name}"
+    shown = {(ns, dims["service"], name) for ns, name, dims in ours}
+    for (namespace, service), names in emitted.items():
+        # Outcomes and throughput: every job and byte counter the code has is on the page.
+        for name in names:
+            if name.startswith(("Jobs", "Bytes", "Uploads")):
+                assert (namespace, service, name) in shown, f"{name} is not on the dashboard"
+
+
+def test_dashboard_shows_queue_depth_and_errors_of_the_stacks_own_resources() -> None:
+    aws_metrics = {(ns, name, tuple(sorted(d.items()))) for ns, name, d in dashboard_metrics()}
+    for expected in (
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "processing"),)),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "processing-dlq"),)),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "processing"),)),
+        ("AWS/Lambda", "Errors", (("FunctionName", "processor-function"),)),
+        ("AWS/Lambda", "Errors", (("FunctionName", "api-function"),)),
+        ("AWS/Lambda", "Throttles", (("FunctionName", "processor-function"),)),
+        ("AWS/ApiGateway", "5xx", (("ApiId", "api-id"),)),
+    ):
+        assert expected in aws_metrics, expected
+    (alarm_widget,) = [w for w in dashboard_widgets() if w["type"] == "alarm"]
+    assert len(alarm_widget["properties"]["alarms"]) == len(alarms())
+
+
+def test_every_taggable_resource_is_tagged() -> None:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    translated = sam_translate.translate(TEMPLATE)
+    untagged = []
+    checked = 0
+    for logical_id, resource in translated["Resources"].items():
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"])
+        if "Tags" not in schema.schema.get("properties", {}):
+            continue
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            continue  # SAM does not tag what it generates for an event: the stack tags do
+        checked += 1
+        tags = resource.get("Properties", {}).get("Tags")
+        keys = set(tags) if isinstance(tags, dict) else {t["Key"] for t in tags or []}
+        if not {"Project", "Stage"} <= keys:
+            untagged.append(logical_id)
+    assert checked >= 15 and not untagged, untagged
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for environment in ("default", "prod"):
+        tags = config[environment]["deploy"]["parameters"]["tags"]
+        assert {"Project", "Stage"} <= {t.split("=")[0] for t in tags.split()}
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "queue_id"),
+    [
+        ("ProcessingQueuePolicy", "ProcessingQueue"),
+        ("DeadLetterQueuePolicy", "ProcessingDLQ"),
+    ],
+)
+def test_queues_refuse_requests_without_tls(policy_id: str, queue_id: str) -> None:
+    r = resolver()
+    policy = resource_properties(r, policy_id)
+    assert RESOURCES[policy_id]["Properties"]["Queues"] == [{"Ref": queue_id}]
+    deny = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    (statement,) = deny
+    assert statement["Principal"] == "*" and statement["Action"] == "sqs:*"
+    assert statement["Resource"] == r.get_att(queue_id, "Arn")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_jobs_table_outlives_the_stack() -> None:
+    table = RESOURCES["JobsTable"]
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
