@@ -8,7 +8,7 @@ SAM_VENV  ?= .venv-sam
 PY        := $(VENV)/bin/python
 STATE_DIR ?= .state
 ENV       ?= dev
-export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/api:$(CURDIR)/functions/processor:$(CURDIR)/devstack:$(CURDIR)/clients/python
+export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/api:$(CURDIR)/functions/processor:$(CURDIR)/functions/sweeper:$(CURDIR)/devstack:$(CURDIR)/clients/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:  ## list the targets

@@ -53,7 +53,8 @@ def resolver(**parameters: Any) -> Resolver:
     r.refs.update({"JwtAuthorizer": "authorizer-id", "AlarmTopic": "topic-arn"})
     r.refs.update({"HttpApi": "api-id", "HttpApiIntegration": "integration-id"})
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
-    r.refs.update({"OperationsDashboard": "dashboard"})
+    r.refs.update({"OperationsDashboard": "dashboard", "SweeperFunction": "sweeper-function"})
+    r.refs.update({"SweeperLogGroup": "sweeper-logs"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
@@ -66,6 +67,8 @@ def resolver(**parameters: Any) -> Resolver:
             ("ProcessorLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:p:*",
             ("ApiFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/api",
             ("ProcessorFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/processor",
+            ("SweeperFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/sweeper",
+            ("SweeperLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:s:*",
             ("ApiFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:api",
         }
     )
@@ -290,7 +293,7 @@ def test_processor_role_reads_audio_writes_results_and_cannot_create_uploads() -
 
 
 def test_no_wildcard_actions_and_wildcard_resources_only_for_xray() -> None:
-    for role_id in ("ApiFunctionRole", "ProcessorFunctionRole"):
+    for role_id in ("ApiFunctionRole", "ProcessorFunctionRole", "SweeperFunctionRole"):
         for statement in statements(role_id):
             assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
             if "*" in as_list(statement["Resource"]):
@@ -382,14 +385,32 @@ def test_jobs_table_matches_the_shared_definition() -> None:
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
-    assert types == {"job_id": "S", "owner": "S", "created_at": "S"}
-    (gsi,) = properties["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "by_owner"
-    assert gsi["KeySchema"] == [
+    assert types == {
+        "job_id": "S",
+        "owner": "S",
+        "created_at": "S",
+        "status": "S",
+        "updated_at": "S",
+    }
+    indexes = {gsi["IndexName"]: gsi for gsi in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_owner", "by_status"}
+    assert indexes["by_owner"]["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
-    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert indexes["by_owner"]["Projection"] == {"ProjectionType": "ALL"}
+    # The sweeper's: small entries (keys and what its filters read), not whole jobs.
+    assert indexes["by_status"]["KeySchema"] == [
+        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["by_status"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["lease_expires_at", "redriven_at"],
+    }
+    from audiolift_core.jobs_table import OWNER_INDEX, SWEEP_INDEX
+
+    assert {OWNER_INDEX, SWEEP_INDEX} == set(indexes)
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert resource_properties(resolver(Stage="prod"), "JobsTable")["DeletionProtectionEnabled"]
@@ -474,7 +495,7 @@ def test_translated_template_has_no_cycle_and_no_generated_roles() -> None:
     translated = sam_translate.translate(TEMPLATE)
     assert sam_translate.find_cycles(translated) == []
     roles = [k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
-    assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole"]
+    assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole", "SweeperFunctionRole"]
     mappings = [
         v
         for v in translated["Resources"].values()
@@ -876,7 +897,10 @@ def test_every_taggable_resource_is_tagged() -> None:
         schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"])
         if "Tags" not in schema.schema.get("properties", {}):
             continue
-        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+        if logical_id not in RESOURCES and resource["Type"] in (
+            "AWS::Lambda::EventSourceMapping",
+            "AWS::Events::Rule",
+        ):
             continue  # SAM does not tag what it generates for an event: the stack tags do
         checked += 1
         tags = resource.get("Properties", {}).get("Tags")
@@ -911,3 +935,55 @@ def test_queues_refuse_requests_without_tls(policy_id: str, queue_id: str) -> No
 def test_the_jobs_table_outlives_the_stack() -> None:
     table = RESOURCES["JobsTable"]
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+
+def test_sweeper_runs_on_a_schedule_within_a_bounded_run() -> None:
+    properties = RESOURCES["SweeperFunction"]["Properties"]
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert re.fullmatch(r"rate\(\d+ minutes?\)", event["Properties"]["Schedule"])
+    assert properties["Handler"] == "audiolift_sweeper.handler.handler"
+    assert int(properties["Timeout"]) <= 120
+    env = properties["Environment"]["Variables"]
+    assert 1 <= int(env["SWEEP_MAX_JOBS"]) <= 1000
+    from audiolift_core.settings import SweeperSettings
+
+    # The run stops starting jobs this long before its timeout.
+    assert SweeperSettings.safety_margin_seconds < int(properties["Timeout"])
+
+
+def test_sweepers_deadlines_follow_the_queue_and_the_bucket() -> None:
+    for timeout in PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]:
+        r = resolver(ProcessorTimeoutSeconds=timeout, MaxReceiveCount=5)
+        env = resource_properties(r, "SweeperFunction")["Environment"]["Variables"]
+        queue = resource_properties(r, "ProcessingQueue")
+        assert int(env["VISIBILITY_TIMEOUT_SECONDS"]) == int(queue["VisibilityTimeout"])
+        assert int(env["MAX_RECEIVE_COUNT"]) == int(queue["RedrivePolicy"]["maxReceiveCount"])
+        assert env["PROCESSING_QUEUE_URL"] == "q-url"
+    rules = RESOURCES["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (abort,) = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+    days = abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+    env = RESOURCES["SweeperFunction"]["Properties"]["Environment"]["Variables"]
+    assert int(env["UPLOAD_TTL_SECONDS"]) == days * 86400
+
+
+def test_sweeper_role_reads_the_sweep_index_and_writes_nothing_else() -> None:
+    role = "SweeperFunctionRole"
+    assert allows(role, "dynamodb:Query", f"{TABLE_ARN}/index/by_status")
+    assert not allows(role, "dynamodb:Query", f"{TABLE_ARN}/index/by_owner")
+    assert not allows(role, "dynamodb:Query", TABLE_ARN)
+    for action in ("GetItem", "UpdateItem"):
+        assert allows(role, f"dynamodb:{action}", TABLE_ARN), action
+    for action in ("Scan", "PutItem", "DeleteItem", "BatchWriteItem"):
+        assert not allows(role, f"dynamodb:{action}", TABLE_ARN), action
+    assert allows(role, "s3:GetObject", UPLOAD)  # HeadObject
+    assert allows(role, "s3:AbortMultipartUpload", UPLOAD)
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not allows(role, action, UPLOAD), action
+    assert not allows(role, "s3:GetObject", RESULT)
+    assert allows(role, "sqs:SendMessage", QUEUE_ARN)
+    assert not allows(role, "sqs:SendMessage", QUEUE_ARN + "-dlq")
+    assert not allows(role, "sqs:ReceiveMessage", QUEUE_ARN)
