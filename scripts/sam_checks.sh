@@ -8,7 +8,10 @@
 #   4. what `make deploy` does before it needs AWS (scripts/sam_deploy.sh --offline):
 #      sam build with the runtime's Python (scripts/find_python.sh), the built template
 #      translated and linted, built sizes against Lambda's limits
-#   5. tests/sam: the built functions, from the build output alone, against moto's server
+#   5. the same build for arm64 (aws-lambda-builders fetches the aarch64 manylinux wheels):
+#      every native file's ELF header is AArch64, and the processor holds aarch64 builds
+#      of numpy, scipy and libsndfile (scripts/check_elf_arch.py; the x86_64 build too)
+#   6. tests/sam: the built functions, from the build output alone, against moto's server
 # Run from anywhere; CI runs it from the repo root. Env: PY (the dev venv's python),
 # SAM (the SAM CLI), PYTEST_ARGS (extra pytest arguments).
 set -euo pipefail
@@ -18,6 +21,7 @@ PY="${PY:-.venv/bin/python}"
 SAM="${SAM:-.venv-sam/bin/sam}"
 BIN_DIR="$(dirname "$PY")"
 BUILD_DIR=.aws-sam/build
+ARM64_BUILD_DIR=.aws-sam/build-arm64
 TRANSLATED=.aws-sam/translated.json
 export SAM_CLI_TELEMETRY=0 # no telemetry calls from an offline machine
 # W1020 ("Sub not needed"): the translator itself resolves parameter defaults into some
@@ -51,6 +55,15 @@ RUNTIME_PYTHON="$(scripts/find_python.sh --exact 3.12)"
 ls "$BUILD_DIR"/AudioLayer/python/_soundfile_data/libsndfile*.so >/dev/null
 test ! -e "$BUILD_DIR"/ApiDepsLayer/python/numpy
 test ! -e "$BUILD_DIR"/ApiFunction/numpy
+"$PY" scripts/check_elf_arch.py "$BUILD_DIR" x86_64
+
+step "sam build for arm64 (Graviton) from this x86_64 machine: aarch64 wheels, ELF headers, sizes"
+arm_started=$(seconds)
+SAM="$SAM" scripts/sam_build.sh --cached --parallel --build-dir "$ARM64_BUILD_DIR" \
+  --cache-dir .aws-sam/cache-arm64 --parameter-overrides Architecture=arm64
+"$PY" scripts/check_elf_arch.py "$ARM64_BUILD_DIR" arm64
+"$PY" scripts/built_sizes.py "$ARM64_BUILD_DIR/template.yaml" --parameter Architecture=arm64
+echo "arm64 build and checks took $(($(seconds) - arm_started)) s"
 
 step "tests/sam: built functions, from the build output alone, against moto's server"
 AUDIOLIFT_SAM_BUILD_DIR="$PWD/$BUILD_DIR" AUDIOLIFT_RUNTIME_PYTHON="$RUNTIME_PYTHON" \

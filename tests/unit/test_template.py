@@ -987,3 +987,49 @@ def test_sweeper_role_reads_the_sweep_index_and_writes_nothing_else() -> None:
     assert allows(role, "sqs:SendMessage", QUEUE_ARN)
     assert not allows(role, "sqs:SendMessage", QUEUE_ARN + "-dlq")
     assert not allows(role, "sqs:ReceiveMessage", QUEUE_ARN)
+
+
+# --- arm64 ----------------------------------------------------------------------------------
+
+check_elf_arch = load_script("check_elf_arch")
+
+
+def fake_elf(path: Path, machine: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # magic, 64-bit, little-endian, version, padding to e_type, e_type=ET_DYN, e_machine
+    header = b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + (3).to_bytes(2, "little")
+    path.write_bytes(header + machine.to_bytes(2, "little") + b"\x00" * 44)
+
+
+def test_elf_check_proves_the_architecture_of_numpy_scipy_and_libsndfile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layer = tmp_path / "AudioLayer" / "python"
+    fake_elf(layer / "numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so", 183)
+    fake_elf(layer / "scipy/signal/_sosfilt.cpython-312-aarch64-linux-gnu.so", 183)
+    fake_elf(layer / "_soundfile_data/libsndfile_arm64.so", 183)
+    (layer / "numpy/__init__.py").write_text("")  # not ELF: ignored
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 0
+    assert check_elf_arch.main([str(tmp_path), "x86_64"]) == 1
+
+    # One x86-64 library among them (a wheel for the wrong platform) fails the check...
+    fake_elf(tmp_path / "CoreLayer/python/pydantic_core/_core.so", 62)
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 1
+    assert "CoreLayer/python/pydantic_core/_core.so: x86_64" in capsys.readouterr().err
+    # ... and so does a processor without libsndfile.
+    (tmp_path / "CoreLayer/python/pydantic_core/_core.so").unlink()
+    (layer / "_soundfile_data/libsndfile_arm64.so").unlink()
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 1
+
+
+def test_every_function_and_layer_follows_the_architecture_parameter() -> None:
+    for architecture in PARAMETERS["Architecture"]["AllowedValues"]:
+        r = resolver(Architecture=architecture)
+        for logical_id in functions():
+            assert resource_properties(r, logical_id)["Architectures"] == [architecture]
+        for logical_id, resource in RESOURCES.items():
+            if resource["Type"] == "AWS::Serverless::LayerVersion":
+                properties = resource_properties(r, logical_id)
+                assert properties["CompatibleArchitectures"] == [architecture]
+                assert r.resolve(resource["Metadata"]["BuildArchitecture"]) == architecture
+    assert PARAMETERS["Architecture"]["Default"] == "x86_64"
