@@ -52,7 +52,10 @@ if [ -z "$STACK" ] || [ "${GUIDED:-0}" = 1 ]; then
 fi
 deploy=("$SAM" deploy --template-file "$BUILD_DIR/template.yaml" --config-env "$CONFIG_ENV" "${guided[@]}")
 if [ -n "${guided[*]}" ] && [ -z "$CONFIGURED_ARCH" ]; then
-  echo "sam_deploy: answer Architecture=$ARCH when asked (the code was built for it)"
+  # The guided prompts offer this as the answer (and save it); on the command line it
+  # would replace samconfig's whole list, so only for an environment without one.
+  deploy+=(--parameter-overrides "Architecture=$ARCH")
+  echo "sam_deploy: keep Architecture=$ARCH when asked (the code was built for it)"
 fi
 
 case "$mode" in
