@@ -389,7 +389,7 @@ def test_jobs_table_matches_the_shared_definition() -> None:
         "job_id": "S",
         "owner": "S",
         "created_at": "S",
-        "status": "S",
+        "sweep_status": "S",
         "updated_at": "S",
     }
     indexes = {gsi["IndexName"]: gsi for gsi in properties["GlobalSecondaryIndexes"]}
@@ -401,7 +401,7 @@ def test_jobs_table_matches_the_shared_definition() -> None:
     assert indexes["by_owner"]["Projection"] == {"ProjectionType": "ALL"}
     # The sweeper's: small entries (keys and what its filters read), not whole jobs.
     assert indexes["by_status"]["KeySchema"] == [
-        {"AttributeName": "status", "KeyType": "HASH"},
+        {"AttributeName": "sweep_status", "KeyType": "HASH"},
         {"AttributeName": "updated_at", "KeyType": "RANGE"},
     ]
     assert indexes["by_status"]["Projection"] == {

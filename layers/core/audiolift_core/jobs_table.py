@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER_INDEX = "by_owner"
-SWEEP_INDEX = "by_status"  # status + updated_at, keys and lease only: the sweeper's queries
+SWEEP_INDEX = "by_status"  # sweep_status + updated_at, keys and lease only: the sweeper's
+# The sweep index's key: the status while the job is unfinished, absent once it finished,
+# so the index is sparse (finished jobs, the vast majority, are not in it).
+SWEEP_KEY = "sweep_status"
 
 
 @functools.cache
@@ -71,6 +74,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         if value is None:
             continue
         item[name] = to_dynamo(value.value if isinstance(value, JobStatus) else value)
+    if not job.status.finished:
+        item[SWEEP_KEY] = {"S": job.status.value}
     return item
 
 
@@ -79,7 +84,8 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
     known = {k: v for k, v in plain.items() if k in _JOB_FIELDS}
     known["status"] = JobStatus(known["status"])
     job = Job(**known)
-    job.extra = {k: v for k, v in plain.items() if k not in _JOB_FIELDS}
+    # The sweep key is derived from the status (job_to_item writes it), not data.
+    job.extra = {k: v for k, v in plain.items() if k not in _JOB_FIELDS and k != SWEEP_KEY}
     return job
 
 
@@ -327,6 +333,7 @@ class JobsTable:
         add_attempt: bool = False,
         what: str,
     ) -> Job:
+        updates, remove_fields = _with_sweep_key(updates, remove_fields)
         names = {"#status": "status"}
         if "#owner" in condition:
             names["#owner"] = "owner"
@@ -403,8 +410,8 @@ class JobsTable:
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": SWEEP_INDEX,
-            "KeyConditionExpression": "#status = :status AND updated_at < :before",
-            "ExpressionAttributeNames": {"#status": "status"},
+            "KeyConditionExpression": "#sweep = :status AND updated_at < :before",
+            "ExpressionAttributeNames": {"#sweep": SWEEP_KEY},
             "ExpressionAttributeValues": values,
             "Limit": limit,
         }
@@ -453,6 +460,19 @@ class JobsTable:
             condition += " AND lease_expires_at < :now"
             values[":now"] = to_dynamo(now)
         return condition, values
+
+
+def _with_sweep_key(
+    updates: Mapping[str, Any], remove_fields: Iterable[str]
+) -> tuple[Mapping[str, Any], Iterable[str]]:
+    """A status change keeps the sweep index's key in step: set while unfinished,
+    removed when finished."""
+    status = updates.get("status")
+    if status is None:
+        return updates, remove_fields
+    if JobStatus(status).finished:
+        return updates, (*remove_fields, SWEEP_KEY)
+    return {**updates, SWEEP_KEY: status}, remove_fields
 
 
 def _encode_cursor(key: Mapping[str, Any]) -> str:

@@ -467,3 +467,24 @@ def test_the_handler_sweeps_on_the_scheduled_event_and_reports_metrics(
     assert metrics["service"] == "audiolift-sweeper"
     assert metrics["JobsObjectMissing"] in (1.0, [1.0])
     assert metrics["JobsRedriven"] in (0.0, [0.0])
+
+
+def test_the_sweep_index_holds_unfinished_jobs_only(
+    aws: AwsClients,
+    aws_resources: CreatedResources,
+    jobs_table: JobsTable,
+) -> None:
+    from audiolift_core.jobs_table import SWEEP_INDEX
+
+    awaiting = put_job(jobs_table, JobStatus.AWAITING_UPLOAD, quiet_for=10)
+    processing = put_job(jobs_table, JobStatus.PROCESSING, quiet_for=10, lease_left=60)
+    finished = put_job(jobs_table, JobStatus.UPLOADED, quiet_for=10)
+    jobs_table.transition(finished.job_id, JobStatus.CANCELLED)
+    failed = put_job(jobs_table, JobStatus.PROCESSING, quiet_for=10, lease_left=-1)
+    jobs_table.fail_stuck(failed, {"code": "stalled", "message": "m"}, now=time.time())
+    jobs_table.claim(awaiting.job_id, object_etag="e", lease_token="t", lease_seconds=60)
+
+    entries = aws.dynamodb.scan(TableName=aws_resources.table_name, IndexName=SWEEP_INDEX)
+    indexed = {i["job_id"]["S"]: i["sweep_status"]["S"] for i in entries["Items"]}
+    # The claimed job moved partition with its status; finished jobs left the index.
+    assert indexed == {awaiting.job_id: "processing", processing.job_id: "processing"}
