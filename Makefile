@@ -7,7 +7,8 @@ VENV      ?= .venv
 SAM_VENV  ?= .venv-sam
 PY        := $(VENV)/bin/python
 STATE_DIR ?= .state
-export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/api:$(CURDIR)/functions/processor:$(CURDIR)/devstack:$(CURDIR)/clients/python
+ENV       ?= dev
+export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)/functions/api:$(CURDIR)/functions/processor:$(CURDIR)/functions/sweeper:$(CURDIR)/devstack:$(CURDIR)/clients/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:  ## list the targets
@@ -41,6 +42,13 @@ demo: venv  ## run the pipeline locally: upload a sample recording and print its
 
 dev: venv  ## start the local stack and keep it running (Ctrl-C stops it)
 	$(PY) -m audiolift_devstack up --state-dir $(STATE_DIR)
+
+# --- AWS ---------------------------------------------------------------------------
+build: venv sam-venv  ## sam build for ENV=dev|prod (its Architecture), with the Lambda runtime's Python
+	SAM=$(SAM_VENV)/bin/sam PY=$(PY) scripts/sam_deploy.sh --build-only $(ENV)
+
+deploy: venv sam-venv  ## build, then sam deploy ENV=dev|prod from samconfig.toml (guided on first use or GUIDED=1)
+	SAM=$(SAM_VENV)/bin/sam PY=$(PY) GUIDED=$(GUIDED) scripts/sam_deploy.sh $(ENV)
 
 # --- checks ------------------------------------------------------------------------
 lint: venv  ## ruff and mypy
@@ -77,4 +85,4 @@ bench-quick: ## the benchmarks at small sizes (checks that they run)
 clean:  ## remove build output and local state (not the environments)
 	rm -rf .aws-sam $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv sam-venv browser-deps demo dev lint unit integration browser sam-check test bench bench-quick clean
+.PHONY: help venv sam-venv browser-deps demo dev build deploy lint unit integration browser sam-check test bench bench-quick clean

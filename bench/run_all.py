@@ -28,6 +28,7 @@ def main() -> int:
         runs = [
             [py, str(HERE / "bench_api.py"), "--runs", "3", "--requests", "50"],
             [py, str(HERE / "bench_analysis.py"), "64", "--repeat", "1"],
+            [py, str(HERE / "bench_formats.py"), "--seconds", "30"],
             [py, str(HERE / "bench_reader.py"), "--size", "128MiB", "--rss-sizes", ""],
             [py, str(HERE / "bench_upload.py"), "--size-mib", "128", "--rounds", "1"],
         ]
@@ -42,6 +43,7 @@ def main() -> int:
                 "1024",
                 "--both",
             ],
+            [py, str(HERE / "bench_formats.py")],
             [py, str(HERE / "bench_reader.py")],
             [py, str(HERE / "bench_upload.py")],
         ]

@@ -76,13 +76,15 @@ def test_table_has_the_templates_keys_index_ttl_and_backups(
         template_value("JobsTable", "AttributeDefinitions"), key=str
     )
     assert table["BillingModeSummary"]["BillingMode"] == template_value("JobsTable", "BillingMode")
-    (gsi,) = table["GlobalSecondaryIndexes"]
-    (expected,) = template_value("JobsTable", "GlobalSecondaryIndexes")
-    assert (gsi["IndexName"], gsi["KeySchema"], gsi["Projection"]) == (
-        expected["IndexName"],
-        expected["KeySchema"],
-        expected["Projection"],
-    )
+    created_indexes = {
+        gsi["IndexName"]: (gsi["KeySchema"], gsi["Projection"])
+        for gsi in table["GlobalSecondaryIndexes"]
+    }
+    expected_indexes = {
+        gsi["IndexName"]: (gsi["KeySchema"], gsi["Projection"])
+        for gsi in template_value("JobsTable", "GlobalSecondaryIndexes")
+    }
+    assert created_indexes == expected_indexes
     ttl = clients.dynamodb.describe_time_to_live(TableName=created.table_name)
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "purge_at"
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"

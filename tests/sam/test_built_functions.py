@@ -162,6 +162,7 @@ def built_function(
         template, parameters=parameters or {"ApiKeyHashes": f"alice:{key_hash}"}
     )
     resolver.refs.update({"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket})
+    resolver.refs["ProcessingQueue"] = moto.created.queue_url  # the sweeper sends to it
     environment = {
         name: str(value)
         for name, value in resolver.resolve(properties["Environment"]["Variables"]).items()
@@ -331,7 +332,7 @@ def drain(moto: Moto, *, want_records: bool) -> list[dict[str, Any]]:
 # --- the tests ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("logical_id", ["ApiFunction", "ProcessorFunction"])
+@pytest.mark.parametrize("logical_id", ["ApiFunction", "ProcessorFunction", "SweeperFunction"])
 def test_built_function_and_layers_fit_lambdas_size_limit(logical_id: str, moto: Moto) -> None:
     function = built_function(logical_id, moto)
     total = sum(
@@ -465,3 +466,49 @@ def test_built_api_in_jwt_mode_takes_the_owner_from_the_authorizer(
     assert found["statusCode"] == 200, found
     assert json.loads(found["body"])["status"] == "awaiting_upload"
     assert anonymous["statusCode"] == 401, anonymous
+
+
+def test_built_sweeper_re_drives_a_job_whose_message_was_lost(moto: Moto, tmp_path: Path) -> None:
+    """The scheduled sweeper from the build output alone: an `uploaded` job quiet for
+    longer than the queue's deadline gets a new S3-shaped message, and its record says so."""
+    from datetime import UTC, datetime, timedelta
+
+    from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id
+    from audiolift_core.jobs_table import JobsTable
+
+    sweeper = built_function("SweeperFunction", moto)
+    deadline = int(sweeper.environment["VISIBILITY_TIMEOUT_SECONDS"]) * int(
+        sweeper.environment["MAX_RECEIVE_COUNT"]
+    )
+    job_id = new_job_id()
+    long_ago = isoformat(datetime.now(UTC) - timedelta(seconds=deadline + 60))
+    key = f"uploads/{job_id}"
+    moto.s3.put_object(Bucket=NAMES.bucket, Key=key, Body=wav_bytes(0.5))
+    JobsTable(moto.dynamodb, NAMES.table).create(
+        Job(
+            job_id=job_id,
+            owner="alice",
+            status=JobStatus.UPLOADED,
+            filename="lost.wav",
+            size=0,
+            content_type="audio/wav",
+            object_key=key,
+            created_at=long_ago,
+            updated_at=long_ago,
+            part_size=0,
+            part_count=0,
+        )
+    )
+    drain(moto, want_records=True)  # moto's own notification for the PUT
+    scheduled = json.loads((EVENTS / "eventbridge-scheduled-sweep.json").read_text())
+
+    swept = invoke(sweeper, [scheduled], tmp_path, must_not_import=("numpy", "soundfile"))
+
+    assert_only_build_output_imported(sweeper, swept)
+    (report,) = swept.responses
+    assert report["redriven"] >= 1 and report["errors"] == 0, report
+    bodies = [json.loads(m["Body"]) for m in drain(moto, want_records=True)]
+    keys = [b["Records"][0]["s3"]["object"]["key"] for b in bodies if "Records" in b]
+    assert f"uploads%2F{job_id}" in keys
+    item = moto.dynamodb.get_item(TableName=NAMES.table, Key={"job_id": {"S": job_id}})["Item"]
+    assert item["status"]["S"] == "uploaded" and item["redrives"]["N"] == "1"

@@ -47,25 +47,36 @@ def resolver(**parameters: Any) -> Resolver:
     """Resolves with placeholder physical ids for what the checks refer to."""
     r = Resolver.for_template(TEMPLATE, parameters=parameters)
     r.refs.update({"UploadsBucket": BUCKET, "JobsTable": "jobs", "ProcessingQueue": "q-url"})
+    r.refs.update({"ProcessingDLQ": "dlq-url"})
     r.refs.update({"CoreLayer": "core", "AudioLayer": "audio", "ApiDepsLayer": "api-deps"})
     r.refs.update({"ApiLogGroup": "api-logs", "ProcessorLogGroup": "processor-logs"})
     r.refs.update({"JwtAuthorizer": "authorizer-id", "AlarmTopic": "topic-arn"})
     r.refs.update({"HttpApi": "api-id", "HttpApiIntegration": "integration-id"})
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
+    r.refs.update({"OperationsDashboard": "dashboard", "SweeperFunction": "sweeper-function"})
+    r.refs.update({"SweeperLogGroup": "sweeper-logs"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
             ("ProcessingQueue", "Arn"): QUEUE_ARN,
             ("ProcessingDLQ", "Arn"): QUEUE_ARN + "-dlq",
             ("ProcessingDLQ", "QueueName"): "processing-dlq",
+            ("ProcessingQueue", "QueueName"): "processing",
             ("UploadsBucket", "Arn"): f"arn:aws:s3:::{BUCKET}",
             ("ApiLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:api:*",
             ("ProcessorLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:p:*",
             ("ApiFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/api",
             ("ProcessorFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/processor",
+            ("SweeperFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/sweeper",
+            ("SweeperLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:s:*",
             ("ApiFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:api",
         }
     )
+    for logical_id, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            r.attrs[(logical_id, "Arn")] = (
+                f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{logical_id}"
+            )
     return r
 
 
@@ -282,7 +293,7 @@ def test_processor_role_reads_audio_writes_results_and_cannot_create_uploads() -
 
 
 def test_no_wildcard_actions_and_wildcard_resources_only_for_xray() -> None:
-    for role_id in ("ApiFunctionRole", "ProcessorFunctionRole"):
+    for role_id in ("ApiFunctionRole", "ProcessorFunctionRole", "SweeperFunctionRole"):
         for statement in statements(role_id):
             assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
             if "*" in as_list(statement["Resource"]):
@@ -374,14 +385,32 @@ def test_jobs_table_matches_the_shared_definition() -> None:
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
-    assert types == {"job_id": "S", "owner": "S", "created_at": "S"}
-    (gsi,) = properties["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "by_owner"
-    assert gsi["KeySchema"] == [
+    assert types == {
+        "job_id": "S",
+        "owner": "S",
+        "created_at": "S",
+        "sweep_status": "S",
+        "updated_at": "S",
+    }
+    indexes = {gsi["IndexName"]: gsi for gsi in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_owner", "by_status"}
+    assert indexes["by_owner"]["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
-    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert indexes["by_owner"]["Projection"] == {"ProjectionType": "ALL"}
+    # The sweeper's: small entries (keys and what its filters read), not whole jobs.
+    assert indexes["by_status"]["KeySchema"] == [
+        {"AttributeName": "sweep_status", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["by_status"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["lease_expires_at", "redriven_at"],
+    }
+    from audiolift_core.jobs_table import OWNER_INDEX, SWEEP_INDEX
+
+    assert {OWNER_INDEX, SWEEP_INDEX} == set(indexes)
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert resource_properties(resolver(Stage="prod"), "JobsTable")["DeletionProtectionEnabled"]
@@ -419,19 +448,6 @@ def test_health_is_public_and_the_integration_is_payload_v2() -> None:
     assert integration["PayloadFormatVersion"] == "2.0"
     assert integration["IntegrationUri"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
     assert RESOURCES["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
-
-
-def test_dead_letter_queue_depth_alarm() -> None:
-    alarm = resource_properties(resolver(), "DeadLetterAlarm")
-    assert (alarm["Namespace"], alarm["MetricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": "processing-dlq"}]
-    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert float(alarm["Threshold"]) == 1
-    with_email = resource_properties(resolver(AlarmEmail="ops@example.com"), "DeadLetterAlarm")
-    assert with_email["AlarmActions"] == ["topic-arn"]
 
 
 def test_outputs() -> None:
@@ -479,7 +495,7 @@ def test_translated_template_has_no_cycle_and_no_generated_roles() -> None:
     translated = sam_translate.translate(TEMPLATE)
     assert sam_translate.find_cycles(translated) == []
     roles = [k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
-    assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole"]
+    assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole", "SweeperFunctionRole"]
     mappings = [
         v
         for v in translated["Resources"].values()
@@ -604,3 +620,416 @@ def test_eventbridge_and_http_events() -> None:
     create = load_event("http-create-upload.json")
     assert create["requestContext"]["authorizer"]["jwt"]["claims"]["sub"]
     assert {"filename", "size"} <= set(json.loads(create["body"]))
+
+
+# --- make build / make deploy -------------------------------------------------------------
+
+samconfig_env = load_script("samconfig_env")
+
+
+def test_make_deploy_reads_each_environments_stack_and_architecture_from_samconfig() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert samconfig_env.config_env("dev") == "default"
+    assert samconfig_env.stack_name(config, "dev") == "audiolift-dev"
+    assert samconfig_env.stack_name(config, "prod") == "audiolift-prod"
+    allowed = PARAMETERS["Architecture"]["AllowedValues"]
+    for env in ("dev", "prod"):
+        assert samconfig_env.parameter(config, env, "Architecture") in allowed
+    # An environment samconfig does not know: no stack, so `make deploy` goes guided.
+    assert samconfig_env.stack_name(config, "staging") == ""
+    assert samconfig_env.parameter(config, "staging", "Architecture") == ""
+
+
+def test_find_python_exact_finds_the_lambda_runtimes_version() -> None:
+    runtimes = {f["Properties"]["Runtime"] for f in functions().values()}
+    (runtime,) = runtimes
+    version = runtime.removeprefix("python")
+    found = subprocess.run(
+        [str(ROOT / "scripts/find_python.sh"), "--exact", version],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    reported = subprocess.run(
+        [found, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert reported == version
+
+
+# --- operations: alarms, dashboard, tags, production settings --------------------------------
+
+TOPIC = "topic-arn"
+
+
+def alarms() -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def alarm(logical_id: str, **parameters: Any) -> dict[str, Any]:
+    return resource_properties(resolver(**parameters), logical_id)
+
+
+def test_every_alarm_tells_the_one_topic_and_the_email_subscription_is_optional() -> None:
+    assert set(alarms()) >= {
+        "DeadLetterAlarm",
+        "ProcessorErrorsAlarm",
+        "ProcessorThrottlesAlarm",
+        "ProcessorNearTimeoutAlarm",
+        "QueueAgeAlarm",
+        "Api5xxRateAlarm",
+    }
+    for logical_id in alarms():
+        properties = alarm(logical_id)
+        assert properties["AlarmActions"] == [TOPIC], logical_id
+        assert properties["OKActions"] == [TOPIC], logical_id
+        assert properties["TreatMissingData"] == "notBreaching", logical_id
+    topics = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::SNS::Topic"]
+    assert topics == ["AlarmTopic"] and "Condition" not in RESOURCES["AlarmTopic"]
+    subscription = RESOURCES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert resolver(AlarmEmail="ops@example.com").condition("HasAlarmEmail")
+    assert not resolver().condition("HasAlarmEmail")
+    properties = resource_properties(
+        resolver(AlarmEmail="ops@example.com"), "AlarmEmailSubscription"
+    )
+    assert properties == {"TopicArn": TOPIC, "Protocol": "email", "Endpoint": "ops@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "metric", "statistic"),
+    [
+        ("ProcessorErrorsAlarm", "Errors", "Sum"),
+        ("ProcessorThrottlesAlarm", "Throttles", "Sum"),
+    ],
+)
+def test_processor_errors_and_throttles_alarm_on_the_first_one(
+    logical_id: str, metric: str, statistic: str
+) -> None:
+    properties = alarm(logical_id)
+    assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", metric)
+    assert properties["Dimensions"] == [{"Name": "FunctionName", "Value": "processor-function"}]
+    assert properties["Statistic"] == statistic
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert float(properties["Threshold"]) == 1
+
+
+def test_duration_alarm_fires_above_80_percent_of_every_allowed_timeout() -> None:
+    allowed = PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]
+    assert sorted(map(str, allowed)) == sorted(TEMPLATE["Mappings"]["NearTimeoutByTimeout"])
+    for timeout in allowed:
+        properties = alarm("ProcessorNearTimeoutAlarm", ProcessorTimeoutSeconds=timeout)
+        function_timeout = int(
+            resource_properties(resolver(ProcessorTimeoutSeconds=timeout), "ProcessorFunction")[
+                "Timeout"
+            ]
+        )
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Duration")
+        assert properties["Dimensions"] == [{"Name": "FunctionName", "Value": "processor-function"}]
+        assert properties["Statistic"] == "Maximum"  # one slow run is enough
+        assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+        # Lambda reports Duration in milliseconds.
+        assert float(properties["Threshold"]) == 0.8 * function_timeout * 1000
+
+
+def test_queue_age_alarm_fires_past_the_visibility_timeout() -> None:
+    for timeout in PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]:
+        properties = alarm("QueueAgeAlarm", ProcessorTimeoutSeconds=timeout)
+        queue = resource_properties(resolver(ProcessorTimeoutSeconds=timeout), "ProcessingQueue")
+        assert (properties["Namespace"], properties["MetricName"]) == (
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+        )
+        assert properties["Dimensions"] == [{"Name": "QueueName", "Value": "processing"}]
+        assert properties["Statistic"] == "Maximum"
+        assert float(properties["Threshold"]) == int(queue["VisibilityTimeout"])
+
+
+def test_dead_letter_queue_depth_alarm() -> None:
+    properties = alarm("DeadLetterAlarm")
+    assert (properties["Namespace"], properties["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": "processing-dlq"}]
+    assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert float(properties["Threshold"]) == 1
+
+
+def test_api_5xx_alarm_is_a_rate_of_the_http_apis_requests() -> None:
+    properties = alarm("Api5xxRateAlarm")
+    metrics = {m["Id"]: m for m in properties["Metrics"]}
+    for metric_id, name in (("errors", "5xx"), ("requests", "Count")):
+        stat = metrics[metric_id]["MetricStat"]
+        assert stat["Metric"] == {
+            "Namespace": "AWS/ApiGateway",
+            "MetricName": name,
+            "Dimensions": [{"Name": "ApiId", "Value": "api-id"}],
+        }
+        assert stat["Stat"] == "Sum"
+        assert metrics[metric_id]["ReturnData"] is False
+    (returned,) = [m for m in properties["Metrics"] if m.get("ReturnData", True)]
+    assert returned["Expression"] == "IF(requests > 0, 100 * errors / requests, 0)"
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+    assert 0 < float(properties["Threshold"]) <= 10  # percent
+
+
+# Metric names the code emits, read from the code itself: add_metric(name="...") calls,
+# and the API's indirection (a route sets request.state.metric = "...", the middleware
+# adds it).
+def emitted_metric_names(*code_dirs: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for directory in code_dirs:
+        for path in directory.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_metric"
+                ):
+                    arguments = [k.value for k in node.keywords if k.arg == "name"]
+                    arguments += node.args[:1]
+                    names.update(
+                        a.value
+                        for a in arguments
+                        if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    )
+                elif (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                    and any(
+                        isinstance(t, ast.Attribute) and t.attr == "metric" for t in node.targets
+                    )
+                ):
+                    names.add(node.value.value)
+    return names
+
+
+def emitted_by_service() -> dict[tuple[str, str], set[str]]:
+    """(namespace, service) -> the metric names that function's code (and layers) emit."""
+    emitted = {}
+    for function in functions().values():
+        properties = function["Properties"]
+        env = properties["Environment"]["Variables"]
+        code_dirs = [ROOT / properties["CodeUri"]]
+        code_dirs += [layer_dir(ref) for ref in properties["Layers"]]
+        key = (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"])
+        emitted[key] = emitted_metric_names(*code_dirs)
+    return emitted
+
+
+def dashboard_widgets() -> list[dict[str, Any]]:
+    body = resource_properties(resolver(), "OperationsDashboard")["DashboardBody"]
+    widgets: list[dict[str, Any]] = json.loads(body)["widgets"]
+    return widgets
+
+
+def dashboard_metrics() -> list[tuple[str, str, dict[str, str]]]:
+    """(namespace, name, dimensions) of every metric the dashboard plots."""
+    found = []
+    for widget in dashboard_widgets():
+        for row in widget["properties"].get("metrics", []):
+            fields = [f for f in row if not isinstance(f, dict)]
+            if not fields:
+                continue  # a math expression over the others
+            assert "." not in fields[:2], "spell metrics out: the test reads each row alone"
+            namespace, name, *dimensions = fields
+            found.append(
+                (namespace, name, dict(zip(dimensions[::2], dimensions[1::2], strict=True)))
+            )
+    return found
+
+
+def test_code_metric_parser_reads_the_code() -> None:
+    # The parser finds what it should, so that the next test cannot pass on an empty set.
+    processor = emitted_metric_names(ROOT / "functions/processor")
+    api = emitted_metric_names(ROOT / "functions/api")
+    assert {"JobsCompleted", "JobsFailed", "BytesAnalysed"} <= processor
+    assert {"UploadsCreated", "UploadsCompleted"} <= api
+    assert not processor & api
+
+
+def test_every_dashboard_metric_of_ours_is_one_the_code_emits() -> None:
+    emitted = emitted_by_service()
+    ours = [m for m in dashboard_metrics() if m[0] in {ns for ns, _ in emitted}]
+    assert ours, "the dashboard shows none of the functions' own metrics"
+    for namespace, name, dimensions in ours:
+        assert set(dimensions) == {"service"}, (name, dimensions)  # Powertools' one dimension
+        service = dimensions["service"]
+        assert (namespace, service) in emitted, f"no function runs as service {service!r}"
+        assert name in emitted[(namespace, service)], f"{service} never emits {name}"
+    shown = {(ns, dims["service"], name) for ns, name, dims in ours}
+    for (namespace, service), names in emitted.items():
+        # Outcomes and throughput: every job and byte counter the code has is on the page.
+        for name in names:
+            if name.startswith(("Jobs", "Bytes", "Uploads")):
+                assert (namespace, service, name) in shown, f"{name} is not on the dashboard"
+
+
+def test_dashboard_shows_queue_depth_and_errors_of_the_stacks_own_resources() -> None:
+    aws_metrics = {(ns, name, tuple(sorted(d.items()))) for ns, name, d in dashboard_metrics()}
+    for expected in (
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "processing"),)),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "processing-dlq"),)),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", "processing"),)),
+        ("AWS/Lambda", "Errors", (("FunctionName", "processor-function"),)),
+        ("AWS/Lambda", "Errors", (("FunctionName", "api-function"),)),
+        ("AWS/Lambda", "Throttles", (("FunctionName", "processor-function"),)),
+        ("AWS/ApiGateway", "5xx", (("ApiId", "api-id"),)),
+    ):
+        assert expected in aws_metrics, expected
+    (alarm_widget,) = [w for w in dashboard_widgets() if w["type"] == "alarm"]
+    assert len(alarm_widget["properties"]["alarms"]) == len(alarms())
+
+
+def test_every_taggable_resource_is_tagged() -> None:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    translated = sam_translate.translate(TEMPLATE)
+    untagged = []
+    checked = 0
+    for logical_id, resource in translated["Resources"].items():
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource["Type"])
+        if "Tags" not in schema.schema.get("properties", {}):
+            continue
+        if logical_id not in RESOURCES and resource["Type"] in (
+            "AWS::Lambda::EventSourceMapping",
+            "AWS::Events::Rule",
+        ):
+            continue  # SAM does not tag what it generates for an event: the stack tags do
+        checked += 1
+        tags = resource.get("Properties", {}).get("Tags")
+        keys = set(tags) if isinstance(tags, dict) else {t["Key"] for t in tags or []}
+        if not {"Project", "Stage"} <= keys:
+            untagged.append(logical_id)
+    assert checked >= 15 and not untagged, untagged
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for environment in ("default", "prod"):
+        tags = config[environment]["deploy"]["parameters"]["tags"]
+        assert {"Project", "Stage"} <= {t.split("=")[0] for t in tags.split()}
+
+
+@pytest.mark.parametrize(
+    ("policy_id", "queue_id"),
+    [
+        ("ProcessingQueuePolicy", "ProcessingQueue"),
+        ("DeadLetterQueuePolicy", "ProcessingDLQ"),
+    ],
+)
+def test_queues_refuse_requests_without_tls(policy_id: str, queue_id: str) -> None:
+    r = resolver()
+    policy = resource_properties(r, policy_id)
+    assert RESOURCES[policy_id]["Properties"]["Queues"] == [{"Ref": queue_id}]
+    deny = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    (statement,) = deny
+    assert statement["Principal"] == "*" and statement["Action"] == "sqs:*"
+    assert statement["Resource"] == r.get_att(queue_id, "Arn")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_jobs_table_outlives_the_stack() -> None:
+    table = RESOURCES["JobsTable"]
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+
+
+def test_sweeper_runs_on_a_schedule_within_a_bounded_run() -> None:
+    properties = RESOURCES["SweeperFunction"]["Properties"]
+    (event,) = properties["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert re.fullmatch(r"rate\(\d+ minutes?\)", event["Properties"]["Schedule"])
+    assert properties["Handler"] == "audiolift_sweeper.handler.handler"
+    assert int(properties["Timeout"]) <= 120
+    env = properties["Environment"]["Variables"]
+    assert 1 <= int(env["SWEEP_MAX_JOBS"]) <= 1000
+    from audiolift_core.settings import SweeperSettings
+
+    # The run stops starting jobs this long before its timeout.
+    assert SweeperSettings.safety_margin_seconds < int(properties["Timeout"])
+
+
+def test_sweepers_deadlines_follow_the_queue_and_the_bucket() -> None:
+    for timeout in PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]:
+        r = resolver(ProcessorTimeoutSeconds=timeout, MaxReceiveCount=5)
+        env = resource_properties(r, "SweeperFunction")["Environment"]["Variables"]
+        queue = resource_properties(r, "ProcessingQueue")
+        assert int(env["VISIBILITY_TIMEOUT_SECONDS"]) == int(queue["VisibilityTimeout"])
+        assert int(env["MAX_RECEIVE_COUNT"]) == int(queue["RedrivePolicy"]["maxReceiveCount"])
+        assert env["PROCESSING_QUEUE_URL"] == "q-url"
+    rules = RESOURCES["UploadsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (abort,) = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+    days = abort["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+    env = RESOURCES["SweeperFunction"]["Properties"]["Environment"]["Variables"]
+    assert int(env["UPLOAD_TTL_SECONDS"]) == days * 86400
+
+
+def test_sweeper_role_reads_the_sweep_index_and_writes_nothing_else() -> None:
+    role = "SweeperFunctionRole"
+    assert allows(role, "dynamodb:Query", f"{TABLE_ARN}/index/by_status")
+    assert not allows(role, "dynamodb:Query", f"{TABLE_ARN}/index/by_owner")
+    assert not allows(role, "dynamodb:Query", TABLE_ARN)
+    for action in ("GetItem", "UpdateItem"):
+        assert allows(role, f"dynamodb:{action}", TABLE_ARN), action
+    for action in ("Scan", "PutItem", "DeleteItem", "BatchWriteItem"):
+        assert not allows(role, f"dynamodb:{action}", TABLE_ARN), action
+    assert allows(role, "s3:GetObject", UPLOAD)  # HeadObject
+    assert allows(role, "s3:AbortMultipartUpload", UPLOAD)
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not allows(role, action, UPLOAD), action
+    assert not allows(role, "s3:GetObject", RESULT)
+    assert allows(role, "sqs:SendMessage", QUEUE_ARN)
+    assert not allows(role, "sqs:SendMessage", QUEUE_ARN + "-dlq")
+    assert not allows(role, "sqs:ReceiveMessage", QUEUE_ARN)
+
+
+# --- arm64 ----------------------------------------------------------------------------------
+
+check_elf_arch = load_script("check_elf_arch")
+
+
+def fake_elf(path: Path, machine: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # magic, 64-bit, little-endian, version, padding to e_type, e_type=ET_DYN, e_machine
+    header = b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + (3).to_bytes(2, "little")
+    path.write_bytes(header + machine.to_bytes(2, "little") + b"\x00" * 44)
+
+
+def test_elf_check_proves_the_architecture_of_numpy_scipy_and_libsndfile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layer = tmp_path / "AudioLayer" / "python"
+    fake_elf(layer / "numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so", 183)
+    fake_elf(layer / "scipy/signal/_sosfilt.cpython-312-aarch64-linux-gnu.so", 183)
+    fake_elf(layer / "_soundfile_data/libsndfile_arm64.so", 183)
+    (layer / "numpy/__init__.py").write_text("")  # not ELF: ignored
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 0
+    assert check_elf_arch.main([str(tmp_path), "x86_64"]) == 1
+
+    # One x86-64 library among them (a wheel for the wrong platform) fails the check...
+    fake_elf(tmp_path / "CoreLayer/python/pydantic_core/_core.so", 62)
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 1
+    assert "CoreLayer/python/pydantic_core/_core.so: x86_64" in capsys.readouterr().err
+    # ... and so does a processor without libsndfile.
+    (tmp_path / "CoreLayer/python/pydantic_core/_core.so").unlink()
+    (layer / "_soundfile_data/libsndfile_arm64.so").unlink()
+    assert check_elf_arch.main([str(tmp_path), "arm64"]) == 1
+
+
+def test_every_function_and_layer_follows_the_architecture_parameter() -> None:
+    for architecture in PARAMETERS["Architecture"]["AllowedValues"]:
+        r = resolver(Architecture=architecture)
+        for logical_id in functions():
+            assert resource_properties(r, logical_id)["Architectures"] == [architecture]
+        for logical_id, resource in RESOURCES.items():
+            if resource["Type"] == "AWS::Serverless::LayerVersion":
+                properties = resource_properties(r, logical_id)
+                assert properties["CompatibleArchitectures"] == [architecture]
+                assert r.resolve(resource["Metadata"]["BuildArchitecture"]) == architecture
+    assert PARAMETERS["Architecture"]["Default"] == "x86_64"

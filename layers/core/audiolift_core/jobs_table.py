@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER_INDEX = "by_owner"
+SWEEP_INDEX = "by_status"  # sweep_status + updated_at, keys and lease only: the sweeper's
+# The sweep index's key: the status while the job is unfinished, absent once it finished,
+# so the index is sparse (finished jobs, the vast majority, are not in it).
+SWEEP_KEY = "sweep_status"
 
 
 @functools.cache
@@ -70,6 +74,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
         if value is None:
             continue
         item[name] = to_dynamo(value.value if isinstance(value, JobStatus) else value)
+    if not job.status.finished:
+        item[SWEEP_KEY] = {"S": job.status.value}
     return item
 
 
@@ -78,7 +84,8 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
     known = {k: v for k, v in plain.items() if k in _JOB_FIELDS}
     known["status"] = JobStatus(known["status"])
     job = Job(**known)
-    job.extra = {k: v for k, v in plain.items() if k not in _JOB_FIELDS}
+    # The sweep key is derived from the status (job_to_item writes it), not data.
+    job.extra = {k: v for k, v in plain.items() if k not in _JOB_FIELDS and k != SWEEP_KEY}
     return job
 
 
@@ -326,6 +333,7 @@ class JobsTable:
         add_attempt: bool = False,
         what: str,
     ) -> Job:
+        updates, remove_fields = _with_sweep_key(updates, remove_fields)
         names = {"#status": "status"}
         if "#owner" in condition:
             names["#owner"] = "owner"
@@ -371,6 +379,100 @@ class JobsTable:
             f"{what} is not possible: the job is {job.status.value}.",
             details={"status": job.status.value},
         )
+
+    # --- the sweeper's queries and writes ---------------------------------------------
+
+    def quiet_job_ids(
+        self,
+        status: JobStatus,
+        *,
+        updated_before: str,
+        limit: int,
+        lease_expired_at: float | None = None,
+        redriven_before: float | None = None,
+        start_key: Mapping[str, Any] | None = None,
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """Ids of ``status`` jobs not updated since ``updated_before``, oldest first, from
+        the sweep index (eventually consistent: read each job again before acting), and
+        the key to continue from. ``lease_expired_at``: only jobs whose lease ran out by
+        then; ``redriven_before``: only jobs not re-driven since."""
+        values: dict[str, Any] = {
+            ":status": {"S": status.value},
+            ":before": {"S": updated_before},
+        }
+        filters = []
+        if lease_expired_at is not None:
+            filters.append("(attribute_not_exists(lease_expires_at) OR lease_expires_at < :now)")
+            values[":now"] = to_dynamo(lease_expired_at)
+        if redriven_before is not None:
+            filters.append("(attribute_not_exists(redriven_at) OR redriven_at < :redriven)")
+            values[":redriven"] = to_dynamo(redriven_before)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": SWEEP_INDEX,
+            "KeyConditionExpression": "#sweep = :status AND updated_at < :before",
+            "ExpressionAttributeNames": {"#sweep": SWEEP_KEY},
+            "ExpressionAttributeValues": values,
+            "Limit": limit,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        if start_key:
+            request["ExclusiveStartKey"] = dict(start_key)
+        try:
+            response = self._client.query(**request)
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "Looking for stuck jobs") from error
+        ids = [item["job_id"]["S"] for item in response.get("Items", [])]
+        return ids, response.get("LastEvaluatedKey")
+
+    def mark_redriven(self, job: Job, *, now: float) -> Job:
+        """Record that the sweeper re-drives ``job``, if nothing touched it since it was
+        read (same status and updated_at; for processing, the lease still expired).
+        Conflict otherwise: another sweeper or the processor got there first."""
+        condition, values = self._unchanged_since_read(job, now)
+        redrives = int(job.extra.get("redrives", 0)) + 1
+        updates = {"updated_at": isoformat(utc_now()), "redriven_at": now, "redrives": redrives}
+        return self._update(job.job_id, updates, (), condition, values, what="Re-driving the job")
+
+    def fail_stuck(self, job: Job, error: Mapping[str, str], *, now: float) -> Job:
+        """End a stuck ``job`` failed with ``error`` ({code, message}), if nothing touched
+        it since it was read. Conflict otherwise."""
+        condition, values = self._unchanged_since_read(job, now)
+        updates = {
+            "status": JobStatus.FAILED.value,
+            "updated_at": isoformat(utc_now()),
+            "error": dict(error),
+        }
+        return self._update(
+            job.job_id,
+            updates,
+            ("lease_token", "lease_expires_at"),
+            condition,
+            values,
+            what="Ending the stuck job",
+        )
+
+    def _unchanged_since_read(self, job: Job, now: float) -> tuple[str, dict[str, Any]]:
+        condition = "#status = :seen_status AND updated_at = :seen_updated"
+        values = {":seen_status": {"S": job.status.value}, ":seen_updated": {"S": job.updated_at}}
+        if job.status is JobStatus.PROCESSING:
+            condition += " AND lease_expires_at < :now"
+            values[":now"] = to_dynamo(now)
+        return condition, values
+
+
+def _with_sweep_key(
+    updates: Mapping[str, Any], remove_fields: Iterable[str]
+) -> tuple[Mapping[str, Any], Iterable[str]]:
+    """A status change keeps the sweep index's key in step: set while unfinished,
+    removed when finished."""
+    status = updates.get("status")
+    if status is None:
+        return updates, remove_fields
+    if JobStatus(status).finished:
+        return updates, (*remove_fields, SWEEP_KEY)
+    return {**updates, SWEEP_KEY: status}, remove_fields
 
 
 def _encode_cursor(key: Mapping[str, Any]) -> str:

@@ -182,3 +182,46 @@ class ProcessorSettings:
             ),
             processor_timeout_seconds=_int(env, "PROCESSOR_TIMEOUT_SECONDS", 900, low=1, high=900),
         )
+
+
+@dataclass(frozen=True)
+class SweeperSettings:
+    """The sweeper: when a job counts as stuck, and how much one run may do."""
+
+    storage: StorageSettings
+    processing_queue_url: str
+    # A message is retried every visibility timeout and dead-lettered after
+    # max_receive_count deliveries: an `uploaded` job quiet for longer than both has no
+    # message left that could move it.
+    visibility_timeout_seconds: int = 5400
+    max_receive_count: int = 3
+    # The bucket aborts incomplete multipart uploads after a day (lifecycle rule).
+    upload_ttl_seconds: int = 86_400
+    # A job re-driven this often and still stuck is ended (code stalled).
+    max_redrives: int = 2
+    max_jobs_per_run: int = 200
+    # Stop starting work this long before the invocation's deadline.
+    safety_margin_seconds: float = 10.0
+
+    @property
+    def redrive_wait_seconds(self) -> int:
+        """How long a re-driven message may take before the job counts as stuck again."""
+        return self.visibility_timeout_seconds * self.max_receive_count
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SweeperSettings:
+        env = os.environ if env is None else env
+        return cls(
+            storage=StorageSettings.from_env(env),
+            processing_queue_url=_required(env, "PROCESSING_QUEUE_URL"),
+            visibility_timeout_seconds=_int(
+                env, "VISIBILITY_TIMEOUT_SECONDS", 5400, low=1, high=43_200
+            ),
+            max_receive_count=_int(env, "MAX_RECEIVE_COUNT", 3, low=1, high=1000),
+            upload_ttl_seconds=_int(env, "UPLOAD_TTL_SECONDS", 86_400, low=60, high=30 * 86_400),
+            max_redrives=_int(env, "SWEEP_MAX_REDRIVES", 2, low=0, high=100),
+            max_jobs_per_run=_int(env, "SWEEP_MAX_JOBS", 200, low=1, high=10_000),
+            safety_margin_seconds=_float(
+                env, "SWEEP_SAFETY_MARGIN_SECONDS", 10.0, low=0.0, high=600.0
+            ),
+        )

@@ -108,8 +108,9 @@ def test_delete_only_finished_jobs_of_the_owner(
 def test_the_table_is_made_from_the_template(aws: AwsClients, aws_resources: Any) -> None:
     table = aws.dynamodb.describe_table(TableName=aws_resources.table_name)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "by_owner"
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"by_owner", "by_status"}  # by_status: the sweeper's
+    index = indexes["by_owner"]
     assert index["KeySchema"] == [
         {"AttributeName": "owner", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},

@@ -1,0 +1,1 @@
+"""The sweeper: a scheduled function that ends or re-drives jobs that got stuck."""
