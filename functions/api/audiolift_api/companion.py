@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from audiolift_core.errors import EmptyUpload, InvalidRequest, NotFound, UploadTooLarge
+from audiolift_core.errors import InvalidRequest, NotFound
 from audiolift_core.jobs import Job
 from fastapi import APIRouter, Path, Query, Request
 
@@ -55,15 +55,13 @@ def _job_for(svc: Service, caller: str, key: str, upload_id: str, request: Reque
 
 @router.post("", response_model=CompanionCreateResponse, responses=_errors(400, 413, 415))
 def create(body: CompanionCreateRequest, request: Request, svc: Service, caller: Owner) -> Any:
-    size = _declared_size(body.metadata)
-    if size is not None and size > svc.settings.max_upload_bytes:
-        raise UploadTooLarge(
-            f"The file is {size} bytes; the limit is {svc.settings.max_upload_bytes}."
-        )
-    if size is not None and size <= 0:
-        raise EmptyUpload()  # 422, as on /v1/uploads
     job = svc.create_upload(
-        caller, filename=body.filename, size=None, content_type=body.type, source="uppy"
+        caller,
+        filename=body.filename,
+        size=_declared_size(body.metadata),
+        content_type=body.type,
+        source="uppy",
+        client_sized_parts=True,
     )
     request.state.job_id = job.job_id
     request.state.metric = "UploadsCreated"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audiolift_core.jobs import JobStatus
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -73,8 +74,12 @@ class JobStatusResponse(BaseModel):
 
 
 class JobView(BaseModel):
+    """What the API shows a job's owner: built from the job record
+    (``JobView.model_validate(job, from_attributes=True)``), the fields named here and no
+    others."""
+
     job_id: str
-    status: str
+    status: JobStatus
     progress: int = Field(ge=0, le=100)
     filename: str
     size: int

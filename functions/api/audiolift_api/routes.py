@@ -166,7 +166,7 @@ def abort_upload(job: OwnedJob, svc: Service, request: Request) -> Response:
     summary="A job's status, progress and summary",
 )
 def get_job(job: OwnedJob) -> Any:
-    return job.public()
+    return JobView.model_validate(job, from_attributes=True)
 
 
 @router.get(
@@ -183,7 +183,10 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> Any:
     page = svc.list_jobs(caller, status=status, limit=limit, cursor=cursor)
-    return {"jobs": [j.public() for j in page.jobs], "next_cursor": page.next_cursor}
+    return JobListResponse(
+        jobs=[JobView.model_validate(j, from_attributes=True) for j in page.jobs],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(

@@ -4,36 +4,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from audiolift_core.errors import (
-    Conflict,
-    IncompleteUpload,
-    InvalidRequest,
-    NotFound,
-    SizeMismatch,
-    UploadTooLarge,
-)
-from audiolift_core.jobs import (
-    UNFINISHED,
-    Job,
-    JobStatus,
-    PartPlan,
-    isoformat,
-    new_job_id,
-    plan_parts,
-    resolve_content_type,
-    sanitize_filename,
-    utc_now,
-)
+from audiolift_core.errors import Conflict, EmptyUpload, InvalidRequest, NotFound, UploadTooLarge
+from audiolift_core.jobs import UNFINISHED, Job, JobStatus, isoformat, new_job_id, utc_now
 from audiolift_core.jobs_table import JobPage, JobsTable
+from audiolift_core.parts import MAX_LISTED_PROBLEMS, UploadedPart, plan_parts, verify_parts
 from audiolift_core.settings import S3_MIN_PART_BYTES, ApiSettings
-from audiolift_core.storage import UploadedPart, UploadStore, result_key, upload_key
-
-MAX_LISTED_PROBLEMS = 20
+from audiolift_core.storage import UploadStore, result_key, upload_key
+from audiolift_core.uploads import resolve_content_type, sanitize_filename
 
 
 @dataclass(frozen=True)
@@ -52,77 +34,6 @@ class ResultLocation:
 
     document: Any | None = None
     url: str | None = None
-
-
-def verify_parts(
-    plan: PartPlan | None,
-    listed: Sequence[UploadedPart],
-    *,
-    declared: Iterable[tuple[int, str]] = (),
-    max_bytes: int,
-    min_part_bytes: int,
-) -> list[UploadedPart]:
-    """Check the parts S3 holds before completing: contiguous from 1, every size as
-    planned (or, for an upload of unknown size, every part but the last at least the
-    minimum), the total as declared and within the limit, and any ETags the client
-    sent equal to S3's. Returns the parts to complete with, in order."""
-    by_number = {part.part_number: part for part in listed}
-    if not by_number:
-        raise IncompleteUpload("No part has been uploaded yet.", details={"missing": [1]})
-    expected_count = plan.part_count if plan else max(by_number)
-    missing = [n for n in range(1, expected_count + 1) if n not in by_number]
-    if missing:
-        shown = missing[:MAX_LISTED_PROBLEMS]
-        raise IncompleteUpload(
-            f"{len(missing)} part(s) missing: {', '.join(map(str, shown))}"
-            + (" ..." if len(missing) > len(shown) else "")
-            + ".",
-            details={"missing": shown, "missing_count": len(missing)},
-        )
-    extra = sorted(n for n in by_number if n > expected_count)
-    if extra:
-        raise SizeMismatch(
-            f"Parts beyond the planned {expected_count} were uploaded: "
-            f"{', '.join(map(str, extra[:MAX_LISTED_PROBLEMS]))}.",
-            details={"unexpected": extra[:MAX_LISTED_PROBLEMS]},
-        )
-    ordered = [by_number[n] for n in range(1, expected_count + 1)]
-    if plan is not None:
-        wrong = [p.part_number for p in ordered if p.size != plan.part_bytes(p.part_number)]
-        if wrong:
-            last = plan.part_bytes(plan.part_count)
-            raise SizeMismatch(
-                f"Part(s) {', '.join(map(str, wrong[:MAX_LISTED_PROBLEMS]))} do not have the "
-                f"planned size ({plan.part_size} bytes, the last {last}).",
-                details={"wrong_size": wrong[:MAX_LISTED_PROBLEMS]},
-            )
-    else:
-        small = [p.part_number for p in ordered[:-1] if p.size < min_part_bytes]
-        if small:
-            raise SizeMismatch(
-                f"Part(s) {', '.join(map(str, small[:MAX_LISTED_PROBLEMS]))} are smaller than "
-                f"the {min_part_bytes}-byte minimum (only the last part may be smaller).",
-                details={"too_small": small[:MAX_LISTED_PROBLEMS]},
-            )
-    total = sum(p.size for p in ordered)
-    if plan is not None and total != plan.size:
-        raise SizeMismatch(f"The parts hold {total} bytes, but {plan.size} were declared.")
-    if total > max_bytes:
-        raise UploadTooLarge(f"The parts hold {total} bytes; the limit is {max_bytes}.")
-    mismatched = [
-        n for n, etag in declared if n in by_number and _etag(etag) != _etag(by_number[n].etag)
-    ]
-    if mismatched:
-        raise Conflict(
-            f"Part(s) {', '.join(map(str, mismatched[:MAX_LISTED_PROBLEMS]))} in S3 are not the "
-            "ones the client uploaded (ETag differs); upload them again.",
-            details={"etag_mismatch": mismatched[:MAX_LISTED_PROBLEMS]},
-        )
-    return ordered
-
-
-def _etag(value: str) -> str:
-    return value.strip().strip('"')
 
 
 class UploadService:
@@ -150,14 +61,20 @@ class UploadService:
         content_type: str | None,
         sha256: str | None = None,
         source: str = "api",
+        client_sized_parts: bool = False,
     ) -> Job:
         """Record the job and open the multipart upload. Every check that can fail runs
-        before any S3 call. ``size`` None: unknown until complete (Uppy)."""
+        before any S3 call. ``size`` None: unknown until complete. ``client_sized_parts``
+        (Uppy): the client picks its part size, so the job gets no part plan and
+        completion checks the parts S3 holds against S3's rules instead."""
         display_name = sanitize_filename(filename)
-        if size is not None and size > self.settings.max_upload_bytes:
-            raise UploadTooLarge(
-                f"The file is {size} bytes; the limit is {self.settings.max_upload_bytes}."
-            )
+        if size is not None:
+            if size > self.settings.max_upload_bytes:
+                raise UploadTooLarge(
+                    f"The file is {size} bytes; the limit is {self.settings.max_upload_bytes}."
+                )
+            if size <= 0:
+                raise EmptyUpload()
         resolved_type = resolve_content_type(display_name, content_type)
         plan = (
             plan_parts(
@@ -165,7 +82,7 @@ class UploadService:
                 preferred_part_bytes=self.settings.preferred_part_bytes,
                 min_part_bytes=self.settings.part_min_bytes,
             )
-            if size is not None
+            if size is not None and not client_sized_parts
             else None
         )
         job_id = new_job_id()
@@ -179,7 +96,7 @@ class UploadService:
             owner=owner,
             status=JobStatus.AWAITING_UPLOAD,
             filename=display_name,
-            size=size or 0,
+            size=plan.size if plan else 0,
             content_type=resolved_type,
             object_key=key,
             created_at=now,

@@ -17,16 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import error_code, translate
 from .errors import Conflict, NotFound
+from .parts import UploadedPart
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-@dataclass(frozen=True)
-class UploadedPart:
-    part_number: int
-    etag: str
-    size: int
 
 
 def upload_key(prefix: str, job_id: str) -> str:

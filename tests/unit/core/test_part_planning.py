@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 from audiolift_core.errors import EmptyUpload, InvalidRequest, UnsupportedMediaType, UploadTooLarge
-from audiolift_core.jobs import (
-    MAX_FILENAME_CHARS,
-    PartPlan,
-    plan_parts,
-    resolve_content_type,
-    sanitize_filename,
-)
+from audiolift_core.parts import PartPlan, plan_parts
 from audiolift_core.settings import (
     S3_MAX_OBJECT_BYTES,
     S3_MAX_PART_BYTES,
@@ -20,6 +14,7 @@ from audiolift_core.settings import (
     MiB,
     TiB,
 )
+from audiolift_core.uploads import MAX_FILENAME_CHARS, resolve_content_type, sanitize_filename
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
