@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .aws import error_code, translate
+from .aws import IGNORE, translated
 from .errors import Conflict, NotFound
 from .parts import UploadedPart
 
@@ -31,6 +29,10 @@ def result_key(prefix: str, job_id: str) -> str:
     return f"{prefix}{job_id}.json"
 
 
+# CompleteMultipartUpload's refusals of the part list the client can act on.
+_PARTS_REFUSED = ("InvalidPart", "InvalidPartOrder", "EntityTooSmall")
+
+
 class UploadStore:
     def __init__(self, client: S3Client, bucket: str):
         self._client = client
@@ -39,18 +41,16 @@ class UploadStore:
     # --- multipart -------------------------------------------------------------------
 
     def create_multipart(self, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
-        try:
+        with translated("Starting the upload"):
             response = self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Starting the upload") from error
         return response["UploadId"]
 
     def presign_part(self, key: str, upload_id: str, part_number: int, ttl_seconds: int) -> str:
         # Signing is local (no request); it fails only on missing credentials.
-        try:
-            return self._client.generate_presigned_url(
+        with translated("Signing a part URL"):
+            url = self._client.generate_presigned_url(
                 "upload_part",
                 Params={
                     "Bucket": self.bucket,
@@ -61,8 +61,7 @@ class UploadStore:
                 ExpiresIn=ttl_seconds,
                 HttpMethod="PUT",
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Signing a part URL") from error
+        return url
 
     def presign_parts(
         self, key: str, upload_id: str, part_numbers: Sequence[int], ttl_seconds: int
@@ -91,16 +90,12 @@ class UploadStore:
         parts: list[UploadedPart] = []
         marker = 0
         while True:
-            try:
+            with translated(
+                "Listing the uploaded parts", gone=Conflict("The upload is no longer open.")
+            ):
                 response = self._client.list_parts(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
                 )
-            except ClientError as error:
-                if error_code(error) in ("NoSuchUpload", "NoSuchKey", "404"):
-                    raise Conflict("The upload is no longer open.") from error
-                raise translate(error, "Listing the uploaded parts") from error
-            except BotoCoreError as error:
-                raise translate(error, "Listing the uploaded parts") from error
             parts.extend(
                 UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
                 for p in response.get("Parts", [])
@@ -113,7 +108,13 @@ class UploadStore:
             marker = next_marker
 
     def complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> str:
-        try:
+        with translated(
+            "Completing the upload",
+            codes={
+                "NoSuchUpload": Conflict("The upload is no longer open (completed or aborted)."),
+                **{code: Conflict(f"S3 refused the parts: {code}.") for code in _PARTS_REFUSED},
+            },
+        ):
             response = self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -122,91 +123,60 @@ class UploadStore:
                     "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
                 },
             )
-        except ClientError as error:
-            if error_code(error) in ("NoSuchUpload",):
-                raise Conflict("The upload is no longer open (completed or aborted).") from error
-            if error_code(error) in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
-                raise Conflict(f"S3 refused the parts: {error_code(error)}.") from error
-            raise translate(error, "Completing the upload") from error
-        except BotoCoreError as error:
-            raise translate(error, "Completing the upload") from error
         return str(response.get("ETag", ""))
 
     def abort(self, key: str, upload_id: str) -> None:
         """Abort; an upload that is already gone counts as aborted."""
-        try:
+        with translated("Aborting the upload", gone=IGNORE):
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError as error:
-            if error_code(error) in ("NoSuchUpload", "NoSuchKey", "404"):
-                return
-            raise translate(error, "Aborting the upload") from error
-        except BotoCoreError as error:
-            raise translate(error, "Aborting the upload") from error
 
     # --- objects ---------------------------------------------------------------------
 
     def head(self, key: str) -> dict[str, Any]:
-        try:
-            return dict(self._client.head_object(Bucket=self.bucket, Key=key))
-        except ClientError as error:
-            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                raise NotFound(f"No object {key!r}.") from error
-            raise translate(error, "Reading the object's metadata") from error
-        except BotoCoreError as error:
-            raise translate(error, "Reading the object's metadata") from error
+        with translated("Reading the object's metadata", gone=NotFound("No such object.")):
+            response = self._client.head_object(Bucket=self.bucket, Key=key)
+        return dict(response)
 
     def delete(self, *keys: str) -> None:
         if not keys:
             return
-        try:
+        with translated("Deleting the job's files"):
             self._client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Deleting the job's files") from error
 
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
-        try:
+        with translated("Storing the result"):
             self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Storing the result") from error
 
     def object_size(self, key: str) -> int:
         """The object's size, by listing rather than HeadObject: HeadObject needs
         s3:GetObject, which the API's role must not have on audio objects."""
-        try:
+        with translated("Looking up the object"):
             response = self._client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Looking up the object") from error
         for entry in response.get("Contents", []):
             if entry.get("Key") == key:
                 return int(entry.get("Size", 0))
-        raise NotFound(f"No object {key!r}.")
+        raise NotFound("No such object.")
 
     def get_json(self, key: str) -> Any:
-        try:
+        with translated("Reading the result", gone=NotFound("The result document is missing.")):
             response = self._client.get_object(Bucket=self.bucket, Key=key)
-            return json.loads(response["Body"].read())
-        except ClientError as error:
-            if error_code(error) in ("NoSuchKey", "404"):
-                raise NotFound("The result document is missing.") from error
-            raise translate(error, "Reading the result") from error
-        except BotoCoreError as error:
-            raise translate(error, "Reading the result") from error
+            document = json.loads(response["Body"].read())
+        return document
 
     def presign_get(self, key: str, ttl_seconds: int) -> str:
-        try:
-            return self._client.generate_presigned_url(
+        with translated("Signing the result URL"):
+            url = self._client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key},
                 ExpiresIn=ttl_seconds,
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Signing the result URL") from error
+        return url
 
 
 # --- presigned part URLs, re-signed -------------------------------------------------------
