@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.aws import credentials, dynamodb_client, s3_client
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.observability import logger, metrics
 from audiolift_core.settings import ApiSettings
@@ -48,7 +48,7 @@ def build_service(settings: ApiSettings) -> UploadService:
     return UploadService(
         settings,
         JobsTable(dynamodb, settings.storage.jobs_table),
-        UploadStore(s3, settings.storage.upload_bucket),
+        UploadStore(s3, settings.storage.upload_bucket, credentials=credentials),
     )
 
 

@@ -26,6 +26,8 @@ from botocore.exceptions import (
 from .errors import AudioliftError, TransientError
 
 if TYPE_CHECKING:
+    import boto3
+    from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
@@ -143,8 +145,23 @@ def _region() -> str:
 
 
 @functools.cache
-def s3_client() -> S3Client:
+def session() -> boto3.Session:
+    """The process's boto3 session: every client is made from it, and it is where the
+    credentials the clients sign with can be read (``credentials``)."""
     import boto3
+
+    return boto3.Session(region_name=_region())
+
+
+def credentials() -> ReadOnlyCredentials | None:
+    """The credentials the session's clients sign with, frozen (refreshable credentials
+    are refreshed first when near expiry); None when there are none."""
+    found = session().get_credentials()
+    return found.get_frozen_credentials() if found is not None else None
+
+
+@functools.cache
+def s3_client() -> S3Client:
     from botocore.config import Config
 
     config = Config(
@@ -154,18 +171,24 @@ def s3_client() -> S3Client:
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=32,
     )
-    client: S3Client = boto3.client("s3", region_name=_region(), config=config)
+    client: S3Client = session().client("s3", config=config)
     return client
 
 
 @functools.cache
 def dynamodb_client() -> DynamoDBClient:
-    import boto3
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "max_attempts": 5})
-    client: DynamoDBClient = boto3.client("dynamodb", region_name=_region(), config=config)
+    client: DynamoDBClient = session().client("dynamodb", config=config)
     return client
+
+
+def forget_clients() -> None:
+    """Drop the cached session and clients: the next use makes them again from the
+    environment (tests that change region, endpoints or credentials)."""
+    for factory in (session, s3_client, dynamodb_client):
+        factory.cache_clear()
 
 
 def describe(client: Any) -> str:

@@ -5,19 +5,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from .aws import IGNORE, translated
 from .errors import Conflict, NotFound
 from .parts import UploadedPart
+from .presign import PartUrlSigner
 
 if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_s3 import S3Client
 
 
@@ -34,9 +32,20 @@ _PARTS_REFUSED = ("InvalidPart", "InvalidPartOrder", "EntityTooSmall")
 
 
 class UploadStore:
-    def __init__(self, client: S3Client, bucket: str):
+    """``credentials``: where the client's credentials can be read (boto3's public
+    ``Session.get_credentials``), so that part URLs are re-signed from the first one
+    botocore signs; None: botocore signs every part URL."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        credentials: Callable[[], ReadOnlyCredentials | None] | None = None,
+    ):
         self._client = client
         self.bucket = bucket
+        self.credentials = credentials
 
     # --- multipart -------------------------------------------------------------------
 
@@ -47,41 +56,58 @@ class UploadStore:
             )
         return response["UploadId"]
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, ttl_seconds: int) -> str:
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        ttl_seconds: int,
+        content_md5: str | None = None,
+    ) -> str:
+        """botocore's presigned UploadPart URL; with ``content_md5`` the PUT must send that
+        Content-MD5 header, and S3 refuses a body that does not match it (BadDigest)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+        }
+        if content_md5:
+            params["ContentMD5"] = content_md5
         # Signing is local (no request); it fails only on missing credentials.
         with translated("Signing a part URL"):
             url = self._client.generate_presigned_url(
-                "upload_part",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "UploadId": upload_id,
-                    "PartNumber": part_number,
-                },
-                ExpiresIn=ttl_seconds,
-                HttpMethod="PUT",
+                "upload_part", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT"
             )
         return url
 
     def presign_parts(
-        self, key: str, upload_id: str, part_numbers: Sequence[int], ttl_seconds: int
+        self,
+        key: str,
+        upload_id: str,
+        part_numbers: Sequence[int],
+        ttl_seconds: int,
+        content_md5: Mapping[int, str] | None = None,
     ) -> dict[int, str]:
-        """Part URLs for many parts at once. botocore signs the first; the others differ
-        only in partNumber, so they are re-signed from it with the same SigV4 key and
-        timestamp (~100x cheaper than a botocore presign each, which matters for a batch
-        of 100 URLs). If the first URL is not in the form this re-signer reproduces
-        exactly (checked by recomputing its signature), botocore signs every part."""
+        """Part URLs for many parts at once: botocore signs the first, ``PartUrlSigner``
+        the others from it (``presign``), unless it cannot reproduce the first exactly."""
         if not part_numbers:
             return {}
+        checksums = content_md5 or {}
         first_number, *others = part_numbers
-        first = self.presign_part(key, upload_id, first_number, ttl_seconds)
+        first_md5 = checksums.get(first_number)
+        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_md5)
         signed = {first_number: first}
-        resigner = _PartUrlResigner.from_url(first, _secret_key(self._client))
+        signer = (
+            PartUrlSigner.from_url(first, self.credentials(), content_md5=first_md5)
+            if self.credentials is not None and others
+            else None
+        )
         for number in others:
             signed[number] = (
-                resigner.with_part_number(number)
-                if resigner is not None
-                else self.presign_part(key, upload_id, number, ttl_seconds)
+                signer.url(number, checksums.get(number))
+                if signer is not None
+                else self.presign_part(key, upload_id, number, ttl_seconds, checksums.get(number))
             )
         return signed
 
@@ -177,88 +203,3 @@ class UploadStore:
                 ExpiresIn=ttl_seconds,
             )
         return url
-
-
-# --- presigned part URLs, re-signed -------------------------------------------------------
-
-
-def _secret_key(client: Any) -> str | None:
-    """The secret key the client signs with (None if it cannot be read: botocore then
-    signs every URL itself)."""
-    try:
-        credentials = client._request_signer._credentials.get_frozen_credentials()
-    except AttributeError:
-        return None
-    secret = getattr(credentials, "secret_key", None)
-    return secret if isinstance(secret, str) and secret else None
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
-
-
-@dataclass(frozen=True)
-class _PartUrlResigner:
-    """SigV4 query signing (S3 presigned URL) of UploadPart URLs that differ from a
-    botocore-signed one only in ``partNumber``: same key, upload, credentials, scope,
-    timestamp and expiry."""
-
-    base: str  # scheme://host/path
-    pairs: tuple[tuple[str, str], ...]  # the query as signed, minus X-Amz-Signature
-    canonical_head: str  # "PUT\n<path>\n"
-    canonical_tail: str  # "\nhost:<host>\n\nhost\nUNSIGNED-PAYLOAD"
-    string_to_sign_head: str  # "AWS4-HMAC-SHA256\n<timestamp>\n<scope>\n"
-    signing_key: bytes
-
-    @classmethod
-    def from_url(cls, url: str, secret_key: str | None) -> _PartUrlResigner | None:
-        if not secret_key:
-            return None
-        parts = urlsplit(url)
-        pairs: list[tuple[str, str]] = []
-        for pair in parts.query.split("&"):
-            name, _, value = pair.partition("=")
-            pairs.append((name, value))
-        query = dict(pairs)
-        if len(query) != len(pairs) or "partNumber" not in query:
-            return None
-        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
-            return None
-        if query.get("X-Amz-SignedHeaders") != "host":
-            return None
-        timestamp = query.get("X-Amz-Date", "")
-        scope_parts = unquote(query.get("X-Amz-Credential", "")).split("/")
-        if len(scope_parts) != 5 or scope_parts[4] != "aws4_request" or not timestamp:
-            return None
-        _, date, region, service, _ = scope_parts
-        key = _hmac(("AWS4" + secret_key).encode(), date)
-        for step in (region, service, "aws4_request"):
-            key = _hmac(key, step)
-        # botocore leaves out the port when it is the scheme's default.
-        default_port = {"http": 80, "https": 443}.get(parts.scheme)
-        host = parts.hostname if parts.port == default_port else parts.netloc
-        resigner = cls(
-            base=f"{parts.scheme}://{parts.netloc}{parts.path}",
-            pairs=tuple((k, v) for k, v in pairs if k != "X-Amz-Signature"),
-            canonical_head=f"PUT\n{parts.path}\n",
-            canonical_tail=f"\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD",
-            string_to_sign_head=f"AWS4-HMAC-SHA256\n{timestamp}\n{'/'.join(scope_parts[1:])}\n",
-            signing_key=key,
-        )
-        # Only trust the re-signer if it reproduces botocore's own signature.
-        if resigner._signature(resigner.pairs) != query.get("X-Amz-Signature"):
-            return None
-        return resigner
-
-    def _signature(self, pairs: Sequence[tuple[str, str]]) -> str:
-        canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
-        canonical_request = self.canonical_head + canonical_query + self.canonical_tail
-        digest = hashlib.sha256(canonical_request.encode()).hexdigest()
-        return hmac.new(
-            self.signing_key, (self.string_to_sign_head + digest).encode(), hashlib.sha256
-        ).hexdigest()
-
-    def with_part_number(self, part_number: int) -> str:
-        pairs = [(k, str(part_number) if k == "partNumber" else v) for k, v in self.pairs]
-        query = "&".join(f"{k}={v}" for k, v in pairs)
-        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs)}"

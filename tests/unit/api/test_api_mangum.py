@@ -206,13 +206,11 @@ def handler_module(
     monkeypatch.setenv("PART_SIZE_BYTES", "1024")
     monkeypatch.setenv("API_BASE_PATH", "/v2stage")
     # The clients are cached per process: make them inside this test's moto.
-    core_aws.s3_client.cache_clear()
-    core_aws.dynamodb_client.cache_clear()
+    core_aws.forget_clients()
     import audiolift_api.handler
 
     yield importlib.reload(audiolift_api.handler)
-    core_aws.s3_client.cache_clear()
-    core_aws.dynamodb_client.cache_clear()
+    core_aws.forget_clients()
 
 
 def test_handler_module_end_to_end(
