@@ -18,8 +18,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from . import companion, errors, routes
+from . import errors
 from .models import ErrorResponse
+from .routers import companion, jobs, uploads
 from .service import UploadService
 
 if TYPE_CHECKING:
@@ -103,7 +104,8 @@ def create_app(service: UploadService | None = None) -> FastAPI:
             max_age=600,
         )
     errors.install(app)
-    app.include_router(routes.router)
+    app.include_router(uploads.router)
+    app.include_router(jobs.router)
     app.include_router(companion.router)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no credentials")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
+from audiolift_core.settings import ApiSettings
 from mangum import Mangum
 
-from .app import api_metrics, create_app
+from .app import api_metrics, build_service, create_app
 
-app = create_app()
-# A named stage puts "/<stage>" in the path; API_BASE_PATH strips it ("/" for $default).
+settings = ApiSettings.from_env()
+app = create_app(build_service(settings))
 handler = api_metrics.log_metrics(
-    Mangum(app, lifespan="off", api_gateway_base_path=os.environ.get("API_BASE_PATH", "/"))
+    Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
 )

@@ -14,7 +14,8 @@ from audiolift_core.errors import InvalidRequest, NotFound
 from audiolift_core.jobs import Job
 from fastapi import APIRouter, Path, Query, Request
 
-from .models import (
+from ..dependencies import Owner, Service, error_responses
+from ..models import (
     CompanionBatchResponse,
     CompanionCompleteRequest,
     CompanionCompleteResponse,
@@ -23,7 +24,6 @@ from .models import (
     CompanionListedPart,
     CompanionSignResponse,
 )
-from .routes import Owner, Service, _errors
 
 router = APIRouter(prefix="/s3/multipart", tags=["uppy"])
 
@@ -53,7 +53,7 @@ def _job_for(svc: Service, caller: str, key: str, upload_id: str, request: Reque
     return job
 
 
-@router.post("", response_model=CompanionCreateResponse, responses=_errors(400, 413, 415))
+@router.post("", response_model=CompanionCreateResponse, responses=error_responses(400, 413, 415))
 def create(body: CompanionCreateRequest, request: Request, svc: Service, caller: Owner) -> Any:
     job = svc.create_upload(
         caller,
@@ -69,7 +69,9 @@ def create(body: CompanionCreateRequest, request: Request, svc: Service, caller:
 
 
 @router.get(
-    "/{upload_id}/batch", response_model=CompanionBatchResponse, responses=_errors(400, 404, 409)
+    "/{upload_id}/batch",
+    response_model=CompanionBatchResponse,
+    responses=error_responses(400, 404, 409),
 )
 def sign_batch(
     upload_id: UploadId,
@@ -92,7 +94,7 @@ def sign_batch(
 @router.get(
     "/{upload_id}/{part_number}",
     response_model=CompanionSignResponse,
-    responses=_errors(400, 404, 409),
+    responses=error_responses(400, 404, 409),
 )
 def sign_part(
     upload_id: UploadId,
@@ -107,7 +109,9 @@ def sign_part(
     return {"url": signed.url, "expires": svc.settings.presign_ttl_seconds}
 
 
-@router.get("/{upload_id}", response_model=list[CompanionListedPart], responses=_errors(404, 409))
+@router.get(
+    "/{upload_id}", response_model=list[CompanionListedPart], responses=error_responses(404, 409)
+)
 def list_parts(upload_id: UploadId, key: Key, request: Request, svc: Service, caller: Owner) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     return [
@@ -118,7 +122,7 @@ def list_parts(upload_id: UploadId, key: Key, request: Request, svc: Service, ca
 @router.post(
     "/{upload_id}/complete",
     response_model=CompanionCompleteResponse,
-    responses=_errors(404, 409, 413),
+    responses=error_responses(404, 409, 413),
 )
 def complete(
     upload_id: UploadId,
@@ -134,7 +138,7 @@ def complete(
     return {"location": f"/v1/jobs/{done.job_id}", "key": done.object_key, "job_id": done.job_id}
 
 
-@router.delete("/{upload_id}", responses=_errors(404, 409))
+@router.delete("/{upload_id}", responses=error_responses(404, 409))
 def abort(upload_id: UploadId, key: Key, request: Request, svc: Service, caller: Owner) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     svc.abort_upload(job)
