@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from audiolift_core.settings import ApiSettings
 from mangum import Mangum
 
@@ -9,6 +11,15 @@ from .app import api_metrics, build_service, create_app
 
 settings = ApiSettings.from_env()
 app = create_app(build_service(settings))
-handler = api_metrics.log_metrics(
-    Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
-)
+asgi_handler = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Mangum, then the request's metrics (EMF to stdout). Unlike Powertools'
+    ``log_metrics``, a request that recorded none (a read, a refusal) prints nothing."""
+    try:
+        response: dict[str, Any] = asgi_handler(event, context)
+        return response
+    finally:
+        if api_metrics.metric_set:
+            api_metrics.flush_metrics()
