@@ -22,12 +22,6 @@ class AudioliftError(Exception):
         self.details = details or {}
         super().__init__(self.message)
 
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
-
 
 # --- caller errors (the API answers these with a 4xx) --------------------------------
 
