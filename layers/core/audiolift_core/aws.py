@@ -164,10 +164,19 @@ def credentials() -> ReadOnlyCredentials | None:
 def s3_client() -> S3Client:
     from botocore.config import Config
 
+    # On AWS, URLs name the bucket's own region (bucket.s3.<region>.amazonaws.com), also
+    # in us-east-1: the global host that "auto" addressing presigns answers a bucket
+    # younger than a day outside us-east-1 with a 307 redirect, which a browser refuses
+    # for a CORS preflight. A custom endpoint (the local stack's loopback servers, which
+    # have no bucket subdomains) gets path style.
+    s3_options: dict[str, Any] = (
+        {"addressing_style": "path"}
+        if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+    )
     config = Config(
         signature_version="s3v4",  # presigned URLs must be SigV4 (KMS buckets, every region)
-        # Path style when an endpoint is given: loopback servers have no bucket subdomains.
-        s3={"addressing_style": "path" if os.environ.get("AWS_ENDPOINT_URL_S3") else "auto"},
+        s3=s3_options,
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=32,
     )
