@@ -169,14 +169,14 @@ def s3_client() -> S3Client:
     # younger than a day outside us-east-1 with a 307 redirect, which a browser refuses
     # for a CORS preflight. A custom endpoint (the local stack's loopback servers, which
     # have no bucket subdomains) gets path style.
-    s3_options: dict[str, Any] = (
-        {"addressing_style": "path"}
-        if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
-    )
+    local = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
         signature_version="s3v4",  # presigned URLs must be SigV4 (KMS buckets, every region)
-        s3=s3_options,
+        s3=(
+            {"addressing_style": "path"}
+            if local
+            else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+        ),
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=32,
     )
