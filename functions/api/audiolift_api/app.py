@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from . import errors
+from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .models import ErrorResponse
 from .routers import companion, jobs, uploads
 from .service import UploadService
@@ -89,7 +90,9 @@ def create_app(service: UploadService | None = None) -> FastAPI:
         description=(
             "Presigned multipart uploads of large audio files straight to S3, and the "
             "analysis jobs that follow. Errors are "
-            '`{"error": {"code": "...", "message": "..."}}`.'
+            '`{"error": {"code": "...", "message": "..."}}`. Every route but /health needs '
+            "credentials, checked before the request body is read; request bodies over "
+            f"{MAX_BODY_BYTES} bytes are refused with 413."
         ),
     )
     app.state.service = service
@@ -103,6 +106,7 @@ def create_app(service: UploadService | None = None) -> FastAPI:
             expose_headers=["x-correlation-id", "location"],
             max_age=600,
         )
+    app.add_middleware(BodyLimit)
     errors.install(app)
     app.include_router(uploads.router)
     app.include_router(jobs.router)

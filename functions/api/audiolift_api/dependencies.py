@@ -3,10 +3,12 @@ caller, the caller's job, and the error responses the OpenAPI document lists."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from audiolift_core.jobs import Job
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from .auth import resolve_owner
 from .service import UploadService
@@ -18,9 +20,27 @@ def service(request: Request) -> UploadService:
 
 
 def owner(request: Request, svc: Annotated[UploadService, Depends(service)]) -> str:
-    caller = resolve_owner(request, svc.settings)
-    request.state.owner = caller
+    """The caller: already known on an ``AuthenticatedRoute`` (before the body was read)."""
+    caller: str | None = getattr(request.state, "owner", None)
+    if caller is None:
+        caller = resolve_owner(request, svc.settings)
+        request.state.owner = caller
     return caller
+
+
+class AuthenticatedRoute(APIRoute):
+    """A route that authenticates the caller before FastAPI reads and parses the request
+    body: without credentials, any body (malformed or huge) gets 401, never a validation
+    error that tells an anonymous caller how the API parses."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            request.state.owner = resolve_owner(request, service(request).settings)
+            return await handle(request)
+
+        return authenticated
 
 
 def owned_job(
@@ -47,7 +67,7 @@ ERROR_DESCRIPTIONS = {
     401: "No valid API key or token",
     404: "No such job (or not the caller's)",
     409: "The job is not in a state that allows this",
-    413: "The file is larger than the limit",
+    413: "The file, or the request body, is larger than the limit",
     415: "Not an audio file",
     422: "The request body or parameters are malformed, or the sizes do not add up",
     503: "A storage service is temporarily unavailable",

@@ -23,3 +23,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     finally:
         if api_metrics.metric_set:
             api_metrics.flush_metrics()
+            # Powertools' flush keeps them when POWERTOOLS_METRICS_DISABLED is set.
+            api_metrics.clear_metrics()

@@ -68,6 +68,11 @@ class IncompleteUpload(Conflict):
     default_message = "Some parts of the upload are missing."
 
 
+class ChecksumConflict(Conflict):
+    code = "checksum_conflict"
+    default_message = "The checksum differs from the one declared for this upload."
+
+
 class SizeMismatch(AudioliftError):
     code = "size_mismatch"
     default_message = "The uploaded parts do not add up to the declared size."

@@ -81,7 +81,8 @@ class Job:
     part_size: int
     part_count: int
     upload_id: str | None = None
-    sha256: str | None = None
+    sha256: str | None = None  # declared by the client (hex)
+    verified_sha256: str | None = None  # computed by the processor from the object (hex)
     progress: int = 0
     error: dict[str, str] | None = None
     summary: dict[str, Any] | None = None

@@ -18,7 +18,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .aws import Meaning, translated
-from .errors import AudioliftError, Conflict, InvalidRequest, JobCancelled, NotFound
+from .errors import (
+    AudioliftError,
+    ChecksumConflict,
+    Conflict,
+    InvalidRequest,
+    JobCancelled,
+    NotFound,
+)
 from .jobs import ALLOWED_SOURCES, Job, JobStatus, isoformat, utc_now
 
 if TYPE_CHECKING:
@@ -287,6 +294,37 @@ class JobsTable:
             if job is not None and job.status is JobStatus.CANCELLED:
                 raise JobCancelled() from None
             raise Conflict(f"The job's processing lease was lost: {refused}") from None
+
+    def declare_sha256(self, job_id: str, sha256: str, *, owner: str) -> Job:
+        """Record the file's SHA-256 declared at completion: only while the upload is
+        open and no other hash was declared (ChecksumConflict if one was)."""
+        values = {
+            ":awaiting": {"S": JobStatus.AWAITING_UPLOAD.value},
+            ":owner": {"S": owner},
+            ":sha": {"S": sha256},
+        }
+        condition = (
+            "#status = :awaiting AND #owner = :owner AND "
+            "(attribute_not_exists(sha256) OR sha256 = :sha)"
+        )
+        try:
+            return self._update(
+                job_id,
+                {"sha256": sha256, "updated_at": isoformat(utc_now())},
+                (),
+                condition,
+                values,
+                owner=owner,
+                what="Recording the checksum",
+            )
+        except Conflict:
+            job = self.get_owned(job_id, owner)
+            if job.sha256 is not None and job.sha256 != sha256:
+                raise ChecksumConflict(
+                    "The SHA-256 differs from the one declared for this upload.",
+                    details={"declared": job.sha256},
+                ) from None
+            raise
 
     def delete(self, job_id: str, *, owner: str) -> None:
         """Delete a finished job's record."""

@@ -7,10 +7,17 @@ Pure code: no AWS here. The API plans and verifies; clients follow the plan it r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import Conflict, EmptyUpload, IncompleteUpload, SizeMismatch, UploadTooLarge
+from .errors import (
+    Conflict,
+    EmptyUpload,
+    IncompleteUpload,
+    InvalidRequest,
+    SizeMismatch,
+    UploadTooLarge,
+)
 from .settings import S3_MAX_PART_BYTES, S3_MAX_PARTS
 
 # Error messages and details name at most this many part numbers.
@@ -76,14 +83,16 @@ def verify_parts(
     plan: PartPlan | None,
     parts_in_s3: Sequence[UploadedPart],
     *,
-    declared: Iterable[tuple[int, str]] = (),
+    declared: Sequence[tuple[int, str]] | None = None,
     max_bytes: int,
     min_part_bytes: int,
 ) -> list[UploadedPart]:
-    """Check the parts S3 holds before completing: contiguous from 1, every size as
+    """Check the parts S3 holds before completing: contiguous from 1, exactly the parts
+    the client ``declared`` (when it sent a list) with the same ETags, every size as
     planned (or, for an upload of unknown size, every part but the last at least the
-    minimum), the total as declared and within the limit, and any ETags the client
-    sent equal to S3's. Returns the parts to complete with, in order."""
+    minimum), the total as declared and within the limit. Returns the parts to complete
+    with, in order."""
+    declared_etags = _declared_etags(declared) if declared is not None else None
     by_number = {part.part_number: part for part in parts_in_s3}
     if not by_number:
         raise IncompleteUpload("No part has been uploaded yet.", details={"missing": [1]})
@@ -100,6 +109,8 @@ def verify_parts(
             f"Parts beyond the planned {expected_count} were uploaded: {listed(extra)}.",
             details={"unexpected": extra[:MAX_LISTED_PROBLEMS]},
         )
+    if declared_etags is not None:
+        _check_declared(declared_etags, by_number)
     ordered = [by_number[n] for n in range(1, expected_count + 1)]
     _check_sizes(plan, ordered, min_part_bytes=min_part_bytes)
     total = sum(p.size for p in ordered)
@@ -107,16 +118,47 @@ def verify_parts(
         raise SizeMismatch(f"The parts hold {total} bytes, but {plan.size} were declared.")
     if total > max_bytes:
         raise UploadTooLarge(f"The parts hold {total} bytes; the limit is {max_bytes}.")
-    mismatched = [
-        n for n, etag in declared if n in by_number and _etag(etag) != _etag(by_number[n].etag)
-    ]
+    return ordered
+
+
+def _declared_etags(declared: Sequence[tuple[int, str]]) -> dict[int, str]:
+    seen: set[int] = set()
+    repeated_numbers: set[int] = set()
+    for number, _ in declared:
+        (repeated_numbers if number in seen else seen).add(number)
+    if repeated_numbers:
+        repeated = sorted(repeated_numbers)
+        raise InvalidRequest(
+            f"The part list names part(s) {listed(repeated)} more than once.",
+            details={"repeated": repeated[:MAX_LISTED_PROBLEMS]},
+        )
+    return {n: _etag(etag) for n, etag in declared}
+
+
+def _check_declared(etags: dict[int, str], by_number: dict[int, UploadedPart]) -> None:
+    """The client's list against S3's: the same part numbers, the same ETags."""
+    not_in_s3 = sorted(set(etags) - set(by_number))
+    not_declared = sorted(set(by_number) - set(etags))
+    if not_in_s3 or not_declared:
+        problems = []
+        if not_in_s3:
+            problems.append(f"S3 holds no part {listed(not_in_s3)}")
+        if not_declared:
+            problems.append(f"the list omits part(s) {listed(not_declared)} that S3 holds")
+        raise Conflict(
+            f"The part list does not match the uploaded parts: {'; '.join(problems)}.",
+            details={
+                "not_in_s3": not_in_s3[:MAX_LISTED_PROBLEMS],
+                "not_declared": not_declared[:MAX_LISTED_PROBLEMS],
+            },
+        )
+    mismatched = sorted(n for n, etag in etags.items() if etag != _etag(by_number[n].etag))
     if mismatched:
         raise Conflict(
             f"Part(s) {listed(mismatched)} in S3 are not the ones the client uploaded "
             "(ETag differs); upload them again.",
             details={"etag_mismatch": mismatched[:MAX_LISTED_PROBLEMS]},
         )
-    return ordered
 
 
 def _check_sizes(

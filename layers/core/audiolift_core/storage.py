@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .aws import IGNORE, translated
@@ -112,8 +112,21 @@ class UploadStore:
         return signed
 
     def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
-        """Every uploaded part, over all ListParts pages (1,000 a page)."""
-        parts: list[UploadedPart] = []
+        """Every uploaded part, over all ListParts pages (1,000 a page), one per part
+        number in part-number order. A part uploaded twice is S3's latest upload of it:
+        real S3 lists only that one, but SeaweedFS lists every upload of the number, and
+        completing with a stale one fails."""
+        latest: dict[int, tuple[Any, UploadedPart]] = {}
+        for entry in self._list_part_entries(key, upload_id):
+            part = UploadedPart(int(entry["PartNumber"]), str(entry["ETag"]), int(entry["Size"]))
+            uploaded_at = entry.get("LastModified")
+            previous = latest.get(part.part_number)
+            # The later upload wins; on equal (or missing) times, the later listed one.
+            if previous is None or _not_older(uploaded_at, previous[0]):
+                latest[part.part_number] = (uploaded_at, part)
+        return [latest[number][1] for number in sorted(latest)]
+
+    def _list_part_entries(self, key: str, upload_id: str) -> Iterator[Mapping[str, Any]]:
         marker = 0
         while True:
             with translated(
@@ -122,15 +135,12 @@ class UploadStore:
                 response = self._client.list_parts(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
                 )
-            parts.extend(
-                UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
-                for p in response.get("Parts", [])
-            )
+            yield from response.get("Parts", [])
             if not response.get("IsTruncated"):
-                return parts
+                return
             next_marker = int(response.get("NextPartNumberMarker") or 0)
             if next_marker <= marker:  # a server that does not advance would loop forever
-                return parts
+                return
             marker = next_marker
 
     def complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> str:
@@ -203,3 +213,9 @@ class UploadStore:
                 ExpiresIn=ttl_seconds,
             )
         return url
+
+
+def _not_older(uploaded_at: Any, than: Any) -> bool:
+    if uploaded_at is None or than is None:
+        return True
+    return bool(uploaded_at >= than)

@@ -36,13 +36,18 @@ EXTENSION_CONTENT_TYPES = {
 }  # fmt: skip
 
 MAX_FILENAME_CHARS = 200
-_UNSAFE_FILENAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\<>:\"|?*]+")
+_UNSAFE_FILENAME_CHARS = re.compile(r"[/\\<>:\"|?*]+")
+# Unicode control (Cc: C0, DEL, C1) and format (Cf: U+202E right-to-left override, U+200B
+# zero-width space, ...) characters: invisible, or they make a name display as another.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf"})
 
 
 def sanitize_filename(raw: str) -> str:
-    """A display name: the last path component, NFC, no control or path characters,
-    at most MAX_FILENAME_CHARS characters (keeping the extension)."""
-    name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
+    """A display name: no control or format characters, NFC, the last path component,
+    no path or reserved characters, at most MAX_FILENAME_CHARS characters (keeping the
+    extension)."""
+    visible = "".join(c for c in raw if unicodedata.category(c) not in _HIDDEN_CATEGORIES)
+    name = unicodedata.normalize("NFC", visible).replace("\\", "/").rsplit("/", 1)[-1]
     name = _UNSAFE_FILENAME_CHARS.sub("_", name).strip(" .")
     if not name:
         raise InvalidRequest("The filename is empty once path and control characters are removed.")

@@ -14,7 +14,7 @@ from audiolift_core.errors import InvalidRequest, NotFound
 from audiolift_core.jobs import Job
 from fastapi import APIRouter, Path, Query, Request
 
-from ..dependencies import Owner, Service, error_responses
+from ..dependencies import AuthenticatedRoute, Owner, Service, error_responses
 from ..models import (
     CompanionBatchResponse,
     CompanionCompleteRequest,
@@ -25,7 +25,7 @@ from ..models import (
     CompanionSignResponse,
 )
 
-router = APIRouter(prefix="/s3/multipart", tags=["uppy"])
+router = APIRouter(prefix="/s3/multipart", tags=["uppy"], route_class=AuthenticatedRoute)
 
 Key = Annotated[str, Query(min_length=1, max_length=1024)]
 UploadId = Annotated[str, Path(min_length=1, max_length=2048)]
@@ -35,10 +35,13 @@ def _declared_size(metadata: dict[str, Any]) -> int | None:
     raw = metadata.get("size")
     if raw is None:
         return None
-    try:
+    # A JSON integer, or decimal digits (Companion metadata is S3 object metadata, which
+    # is text); never true, a float or a sign.
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         return int(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest("metadata.size must be a number of bytes.") from None
+    raise InvalidRequest("metadata.size must be a whole number of bytes.")
 
 
 def _job_for(svc: Service, caller: str, key: str, upload_id: str, request: Request) -> Job:
@@ -106,7 +109,11 @@ def sign_part(
 ) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     (signed,) = svc.sign_parts(job, [part_number])
-    return {"url": signed.url, "expires": svc.settings.presign_ttl_seconds}
+    return {
+        "url": signed.url,
+        "expires": svc.settings.presign_ttl_seconds,
+        "headers": dict(signed.headers),
+    }
 
 
 @router.get(
@@ -122,7 +129,7 @@ def list_parts(upload_id: UploadId, key: Key, request: Request, svc: Service, ca
 @router.post(
     "/{upload_id}/complete",
     response_model=CompanionCompleteResponse,
-    responses=error_responses(404, 409, 413),
+    responses=error_responses(400, 404, 409, 413),
 )
 def complete(
     upload_id: UploadId,

@@ -8,10 +8,10 @@ from audiolift_core.jobs import JobStatus
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
-from ..dependencies import OwnedJob, Owner, Service, error_responses
+from ..dependencies import AuthenticatedRoute, OwnedJob, Owner, Service, error_responses
 from ..models import JobListResponse, JobStatusResponse, JobView
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute)
 
 
 @router.get(

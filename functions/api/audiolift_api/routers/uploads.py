@@ -7,7 +7,7 @@ from typing import Any
 from audiolift_core.jobs import JobStatus
 from fastapi import APIRouter, Request, Response
 
-from ..dependencies import OwnedJob, Owner, Service, error_responses
+from ..dependencies import AuthenticatedRoute, OwnedJob, Owner, Service, error_responses
 from ..models import (
     CompleteRequest,
     CreateUploadRequest,
@@ -18,7 +18,7 @@ from ..models import (
     SignPartsResponse,
 )
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=AuthenticatedRoute)
 
 
 @router.post(
@@ -52,11 +52,12 @@ def create_upload(body: CreateUploadRequest, request: Request, svc: Service, cal
 @router.post(
     "/uploads/{job_id}/parts",
     response_model=SignPartsResponse,
-    responses=error_responses(400, 404, 409),
-    summary="Sign part URLs just in time",
+    responses=error_responses(400, 404, 409, 413),
+    summary="Sign part URLs just in time (with a signed Content-MD5 where given)",
 )
 def sign_parts(body: SignPartsRequest, job: OwnedJob, svc: Service) -> Any:
-    return {"parts": [p.to_dict() for p in svc.sign_parts(job, body.part_numbers)]}
+    checksums = {int(n): md5 for n, md5 in (body.content_md5 or {}).items()}
+    return {"parts": [p.to_dict() for p in svc.sign_parts(job, body.part_numbers, checksums)]}
 
 
 @router.get(
@@ -77,14 +78,16 @@ def list_parts(job: OwnedJob, svc: Service) -> Any:
 @router.post(
     "/uploads/{job_id}/complete",
     response_model=JobStatusResponse,
-    responses=error_responses(404, 409, 413),
+    responses=error_responses(400, 404, 409, 413),
     summary="Verify the parts (contiguous, sizes as declared) and complete the upload",
 )
 def complete_upload(
     job: OwnedJob, svc: Service, request: Request, body: CompleteRequest | None = None
 ) -> Any:
-    declared = [(p.part_number, p.etag) for p in (body.parts or [])] if body else []
-    done = svc.complete(job, declared)
+    declared = (
+        [(p.part_number, p.etag) for p in body.parts] if body and body.parts is not None else None
+    )
+    done = svc.complete(job, declared, sha256=body.sha256 if body else None)
     if job.status is JobStatus.AWAITING_UPLOAD:
         request.state.metric = "UploadsCompleted"
     return {"job_id": done.job_id, "status": done.status.value}
