@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from . import errors
 from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .models import ErrorResponse
-from .routers import companion, jobs, uploads
+from .routers import companion, jobs, limits, uploads
 from .service import UploadService
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def create_app(service: UploadService | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(uploads.router)
     app.include_router(jobs.router)
+    app.include_router(limits.router)
     app.include_router(companion.router)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no credentials")
