@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -200,7 +200,3 @@ def forget_clients() -> None:
     environment (tests that change region, endpoints or credentials)."""
     for factory in (session, s3_client, dynamodb_client):
         factory.cache_clear()
-
-
-def describe(client: Any) -> str:
-    return str(getattr(getattr(client, "meta", None), "endpoint_url", "?"))
