@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,6 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from mangum import Mangum
 
 from . import errors
 from .body_limit import MAX_BODY_BYTES, BodyLimit
@@ -79,6 +81,17 @@ def _correlation_id(request: Request) -> str:
         return header
     event = request.scope.get("aws.event") or {}
     return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex)
+
+
+def lambda_adapter(app: FastAPI, *, base_path: str = "/") -> Mangum:
+    """The app as API Gateway (HTTP API, payload v2) invokes it: Mangum, no lifespan,
+    ``base_path`` (a named stage's "/<stage>") stripped from every path."""
+    # Mangum 0.21+ probes the thread's event loop with asyncio.get_event_loop(), which
+    # warns on Python 3.12+ when none is set, then makes the loop it needs anyway
+    # (Kludex/mangum#377; upstream's fix silences the probe the same way).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "There is no current event loop", DeprecationWarning)
+        return Mangum(app, lifespan="off", api_gateway_base_path=base_path)
 
 
 def create_app(service: UploadService | None = None) -> FastAPI:
