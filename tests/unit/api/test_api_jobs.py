@@ -346,3 +346,35 @@ def test_cancel_route_is_404_for_another_owner(api: Api) -> None:
     assert response.status_code == 404
     job = api.jobs.get(job_id)
     assert job is not None and job.status is JobStatus.AWAITING_UPLOAD
+
+
+def test_the_job_view_shows_only_fields_of_the_job_record() -> None:
+    """JobView is built from the record (from_attributes): a view field the record lacks
+    would fail on every request, so it is caught here first."""
+    from dataclasses import fields
+
+    from audiolift_api.models import JobView
+
+    assert set(JobView.model_fields) <= {f.name for f in fields(Job)}
+    assert not hasattr(Job, "public")
+
+
+def test_limits_need_a_caller_and_state_the_contract(api: Api) -> None:
+    assert api.client.get("/v1/limits").status_code == 401
+    response = api.client.get("/v1/limits", headers=api.auth("alice"))
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert set(document) == {
+        "max_upload_bytes", "min_part_bytes", "max_part_bytes", "preferred_part_bytes",
+        "max_parts", "processor_timeout_seconds", "formats", "cost",
+    }  # fmt: skip
+    assert document["max_upload_bytes"] == api.service.settings.max_upload_bytes
+    assert {
+        "name",
+        "label",
+        "extensions",
+        "analysis_mib_per_second",
+        "max_analysable_bytes",
+    } <= set(document["formats"][0])
+    assert {"usd_per_gib_analysed", "price_per_gb_second", "price_date", "memory_mb",
+            "architecture"} <= set(document["cost"])  # fmt: skip
