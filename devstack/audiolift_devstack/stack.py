@@ -19,7 +19,6 @@ process, and not in a process where moto's in-process mock is active.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .bridge import NotificationBridge
+from .keys_events import KeysAndEvents, set_up_keys_and_events
 from .moto_server import MotoServer
 from .poller import Handler, SqsPoller
 from .seaweed import SeaweedFS, WebhookTarget
@@ -162,6 +162,8 @@ class StackInfo:
     state_dir: str
     startup_seconds: float
     web_url: str = ""  # the browser page, when its bundle is built (scripts/install_browser.sh)
+    api_keys_parameter: str = ""  # SSM path of the API keys (scripts/api_keys.py --stack-file)
+    event_bus_name: str = ""  # EventBridge bus of the job events
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -209,6 +211,7 @@ class Stack(Service):
         self.dynamodb: DynamoDBClient | None = None
         self.sqs: SQSClient | None = None
         self.timings: dict[str, float] = {}
+        self.keys_and_events: KeysAndEvents | None = None
         self._saved_environment: dict[str, str | None] = {}
         self.web: WebServer | None = None
 
@@ -297,6 +300,8 @@ class Stack(Service):
                 "AWS_ENDPOINT_URL_S3": s3_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB": self.moto.endpoint,
                 "AWS_ENDPOINT_URL_SQS": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_SSM": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_EVENTS": self.moto.endpoint,
             }
         )
         self._make_clients(s3_endpoint, access_key, secret_key)
@@ -321,8 +326,7 @@ class Stack(Service):
             self.bridge.configuration_id = str(ids[0]) if ids and ids[0] else "queue-0"
             self.bridge.connect(self.sqs, resources.queue_url, self.s3)
         self._timed("resources", since)
-
-        api_key_hash = hashlib.sha256(self.api_key.encode()).hexdigest()
+        keys_and_events = self._set_up_keys_and_events()
         # The functions' settings, as the template gives them to the deployed functions.
         function_environment = dict(function.environment)
         function_environment.update(
@@ -335,7 +339,7 @@ class Stack(Service):
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
                 "AUTH_MODE": "api_key",
-                "API_KEY_HASHES": f"{DEV_OWNER}:{api_key_hash}",
+                **keys_and_events.environment(),
                 "CORS_ALLOW_ORIGINS": "*",
             }
         )
@@ -382,6 +386,8 @@ class Stack(Service):
 
         self.info = StackInfo(
             web_url=web_url,
+            api_keys_parameter=keys_and_events.api_keys_parameter,
+            event_bus_name=keys_and_events.event_bus_name,
             api_url=api_url,
             s3_endpoint=s3_endpoint,
             api_key=self.api_key,
@@ -402,6 +408,29 @@ class Stack(Service):
             state_dir=str(self.state_dir),
             startup_seconds=0.0,
         )
+
+    def _set_up_keys_and_events(self) -> KeysAndEvents:
+        """The dev key's hash in SSM (the API reads keys from there, as on AWS) and the
+        job-events bus, both on moto."""
+        import boto3
+
+        assert self.moto is not None
+        since = time.monotonic()
+        session = boto3.session.Session(
+            aws_access_key_id="audiolift-dev",
+            aws_secret_access_key="audiolift-dev-secret",
+            region_name=self.config.region,
+        )
+        self.keys_and_events = set_up_keys_and_events(
+            session.client("ssm", endpoint_url=self.moto.endpoint),
+            session.client("events", endpoint_url=self.moto.endpoint),
+            name_prefix=self.config.name_prefix,
+            owner=DEV_OWNER,
+            api_key=self.api_key,
+            template_path=self.config.template_path,
+        )
+        self._timed("keys_and_events", since)
+        return self.keys_and_events
 
     def _set_environment(self, values: Mapping[str, str]) -> None:
         for name in _FOREIGN_AWS_VARIABLES:

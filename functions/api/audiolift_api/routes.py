@@ -29,7 +29,7 @@ def service(request: Request) -> UploadService:
 
 
 def owner(request: Request, svc: Annotated[UploadService, Depends(service)]) -> str:
-    caller = resolve_owner(request, svc.settings)
+    caller = resolve_owner(request, svc.settings, svc.api_keys)
     request.state.owner = caller
     return caller
 

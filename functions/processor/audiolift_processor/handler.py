@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.job_events import JobEvents, events_client
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore
@@ -38,11 +39,21 @@ def default_processor() -> Processor:
     """Made on the first event (settings checked then), reused while the sandbox lives."""
     settings = ProcessorSettings.from_env()
     s3 = s3_client()
+    events = None
+    if settings.event_bus_name:
+        events = JobEvents(
+            events_client(),
+            settings.event_bus_name,
+            bucket=settings.storage.upload_bucket,
+            log=log,
+            metrics=processor_metrics,
+        )
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
         UploadStore(s3, settings.storage.upload_bucket),
         s3,
+        events=events,
     )
 
 

@@ -25,6 +25,7 @@ from audiolift_core.errors import (
     ProcessingFailure,
     ProcessingTimeout,
 )
+from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import ClaimRefused, JobsTable
 from audiolift_core.observability import logger, metrics
@@ -95,8 +96,10 @@ class Processor:
         analyze: Analyze | None = None,
         reader_retry: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        events: JobEvents | None = None,
     ):
         self.settings = settings
+        self.events = events  # None: no job events are published
         self.table = table
         self.store = store
         self.s3 = s3
@@ -235,7 +238,7 @@ class Processor:
         }
         self.store.put_json(key, full)  # strict JSON: allow_nan=False
         try:
-            self.table.transition(
+            finished = self.table.transition(
                 job.job_id,
                 JobStatus.COMPLETED,
                 lease_token=lease_token,
@@ -248,6 +251,7 @@ class Processor:
                 self.store.delete(key)  # cancelled at the last moment: keep no result
                 return Outcome.CANCELLED
             raise
+        self._announce(finished)
         processor_metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         processor_metrics.add_metric(name="BytesAnalysed", unit=MetricUnit.Bytes, value=size)
         log.info("analysis completed", extra={"job_id": job.job_id, "size": size})
@@ -255,7 +259,7 @@ class Processor:
 
     def _fail(self, job_id: str, lease_token: str, failure: AudioliftError) -> None:
         try:
-            self.table.transition(
+            finished = self.table.transition(
                 job_id,
                 JobStatus.FAILED,
                 lease_token=lease_token,
@@ -265,11 +269,16 @@ class Processor:
         except (Conflict, NotFound):
             log.warning("could not record the failure: the job moved on", extra={"job_id": job_id})
             return
+        self._announce(finished)
         processor_metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         log.warning(
             "analysis failed",
             extra={"job_id": job_id, "code": failure.code, "reason": failure.message},
         )
+
+    def _announce(self, job: Job) -> None:
+        if self.events is not None:
+            self.events.publish(job)  # logs and counts its own failures; never raises
 
     def _release(self, job_id: str, lease_token: str) -> None:
         """Let the next delivery claim at once instead of waiting for the lease."""
