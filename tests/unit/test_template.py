@@ -52,6 +52,7 @@ def resolver(**parameters: Any) -> Resolver:
     r.refs.update({"JwtAuthorizer": "authorizer-id", "AlarmTopic": "topic-arn"})
     r.refs.update({"HttpApi": "api-id", "HttpApiIntegration": "integration-id"})
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
+    r.refs.update({"JobEventsBus": "jobs-bus"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
@@ -64,6 +65,7 @@ def resolver(**parameters: Any) -> Resolver:
             ("ApiFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/api",
             ("ProcessorFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/processor",
             ("ApiFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:api",
+            ("JobEventsBus", "Arn"): "arn:aws:events:us-east-1:123456789012:event-bus/jobs-bus",
         }
     )
     return r

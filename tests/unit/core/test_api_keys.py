@@ -68,7 +68,11 @@ def test_a_key_is_stored_only_as_its_digest_in_a_secure_string(
     assert parameter["Type"] == "SecureString"
     assert key not in parameter["Value"]
     stored = json.loads(parameter["Value"])
-    assert stored == {"sha256": hash_api_key(key), "owner": "alice", "created_at": stored["created_at"]}
+    assert stored == {
+        "sha256": hash_api_key(key),
+        "owner": "alice",
+        "created_at": stored["created_at"],
+    }
     assert [r.key_id for r in store.records()] == [record.key_id]
 
 
@@ -226,3 +230,50 @@ def test_the_script_adds_lists_and_revokes(
     assert store.records() == []
     assert script.main(["--path", PATH, "revoke", added["key_id"]], ssm=ssm) == 1
     assert "No API key" in capsys.readouterr().err
+
+
+# --- template.yaml --------------------------------------------------------------------------
+
+
+def api_function_and_role(**parameters: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    from audiolift_devstack.template_resources import Resolver, load_template
+
+    template = load_template()
+    resolver = Resolver.for_template(template, parameters=parameters)
+    resolver.refs.update({"UploadsBucket": "b", "JobsTable": "t", "JobEventsBus": "bus"})
+    resolver.attrs.update(
+        {
+            ("UploadsBucket", "Arn"): "arn:aws:s3:::b",
+            ("JobsTable", "Arn"): "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+            ("ApiLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:api",
+            ("JobEventsBus", "Arn"): "arn:aws:events:us-east-1:123456789012:event-bus/bus",
+        }
+    )
+    resources = template["Resources"]
+    environment = resolver.resolve(resources["ApiFunction"]["Properties"]["Environment"])
+    role = resolver.resolve(resources["ApiFunctionRole"]["Properties"])
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    return environment["Variables"], statements
+
+
+def test_the_template_reads_keys_from_their_own_path_only_in_api_key_mode() -> None:
+    environment, statements = api_function_and_role()
+    path = environment["API_KEYS_PARAMETER"]
+    assert path == "/audiolift/dev/api-keys"
+    assert int(environment["API_KEYS_CACHE_SECONDS"]) <= 60
+    ssm = [s for s in statements if "ssm:" in json.dumps(s["Action"])]
+    assert ssm == [
+        {
+            "Sid": "ReadApiKeys",
+            "Effect": "Allow",
+            "Action": "ssm:GetParametersByPath",
+            "Resource": f"arn:aws:ssm:us-east-1:123456789012:parameter{path}",
+        }
+    ]
+    ApiKeyStore(boto3.client("ssm", region_name=REGION), path)  # a valid path
+
+    jwt_environment, jwt_statements = api_function_and_role(
+        JwtIssuer="https://issuer.example.com", JwtAudience="client"
+    )
+    assert jwt_environment["API_KEYS_PARAMETER"] == ""
+    assert not [s for s in jwt_statements if s.get("Sid") == "ReadApiKeys"]
