@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
 EVENT_BUS_ID = "JobEventsBus"
+# The deployed API caches the keys for 60 s; locally a key added with
+# scripts/api_keys.py --stack-file works (and a revoked one stops) within two seconds.
+LOCAL_API_KEYS_CACHE_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,12 @@ class KeysAndEvents:
     api_key_id: str  # the dev key's id in that path
     event_bus_name: str  # EVENT_BUS_NAME
     event_bus_arn: str
+    api_keys_cache_seconds: int = LOCAL_API_KEYS_CACHE_SECONDS
 
     def environment(self) -> dict[str, str]:
         return {
             "API_KEYS_PARAMETER": self.api_keys_parameter,
+            "API_KEYS_CACHE_SECONDS": str(self.api_keys_cache_seconds),
             "EVENT_BUS_NAME": self.event_bus_name,
         }
 

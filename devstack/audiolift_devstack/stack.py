@@ -163,6 +163,7 @@ class StackInfo:
     startup_seconds: float
     web_url: str = ""  # the browser page, when its bundle is built (scripts/install_browser.sh)
     api_keys_parameter: str = ""  # SSM path of the API keys (scripts/api_keys.py --stack-file)
+    api_keys_cache_seconds: int = 0  # how soon an added or revoked key takes effect
     event_bus_name: str = ""  # EventBridge bus of the job events
 
     def as_dict(self) -> dict[str, Any]:
@@ -301,7 +302,7 @@ class Stack(Service):
                 "AWS_ENDPOINT_URL_DYNAMODB": self.moto.endpoint,
                 "AWS_ENDPOINT_URL_SQS": self.moto.endpoint,
                 "AWS_ENDPOINT_URL_SSM": self.moto.endpoint,
-                "AWS_ENDPOINT_URL_EVENTS": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_EVENTBRIDGE": self.moto.endpoint,
             }
         )
         self._make_clients(s3_endpoint, access_key, secret_key)
@@ -387,6 +388,7 @@ class Stack(Service):
         self.info = StackInfo(
             web_url=web_url,
             api_keys_parameter=keys_and_events.api_keys_parameter,
+            api_keys_cache_seconds=keys_and_events.api_keys_cache_seconds,
             event_bus_name=keys_and_events.event_bus_name,
             api_url=api_url,
             s3_endpoint=s3_endpoint,
