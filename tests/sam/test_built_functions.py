@@ -54,6 +54,7 @@ EVENTS = ROOT / "events"
 RUNNER = Path(__file__).with_name("invoke_built.py")
 NAMES = ResourceNames.with_prefix("sam-smoke")
 API_KEY = "smoke-test-key-0001"
+EVENT_BUS = "sam-smoke-jobs"
 REGION = "us-east-1"
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # function + layers, bytes
 
@@ -135,6 +136,7 @@ def moto(moto_endpoint: str) -> Moto:
 
     s3, dynamodb, sqs = client("s3"), client("dynamodb"), client("sqs")
     created = create_resources(s3, dynamodb, sqs, names=NAMES)
+    client("events").create_event_bus(Name=EVENT_BUS)  # the template's JobEventsBus
     return Moto(moto_endpoint, s3, dynamodb, sqs, created)
 
 
@@ -166,7 +168,9 @@ def built_function(
     resolver = Resolver.for_template(
         template, parameters=parameters or {"ApiKeyHashes": f"alice:{key_hash}"}
     )
-    resolver.refs.update({"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket})
+    resolver.refs.update(
+        {"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket, "JobEventsBus": EVENT_BUS}
+    )
     environment = {
         name: str(value)
         for name, value in resolver.resolve(properties["Environment"]["Variables"]).items()
@@ -180,6 +184,8 @@ def built_function(
             "AWS_ENDPOINT_URL_S3": moto.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB": moto.endpoint,
             "AWS_ENDPOINT_URL_SQS": moto.endpoint,
+            "AWS_ENDPOINT_URL_SSM": moto.endpoint,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto.endpoint,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",

@@ -52,7 +52,7 @@ def resolver(**parameters: Any) -> Resolver:
     r.refs.update({"JwtAuthorizer": "authorizer-id", "AlarmTopic": "topic-arn"})
     r.refs.update({"HttpApi": "api-id", "HttpApiIntegration": "integration-id"})
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
-    r.refs.update({"JobEventsBus": "jobs-bus"})
+    r.refs.update({"JobEventsBus": "jobs-bus", "ApiKeyGateAuthorizer": "gate-id"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
@@ -410,7 +410,7 @@ def test_api_mode_follows_the_jwt_parameters() -> None:
     assert (env["AUTH_MODE"], env["API_KEY_HASHES"]) == ("api_key", "alice:" + "a" * 64)
     assert not keys.condition(RESOURCES["JwtAuthorizer"]["Condition"])
     route = resource_properties(keys, "DefaultRoute")
-    assert route["AuthorizationType"] == "NONE" and "AuthorizerId" not in route
+    assert (route["AuthorizationType"], route["AuthorizerId"]) == ("CUSTOM", "gate-id")
     assert PARAMETERS["ApiKeyHashes"]["NoEcho"] is True
 
 
@@ -481,7 +481,7 @@ def test_translated_template_has_no_cycle_and_no_generated_roles() -> None:
     translated = sam_translate.translate(TEMPLATE)
     assert sam_translate.find_cycles(translated) == []
     roles = [k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
-    assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole"]
+    assert sorted(roles) == ["ApiFunctionRole", "ApiKeyGateRole", "ProcessorFunctionRole"]
     mappings = [
         v
         for v in translated["Resources"].values()

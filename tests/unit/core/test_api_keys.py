@@ -277,3 +277,41 @@ def test_the_template_reads_keys_from_their_own_path_only_in_api_key_mode() -> N
     )
     assert jwt_environment["API_KEYS_PARAMETER"] == ""
     assert not [s for s in jwt_statements if s.get("Sid") == "ReadApiKeys"]
+
+
+def test_in_api_key_mode_calls_without_an_authorization_header_invoke_nothing() -> None:
+    from audiolift_devstack.template_resources import Resolver, load_template
+
+    template = load_template()
+    resources = template["Resources"]
+    keys = Resolver.for_template(template)
+    keys.refs.update({"HttpApi": "api", "HttpApiIntegration": "i", "ApiKeyGateAuthorizer": "g"})
+    route = keys.resolve(resources["DefaultRoute"]["Properties"])
+    assert (route["AuthorizationType"], route["AuthorizerId"]) == ("CUSTOM", "g")
+    keys.attrs[("ApiKeyGateFunction", "Arn")] = "arn:aws:lambda:us-east-1:1:function:gate"
+    gate = keys.resolve(resources["ApiKeyGateAuthorizer"]["Properties"])
+    # A missing identity source is answered 401 by API Gateway without calling anything.
+    assert gate["IdentitySource"] == ["$request.header.Authorization"]
+    assert (gate["AuthorizerType"], gate["AuthorizerPayloadFormatVersion"]) == ("REQUEST", "2.0")
+    assert gate["EnableSimpleResponses"] is True
+    for public in ("HealthRoute", "OpenApiRoute"):
+        assert keys.resolve(resources[public]["Properties"])["AuthorizationType"] == "NONE"
+    gated = [k for k, v in resources.items() if k.startswith("ApiKeyGate")]
+    assert all(resources[k]["Condition"] == "UseApiKeys" for k in gated), gated
+    jwt = Resolver.for_template(template, parameters={"JwtIssuer": "https://i", "JwtAudience": "a"})
+    assert not jwt.condition("UseApiKeys") and keys.condition("UseApiKeys")
+
+    # The gate's own code (inline in the template): any Bearer credential passes to the
+    # API, which checks the key; anything else is refused at the gateway.
+    namespace: dict[str, Any] = {}
+    exec(resources["ApiKeyGateFunction"]["Properties"]["Code"]["ZipFile"], namespace)
+    gate_handler = namespace["handler"]
+    for header, allowed in [
+        ("Bearer al_abc_def", True),
+        ("bearer x", True),
+        ("Basic dXNlcjpwYXNz", False),
+        ("Bearer ", False),
+        ("Bearer", False),
+    ]:
+        assert gate_handler({"identitySource": [header]}, None) == {"isAuthorized": allowed}
+    assert gate_handler({}, None) == {"isAuthorized": False}
