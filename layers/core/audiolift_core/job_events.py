@@ -30,6 +30,7 @@ from .jobs import Job, JobStatus
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 SOURCE = "audiolift"
 DETAIL_TYPES = {
@@ -68,7 +69,7 @@ def job_event_detail(job: Job, *, bucket: str) -> dict[str, Any]:
     }
 
 
-def job_event_entry(job: Job, *, bus_name: str, bucket: str) -> dict[str, Any]:
+def job_event_entry(job: Job, *, bus_name: str, bucket: str) -> PutEventsRequestEntryTypeDef:
     """One PutEvents entry. Raises ValueError for a job that has not ended."""
     detail_type = DETAIL_TYPES.get(job.status)
     if detail_type is None:
@@ -88,7 +89,9 @@ def events_client() -> EventBridgeClient:
     from botocore.config import Config
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
+    )
     client: EventBridgeClient = boto3.client("events", region_name=region, config=config)
     return client
 
@@ -116,7 +119,7 @@ class JobEvents:
         EventNotPublished (or TransientError) with botocore's errors translated."""
         entry = job_event_entry(job, bus_name=self.bus_name, bucket=self.bucket)
         try:
-            response = self.events.put_events(Entries=[entry])  # type: ignore[list-item]
+            response = self.events.put_events(Entries=[entry])
         except (ClientError, BotoCoreError) as error:
             if is_transient(error):
                 raise TransientError("The event bus is unavailable for now.") from None
