@@ -41,6 +41,7 @@ from .bridge import NotificationBridge
 from .clients import clients_for
 from .clients import s3_client_for as s3_client_for  # its home is .clients; kept importable here
 from .dynalite import Dynalite
+from .keys_events import KeysAndEvents, set_up_keys_and_events
 from .moto_server import MotoServer
 from .net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .poller import Handler, SqsPoller
@@ -178,6 +179,9 @@ class StackInfo:
     startup_seconds: float
     dynamodb_endpoint: str = ""  # the jobs table's server ("": aws_endpoint)
     web_url: str = ""  # the browser page, when its bundle is built (scripts/install_browser.sh)
+    api_keys_parameter: str = ""  # SSM path of the API keys (scripts/api_keys.py --stack-file)
+    api_keys_cache_seconds: int = 0  # how soon an added or revoked key takes effect
+    event_bus_name: str = ""  # EventBridge bus of the job events
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -197,6 +201,7 @@ def function_environment(
     log_level: str = "WARNING",
     part_min_bytes: int | None = None,
     part_size_bytes: int | None = None,
+    keys_and_events: KeysAndEvents | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The functions' settings on the local stack: the processor's variables as the template
@@ -219,6 +224,10 @@ def function_environment(
             "CORS_ALLOW_ORIGINS": "*",
         }
     )
+    if keys_and_events is not None:
+        # The API reads keys from SSM as on AWS; the hash above only bootstraps.
+        environment.pop("API_KEY_HASHES")
+        environment.update(keys_and_events.environment())
     if part_min_bytes is not None:
         environment["PART_MIN_BYTES"] = str(part_min_bytes)
     if part_size_bytes is not None:
@@ -253,6 +262,7 @@ class Stack(Service):
         self.timings: dict[str, float] = {}
         self._exits = contextlib.ExitStack()
         self._stop_started = 0.0
+        self.keys_and_events: KeysAndEvents | None = None
         self._saved_environment: dict[str, str | None] = {}
 
     @property
@@ -301,6 +311,7 @@ class Stack(Service):
         self._start_moto()
         self._wait_for_children()
         resources = self._create_resources(timeout)
+        keys_and_events = self._set_up_keys_and_events()
         self._set_environment(
             function_environment(
                 function,
@@ -310,6 +321,7 @@ class Stack(Service):
                 log_level=config.log_level,
                 part_min_bytes=config.part_min_bytes,
                 part_size_bytes=config.part_size_bytes,
+                keys_and_events=keys_and_events,
                 extra=config.extra_environment,
             )
         )
@@ -400,6 +412,8 @@ class Stack(Service):
                 "AWS_ENDPOINT_URL_S3": s3_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB": table_endpoint,
                 "AWS_ENDPOINT_URL_SQS": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_SSM": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_EVENTBRIDGE": self.moto.endpoint,
             }
         )
         clients = clients_for(
@@ -435,6 +449,29 @@ class Stack(Service):
             self.bridge.connect(clients.sqs, self.resources.queue_url, clients.s3)
         self._timed("resources", since)
         return self.resources
+
+    def _set_up_keys_and_events(self) -> KeysAndEvents:
+        """The dev key's hash in SSM (the API reads keys from there, as on AWS) and the
+        job-events bus, both on moto."""
+        import boto3
+
+        assert self.moto is not None
+        since = time.monotonic()
+        session = boto3.session.Session(
+            aws_access_key_id="audiolift-dev",
+            aws_secret_access_key="audiolift-dev-secret",
+            region_name=self.config.region,
+        )
+        self.keys_and_events = set_up_keys_and_events(
+            session.client("ssm", endpoint_url=self.moto.endpoint),
+            session.client("events", endpoint_url=self.moto.endpoint),
+            name_prefix=self.config.name_prefix,
+            owner=DEV_OWNER,
+            api_key=self.api_key,
+            template_path=self.config.template_path,
+        )
+        self._timed("keys_and_events", since)
+        return self.keys_and_events
 
     def _set_environment(self, values: Mapping[str, str]) -> None:
         for name in _FOREIGN_AWS_VARIABLES:
@@ -543,8 +580,13 @@ class Stack(Service):
     def _describe(self, resources: CreatedResources, *, api_url: str, web_url: str) -> StackInfo:
         assert self.moto is not None and self.s3 is not None
         environment = os.environ
+        keys_and_events = self.keys_and_events
+        assert keys_and_events is not None
         return StackInfo(
             web_url=web_url,
+            api_keys_parameter=keys_and_events.api_keys_parameter,
+            api_keys_cache_seconds=keys_and_events.api_keys_cache_seconds,
+            event_bus_name=keys_and_events.event_bus_name,
             api_url=api_url,
             s3_endpoint=environment["AWS_ENDPOINT_URL_S3"],
             api_key=self.api_key,

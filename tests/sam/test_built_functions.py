@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiolift_devstack import lambda_context
-from audiolift_devstack.clients import clients_for
+from audiolift_devstack.clients import boto3_session, clients_for
 from audiolift_devstack.net import free_port
 from audiolift_devstack.template_resources import (
     CreatedResources,
@@ -57,6 +57,7 @@ RUNNER = Path(__file__).with_name("invoke_built.py")
 LAMBDA_CONTEXT_FILE = str(Path(lambda_context.__file__).resolve())
 NAMES = ResourceNames.with_prefix("sam-smoke")
 API_KEY = "smoke-test-key-0001"
+EVENT_BUS = "sam-smoke-jobs"
 REGION = "us-east-1"
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # function + layers, bytes
 
@@ -119,17 +120,18 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto(moto_endpoint: str) -> Moto:
-    clients = clients_for(
-        {
-            "region": REGION,
-            "s3_endpoint": moto_endpoint,
-            "aws_endpoint": moto_endpoint,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
-    )
+    info = {
+        "region": REGION,
+        "s3_endpoint": moto_endpoint,
+        "aws_endpoint": moto_endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    clients = clients_for(info)
     s3, dynamodb, sqs = clients.s3, clients.dynamodb, clients.sqs
     created = create_resources(s3, dynamodb, sqs, names=NAMES)
+    events = boto3_session(info).client("events", endpoint_url=moto_endpoint)
+    events.create_event_bus(Name=EVENT_BUS)  # the template's JobEventsBus
     return Moto(moto_endpoint, s3, dynamodb, sqs, created)
 
 
@@ -163,6 +165,9 @@ def built_function(
     )
     resolver.refs.update({"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket})
     resolver.refs["ProcessingQueue"] = moto.created.queue_url  # the sweeper sends to it
+    resolver.refs.update(
+        {"JobsTable": NAMES.table, "UploadsBucket": NAMES.bucket, "JobEventsBus": EVENT_BUS}
+    )
     environment = {
         name: str(value)
         for name, value in resolver.resolve(properties["Environment"]["Variables"]).items()
@@ -176,6 +181,8 @@ def built_function(
             "AWS_ENDPOINT_URL_S3": moto.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB": moto.endpoint,
             "AWS_ENDPOINT_URL_SQS": moto.endpoint,
+            "AWS_ENDPOINT_URL_SSM": moto.endpoint,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto.endpoint,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",

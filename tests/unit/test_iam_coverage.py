@@ -26,6 +26,7 @@ from audiolift_testkit import SMALL_PART_BYTES, Api
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+EVENT_BUS = "audiolift-dev-jobs"
 
 # S3 operation -> the IAM action that authorises it (the S3 docs' "Permissions" sections).
 S3_OBJECT_ACTIONS = {
@@ -96,6 +97,17 @@ def required_permissions(
             ]
         if operation in S3_BUCKET_ACTIONS:
             return [(S3_BUCKET_ACTIONS[operation], f"arn:aws:s3:::{bucket}")]
+    if service == "ssm" and operation == "GetParametersByPath":
+        # The path itself is the resource (and Recursive would reach below it).
+        assert not params.get("Recursive"), "keys are read from their own path only"
+        return [
+            ("ssm:GetParametersByPath", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Path']}")
+        ]
+    if service == "events" and operation == "PutEvents":
+        return [
+            ("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{e['EventBusName']}")
+            for e in params["Entries"]
+        ]
     if service == "dynamodb" and operation in DYNAMODB_OPERATIONS:
         arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
         if params.get("IndexName"):
@@ -107,7 +119,7 @@ def required_permissions(
 def role_statements(role_id: str, bucket: str, table: str) -> list[dict[str, Any]]:
     resolver = Resolver.for_template(load_template())
     table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
-    resolver.refs.update({"UploadsBucket": bucket, "JobsTable": table})
+    resolver.refs.update({"UploadsBucket": bucket, "JobsTable": table, "JobEventsBus": EVENT_BUS})
     resolver.attrs.update(
         {
             ("JobsTable", "Arn"): table_arn,
@@ -115,6 +127,7 @@ def role_statements(role_id: str, bucket: str, table: str) -> list[dict[str, Any
             ("ProcessingQueue", "Arn"): f"arn:aws:sqs:{REGION}:{ACCOUNT}:processing",
             ("ApiLogGroup", "Arn"): "arn:aws:logs:::log-group:api:*",
             ("ProcessorLogGroup", "Arn"): "arn:aws:logs:::log-group:processor:*",
+            ("JobEventsBus", "Arn"): f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{EVENT_BUS}",
         }
     )
     role = resource_properties(resolver, role_id)
@@ -366,3 +379,49 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     seen = operations(recorder)
     assert {"s3:GetObject", "s3:PutObject", "dynamodb:UpdateItem"} <= seen, seen
     assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
+
+
+# --- API keys from SSM and job events -------------------------------------------------------
+
+
+def api_function_environment() -> dict[str, str]:
+    template = load_template()
+    resolver = Resolver.for_template(template)
+    resolver.refs.update({"UploadsBucket": "b", "JobsTable": "t", "JobEventsBus": EVENT_BUS})
+    environment = template["Resources"]["ApiFunction"]["Properties"]["Environment"]
+    variables: dict[str, str] = resolver.resolve(environment)["Variables"]
+    return variables
+
+
+def test_reading_api_keys_and_announcing_jobs_is_allowed_to_both_roles(api: Api) -> None:
+    import boto3
+    from audiolift_core.api_keys import ApiKeyStore
+    from audiolift_core.job_events import JobEvents
+
+    environment = api_function_environment()
+    assert environment["EVENT_BUS_NAME"] == EVENT_BUS
+    ssm = boto3.client("ssm", region_name=REGION)
+    events = boto3.client("events", region_name=REGION)
+    events.create_event_bus(Name=EVENT_BUS)
+    store = ApiKeyStore(ssm, environment["API_KEYS_PARAMETER"])
+    _, key = store.add("carol")
+    api.service.api_keys = store
+    api.service.events = JobEvents(events, EVENT_BUS, bucket=api.bucket)
+
+    recorder = CallRecorder()
+    recorder.attach(ssm, events)
+    job_id = api.create_upload("alice")["job_id"]
+    carol = {"Authorization": f"Bearer {key}"}
+    assert api.client.get("/v1/jobs", headers=carol).status_code == 200
+    cancel = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.auth("alice"))
+    assert cancel.status_code == 202
+    assert operations(recorder) == {"ssm:GetParametersByPath", "events:PutEvents"}
+    assert denied(recorder, "ApiFunctionRole", api.bucket, api.table) == []
+
+    job = api.jobs.get(job_id)
+    assert job is not None
+    processor_calls = CallRecorder()
+    processor_calls.attach(events)
+    assert api.service.events.publish(job)
+    assert operations(processor_calls) == {"events:PutEvents"}
+    assert denied(processor_calls, "ProcessorFunctionRole", api.bucket, api.table) == []

@@ -55,6 +55,7 @@ def resolver(**parameters: Any) -> Resolver:
     r.refs.update({"ApiFunction": "api-function", "ProcessorFunction": "processor-function"})
     r.refs.update({"OperationsDashboard": "dashboard", "SweeperFunction": "sweeper-function"})
     r.refs.update({"SweeperLogGroup": "sweeper-logs"})
+    r.refs.update({"JobEventsBus": "jobs-bus", "ApiKeyGateAuthorizer": "gate-id"})
     r.attrs.update(
         {
             ("JobsTable", "Arn"): TABLE_ARN,
@@ -70,6 +71,7 @@ def resolver(**parameters: Any) -> Resolver:
             ("SweeperFunctionRole", "Arn"): "arn:aws:iam::123456789012:role/sweeper",
             ("SweeperLogGroup", "Arn"): "arn:aws:logs:us-east-1:123456789012:log-group:s:*",
             ("ApiFunction", "Arn"): "arn:aws:lambda:us-east-1:123456789012:function:api",
+            ("JobEventsBus", "Arn"): "arn:aws:events:us-east-1:123456789012:event-bus/jobs-bus",
         }
     )
     for logical_id, resource in RESOURCES.items():
@@ -437,7 +439,7 @@ def test_api_mode_follows_the_jwt_parameters() -> None:
     assert (env["AUTH_MODE"], env["API_KEY_HASHES"]) == ("api_key", "alice:" + "a" * 64)
     assert not keys.condition(RESOURCES["JwtAuthorizer"]["Condition"])
     route = resource_properties(keys, "DefaultRoute")
-    assert route["AuthorizationType"] == "NONE" and "AuthorizerId" not in route
+    assert (route["AuthorizationType"], route["AuthorizerId"]) == ("CUSTOM", "gate-id")
     assert PARAMETERS["ApiKeyHashes"]["NoEcho"] is True
 
 
@@ -496,6 +498,7 @@ def test_translated_template_has_no_cycle_and_no_generated_roles() -> None:
     assert sam_translate.find_cycles(translated) == []
     roles = [k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"]
     assert sorted(roles) == ["ApiFunctionRole", "ProcessorFunctionRole", "SweeperFunctionRole"]
+    assert sorted(roles) == ["ApiFunctionRole", "ApiKeyGateRole", "ProcessorFunctionRole"]
     mappings = [
         v
         for v in translated["Resources"].values()

@@ -9,7 +9,9 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from audiolift_core.api_keys import ApiKeyStore, ssm_client
 from audiolift_core.aws import credentials, dynamodb_client, s3_client
+from audiolift_core.job_events import JobEvents, events_client
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.observability import logger, metrics
 from audiolift_core.settings import ApiSettings
@@ -28,7 +30,9 @@ from .service import UploadService
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
 
 log = logger("audiolift-api")
 api_metrics = metrics("audiolift-api")
@@ -49,10 +53,28 @@ class _LazyClient:
 def build_service(settings: ApiSettings) -> UploadService:
     dynamodb = cast("DynamoDBClient", _LazyClient(dynamodb_client))
     s3 = cast("S3Client", _LazyClient(s3_client))
+    api_keys = None
+    if settings.auth_mode == "api_key" and settings.api_keys_parameter:
+        api_keys = ApiKeyStore(
+            cast("SSMClient", _LazyClient(ssm_client)),
+            settings.api_keys_parameter,
+            max_age_seconds=settings.api_keys_max_age_seconds,
+        )
+    events = None
+    if settings.event_bus_name:
+        events = JobEvents(
+            cast("EventBridgeClient", _LazyClient(events_client)),
+            settings.event_bus_name,
+            bucket=settings.storage.upload_bucket,
+            log=log,
+            metrics=api_metrics,
+        )
     return UploadService(
         settings,
         JobsTable(dynamodb, settings.storage.jobs_table),
         UploadStore(s3, settings.storage.upload_bucket, credentials=credentials),
+        api_keys=api_keys,
+        events=events,
     )
 
 

@@ -21,7 +21,8 @@ def service(request: Request) -> UploadService:
 
 def authenticate(request: Request) -> str:
     """Who is calling (Unauthorized if nobody we know); remembered on the request."""
-    caller = resolve_owner(request, service(request).settings)
+    svc = service(request)
+    caller = resolve_owner(request, svc.settings, svc.api_keys)
     request.state.owner = caller
     return caller
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from audiolift_core.api_keys import ApiKeyStore
 from audiolift_core.errors import (
     ChecksumConflict,
     Conflict,
@@ -17,6 +18,7 @@ from audiolift_core.errors import (
     NotFound,
     UploadTooLarge,
 )
+from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs import UNFINISHED, Job, JobStatus, isoformat, new_job_id, utc_now
 from audiolift_core.jobs_table import JobPage, JobsTable
 from audiolift_core.parts import (
@@ -64,11 +66,15 @@ class UploadService:
         store: UploadStore,
         *,
         clock: Any = time.time,
+        api_keys: ApiKeyStore | None = None,
+        events: JobEvents | None = None,
     ):
         self.settings = settings
         self.jobs = jobs
         self.store = store
         self._clock = clock
+        self.api_keys = api_keys  # None: only settings.api_key_hashes (or JWT mode)
+        self.events = events  # None: no job events are published
 
     # --- uploads ---------------------------------------------------------------------
 
@@ -278,6 +284,7 @@ class UploadService:
         cancelled = self.jobs.transition(
             job.job_id, JobStatus.CANCELLED, owner=job.owner, sources={JobStatus.AWAITING_UPLOAD}
         )
+        self._announce(cancelled)  # the job is cancelled whatever the abort below does
         if job.upload_id:
             self.store.abort(job.object_key, job.upload_id)
         return cancelled
@@ -307,6 +314,7 @@ class UploadService:
         """Cancel an unfinished job, aborting its upload if one is open. A finished job
         is a Conflict, never deleted: the check and the move are one conditional write."""
         cancelled = self.jobs.transition(job.job_id, JobStatus.CANCELLED, owner=job.owner)
+        self._announce(cancelled)
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_id:
             self.store.abort(job.object_key, job.upload_id)
         return cancelled
@@ -323,6 +331,10 @@ class UploadService:
         return True
 
     # --- helpers ---------------------------------------------------------------------
+
+    def _announce(self, job: Job) -> None:
+        if self.events is not None:
+            self.events.publish(job)  # logs and counts its own failures; never raises
 
     def _require_open(self, job: Job) -> None:
         if job.status is not JobStatus.AWAITING_UPLOAD or not job.upload_id:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.job_events import JobEvents, events_client
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore
@@ -40,6 +41,15 @@ tracer = Tracer(service="audiolift-processor")
 def default_processor() -> Processor:
     """Made on the first event (settings checked then), reused while the sandbox lives."""
     settings = ProcessorSettings.from_env()
+    events = None
+    if settings.event_bus_name:
+        events = JobEvents(
+            events_client(),
+            settings.event_bus_name,
+            bucket=settings.storage.upload_bucket,
+            log=log,
+            metrics=processor_metrics,
+        )
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
@@ -47,6 +57,7 @@ def default_processor() -> Processor:
         # The range reader retries every failed GET itself (a body broken mid-transfer
         # only it can retry): botocore must not retry underneath it as well.
         s3_client(total_max_attempts=1),
+        events=events,
     )
 
 

@@ -32,6 +32,7 @@ from audiolift_core.errors import (
     ProcessingTimeout,
     UnsupportedFormat,
 )
+from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import ClaimRefused, JobsTable
 from audiolift_core.settings import ProcessorSettings
@@ -131,12 +132,14 @@ class Processor:
         analyze: Analyze | None = None,
         reader_retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        events: JobEvents | None = None,
     ):
         """``reader_s3`` is the client the range reader GETs with: the reader retries
         every failed range itself, so botocore must make one attempt per call on it
         (``audiolift_core.aws.s3_client(total_max_attempts=1)``). ``analyze`` replaces
         ``decode.analyze_stream`` (same signature)."""
         self.settings = settings
+        self.events = events  # None: no job events are published
         self.table = table
         self.store = store
         self.reader_s3 = reader_s3
@@ -324,7 +327,7 @@ class Processor:
         }
         self.store.put_json(key, full)  # strict JSON: allow_nan=False
         try:
-            self.table.transition(
+            finished = self.table.transition(
                 job.job_id,
                 JobStatus.COMPLETED,
                 lease_token=claim.lease_token,
@@ -342,6 +345,7 @@ class Processor:
                 self.store.delete(key)  # cancelled at the last moment: keep no result
                 return Outcome.CANCELLED
             raise
+        self._announce(finished)
         processor_metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         # A published metric name (the dashboard and alarms read it): spelled as it was.
         processor_metrics.add_metric(name="BytesAnalysed", unit=MetricUnit.Bytes, value=stored.size)
@@ -350,7 +354,7 @@ class Processor:
 
     def _fail(self, job_id: str, lease_token: str, failure: AudioliftError) -> None:
         try:
-            self.table.transition(
+            finished = self.table.transition(
                 job_id,
                 JobStatus.FAILED,
                 lease_token=lease_token,
@@ -360,11 +364,16 @@ class Processor:
         except (Conflict, NotFound):
             log.warning("could not record the failure: the job moved on", extra={"job_id": job_id})
             return
+        self._announce(finished)
         processor_metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         log.warning(
             "analysis failed",
             extra={"job_id": job_id, "code": failure.code, "reason": failure.message},
         )
+
+    def _announce(self, job: Job) -> None:
+        if self.events is not None:
+            self.events.publish(job)  # logs and counts its own failures; never raises
 
     def _release(self, job_id: str, lease_token: str) -> None:
         """Let the next delivery claim at once instead of waiting for the lease."""

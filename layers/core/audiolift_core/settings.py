@@ -82,6 +82,11 @@ class ApiSettings:
     storage: StorageSettings
     auth_mode: str  # "jwt" (owner = the authorizer's sub claim) or "api_key"
     api_key_hashes: Mapping[str, str] = field(default_factory=dict)  # sha256 hex -> owner
+    # The SSM path whose SecureString parameters (one per key) hold the API keys' hashes;
+    # read through a cache of api_keys_max_age_seconds, so keys change without a redeploy.
+    api_keys_parameter: str = ""
+    api_keys_max_age_seconds: int = 60
+    event_bus_name: str = ""  # EventBridge bus for job events ("" = none are published)
     max_upload_bytes: int = 5 * GiB
     part_min_bytes: int = S3_MIN_PART_BYTES
     preferred_part_bytes: int = 16 * MiB
@@ -109,14 +114,20 @@ class ApiSettings:
         if auth_mode not in ("jwt", "api_key"):
             raise ConfigurationError(f"AUTH_MODE must be 'jwt' or 'api_key', not {auth_mode!r}.")
         hashes = parse_api_key_hashes(env.get("API_KEY_HASHES", ""))
-        if auth_mode == "api_key" and not hashes:
+        keys_parameter = env.get("API_KEYS_PARAMETER", "").strip()
+        if auth_mode == "api_key" and not hashes and not keys_parameter:
             raise ConfigurationError(
-                "AUTH_MODE is api_key but API_KEY_HASHES is empty: nobody could call the API."
+                "AUTH_MODE is api_key but neither API_KEYS_PARAMETER nor API_KEY_HASHES is "
+                "set: nobody could call the API."
             )
         return cls(
             storage=StorageSettings.from_env(env),
             auth_mode=auth_mode,
             api_key_hashes=hashes,
+            api_keys_parameter=keys_parameter,
+            # At most a minute: a revoked key must stop working within one.
+            api_keys_max_age_seconds=_int(env, "API_KEYS_CACHE_SECONDS", 60, low=0, high=60),
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
             max_upload_bytes=_int(
                 env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES
             ),
@@ -197,6 +208,7 @@ class ProcessorSettings:
     # lasts this long at most (plus a margin) and the queue's visibility timeout is a
     # multiple of it, so a message that comes back finds a crashed invocation's lease over.
     processor_timeout_seconds: int = 900
+    event_bus_name: str = ""  # EventBridge bus for job events ("" = none are published)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -216,6 +228,7 @@ class ProcessorSettings:
                 env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES
             ),
             processor_timeout_seconds=_int(env, "PROCESSOR_TIMEOUT_SECONDS", 900, low=1, high=900),
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
         )
 
 
