@@ -8,10 +8,6 @@ analysis back.
     print(job.result()["loudness"])
 """
 
-from __future__ import annotations
-
-__version__ = "0.1.0"
-
 from ._client import Client
 from ._errors import (
     APIError,
@@ -36,6 +32,7 @@ from ._errors import (
 )
 from ._models import Job, PartPlan, UploadedPart, UploadProgress
 from ._retry import RetryConfig
+from ._version import __version__
 
 __all__ = [
     "APIError",

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from . import __version__
 from ._errors import (
     AudioliftError,
     ConfigurationError,
@@ -33,11 +30,11 @@ from ._upload import (
     SignedUrl,
     upload_parts,
 )
+from ._version import __version__
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # A part is up to hundreds of MiB: allow slow links to write it.
 DEFAULT_S3_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-DEFAULT_STACK_FILE = ".state/stack.json"
 MAX_S3_CONNECTIONS = 64
 HASH_CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -103,14 +100,6 @@ class Client:
         if not url:
             raise ConfigurationError("AUDIOLIFT_API_URL is not set.")
         return cls(url, env.get("AUDIOLIFT_API_KEY", "").strip() or None, **options)
-
-    @classmethod
-    def from_stack_file(
-        cls, path: str | os.PathLike[str] = DEFAULT_STACK_FILE, **options: Any
-    ) -> Client:
-        """From the local stack's JSON file (``{"api_url": ..., "api_key": ...}``)."""
-        url, key = read_stack_file(path)
-        return cls(url, key, **options)
 
     def close(self) -> None:
         self._api.close()
@@ -282,20 +271,13 @@ class Client:
             )
         if job.status != "awaiting_upload":
             return job
-        if job.size <= 0:
-            raise ConflictError(
-                f"Job {job_id} is an upload of unknown size (e.g. from the browser); it "
-                "cannot be resumed from here.",
-                code="not_resumable",
-                status=409,
-            )
+        plan = job.plan()
         snapshot = FileSnapshot.take(path)
         if snapshot.size != job.size:
             raise FileChangedError(
                 f"{snapshot.path} is {snapshot.size} bytes but job {job_id} is an upload of "
                 f"{job.size} bytes: it is not the same file (or it changed)."
             )
-        plan = job.plan()
         try:
             kept = {
                 part.part_number: part
@@ -407,19 +389,3 @@ def file_sha256(snapshot: FileSnapshot) -> str:
             digest.update(view[:count])
     snapshot.check()  # changed while being hashed: the digest means nothing
     return digest.hexdigest()
-
-
-def read_stack_file(path: str | os.PathLike[str]) -> tuple[str, str | None]:
-    try:
-        document = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"No local stack file at {path} (start the stack with `make dev`)."
-        ) from None
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(f"The stack file {path} is not readable JSON: {error}") from None
-    url = document.get("api_url") if isinstance(document, dict) else None
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError(f"The stack file {path} has no api_url.")
-    key = document.get("api_key")
-    return url, key if isinstance(key, str) and key else None

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import JobCancelledError, JobFailedError, WaitTimeoutError
+from ._errors import ConflictError, JobCancelledError, JobFailedError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from ._client import Client
-
-MiB = 1024 * 1024
-S3_MIN_PART_BYTES = 5 * MiB
-S3_MAX_PART_BYTES = 5 * 1024 * MiB
-S3_MAX_PARTS = 10_000
 
 FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -47,22 +41,6 @@ class PartPlan:
 
     def part_offset(self, part_number: int) -> int:
         return (part_number - 1) * self.part_size
-
-    @classmethod
-    def compute(
-        cls,
-        size: int,
-        *,
-        preferred_part_bytes: int = 16 * MiB,
-        min_part_bytes: int = S3_MIN_PART_BYTES,
-        max_parts: int = S3_MAX_PARTS,
-    ) -> PartPlan:
-        """The server's own planning (issue 2), for a job record that lacks its plan."""
-        needed = math.ceil(size / max_parts)
-        part_size = max(preferred_part_bytes, min_part_bytes, needed)
-        granularity = MiB if part_size >= MiB else 1
-        part_size = min(math.ceil(part_size / granularity) * granularity, size)
-        return cls(size=size, part_size=part_size, part_count=math.ceil(size / part_size))
 
 
 @dataclass(frozen=True)
@@ -142,9 +120,15 @@ class Job:
         return self.status in FINISHED_STATUSES
 
     def plan(self) -> PartPlan:
-        if self.part_size and self.part_count:
-            return PartPlan(self.size, self.part_size, self.part_count)
-        return PartPlan.compute(self.size)
+        """The server's part plan; the SDK never plans parts itself."""
+        if self.size <= 0 or not (self.part_size and self.part_count):
+            raise ConflictError(
+                f"Job {self.job_id} has no part plan (an upload of unknown size, e.g. from "
+                "the browser); it cannot be resumed from here.",
+                code="not_resumable",
+                status=409,
+            )
+        return PartPlan(self.size, self.part_size, self.part_count)
 
     def _require_client(self) -> Client:
         if self._client is None:

@@ -30,8 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__
-from ._client import DEFAULT_STACK_FILE, Client, read_stack_file
+from ._client import Client
 from ._errors import (
     AudioliftError,
     ConfigurationError,
@@ -43,6 +42,7 @@ from ._errors import (
 from ._models import Job, UploadProgress
 from ._state import UploadState, pending, state_dir
 from ._upload import FileSnapshot
+from ._version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,6 +50,9 @@ EXIT_USAGE = 2
 EXIT_JOB_FAILED = 3
 EXIT_TIMEOUT = 4
 EXIT_INTERRUPTED = 130
+
+# Where `make dev` writes the local stack's URL and key.
+DEFAULT_STACK_FILE = ".state/stack.json"
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,23 @@ def resolve_connection(args: argparse.Namespace, env: Mapping[str, str]) -> Conn
             f"(it writes {DEFAULT_STACK_FILE})."
         )
     return Connection(url, key)
+
+
+def read_stack_file(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """(API URL, API key or None) from the local stack's JSON file."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"No local stack file at {path} (start the stack with `make dev`)."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"The stack file {path} is not readable JSON: {error}") from None
+    url = document.get("api_url") if isinstance(document, dict) else None
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"The stack file {path} has no api_url.")
+    key = document.get("api_key")
+    return url, key if isinstance(key, str) and key else None
 
 
 class Cli:

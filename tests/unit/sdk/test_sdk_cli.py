@@ -324,6 +324,17 @@ def test_connection_from_flags_env_and_stack_file(run: Any, tmp_path: Path) -> N
     assert flagged.connections == [Connection("https://other.test", "k")]
 
 
+def test_a_missing_or_unreadable_stack_file(run: Any, tmp_path: Path) -> None:
+    missing = run("--stack-file", str(tmp_path / "missing.json"), "jobs", environ={})
+    assert missing.code == 2
+    assert "No local stack file" in one_line_error(missing)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    unreadable = run("--stack-file", str(broken), "jobs", environ={})
+    assert unreadable.code == 2
+    assert "not readable JSON" in one_line_error(unreadable)
+
+
 def test_without_any_api_url(run: Any) -> None:
     result = run("jobs", environ={})
     assert result.code == 2

@@ -3,9 +3,6 @@ errors and configuration."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
 import pytest
 from audiolift import (
@@ -217,12 +214,3 @@ def test_from_env(cloud: FakeCloud) -> None:
         assert list(client.jobs()) == []
     with pytest.raises(ConfigurationError):
         Client.from_env({})
-
-
-def test_from_stack_file(cloud: FakeCloud, tmp_path: Path) -> None:
-    stack = tmp_path / "stack.json"
-    stack.write_text(json.dumps({"api_url": API_URL, "api_key": API_KEY, "s3": "x"}))
-    with Client.from_stack_file(stack, transport=cloud.api_transport()) as client:
-        assert list(client.jobs()) == []
-    with pytest.raises(ConfigurationError, match="No local stack file"):
-        Client.from_stack_file(tmp_path / "missing.json")
