@@ -103,6 +103,12 @@ class FileChangedError(AudioliftError):
     default_code = "file_changed"
 
 
+class ChecksumMismatchError(AudioliftError):
+    """The file's SHA-256, computed while it was uploaded, is not the one declared for it."""
+
+    default_code = "checksum_mismatch"
+
+
 class JobFailedError(AudioliftError):
     """The job ended without a result; ``code``/``message`` are the job's error."""
 

@@ -81,6 +81,8 @@ class Job:
     part_count: int = 0
     created_at: str = ""
     updated_at: str = ""
+    sha256: str | None = None  # declared by the uploader
+    verified_sha256: str | None = None  # computed by the processor from the stored object
     error: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -109,6 +111,8 @@ class Job:
             part_count=number("part_count"),
             created_at=text("created_at"),
             updated_at=text("updated_at"),
+            sha256=text("sha256") or None,
+            verified_sha256=text("verified_sha256") or None,
             error=dict(error) if isinstance(error, Mapping) else None,
             summary=dict(summary) if isinstance(summary, Mapping) else None,
             raw=dict(document),

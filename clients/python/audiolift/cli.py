@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--json", action="store_true", help="print JSON (the result with --wait)")
     upload.add_argument("--concurrency", type=_positive, default=8, help="parallel parts (8)")
     upload.add_argument("--content-type", help="the file's media type (default: by extension)")
-    upload.add_argument("--sha256", action="store_true", help="send the file's SHA-256")
+    upload.add_argument(
+        "--sha256", metavar="HEX", type=_sha256,
+        help="the SHA-256 the file must have (it is always computed and checked anyway)",
+    )  # fmt: skip
     upload.add_argument("--timeout", type=float, default=None, help="seconds --wait waits")
     resume = upload.add_mutually_exclusive_group()
     resume.add_argument(
@@ -142,6 +146,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _sha256(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text.strip()):
+        raise argparse.ArgumentTypeError("must be a SHA-256: 64 hex digits")
+    return text.strip().lower()
 
 
 def resolve_connection(args: argparse.Namespace, env: Mapping[str, str]) -> Connection:
@@ -423,6 +433,10 @@ def job_rows(job: Job) -> list[tuple[str, str]]:
         ("created", job.created_at),
         ("updated", job.updated_at),
     ]
+    if job.sha256:
+        rows.append(("sha256 declared", job.sha256))
+    if job.verified_sha256:
+        rows.append(("sha256 verified", job.verified_sha256))
     if job.error:
         rows.append(("error", f"{job.error.get('code')}: {job.error.get('message')}"))
     for key, value in (job.summary or {}).items():
@@ -436,6 +450,17 @@ def result_tables(document: Any) -> list[Table]:
         table.add_row(json.dumps(document))
         return [table]
     tables = []
+    source = document.get("source")
+    if isinstance(source, dict) and source:
+        table = Table(title="file", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in source.items():
+            if isinstance(value, dict | list):
+                continue
+            shown = human_bytes(value) if key == "size" and isinstance(value, int) else value
+            table.add_row(key.replace("_", " "), "-" if shown is None else str(shown))
+        tables.append(table)
     fmt = document.get("format") or {}
     overview = Table(title="format", show_header=False, title_justify="left")
     overview.add_column(style="bold")

@@ -9,6 +9,7 @@ presigned expiry; SeaweedFS does, see the integration tests).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -147,7 +148,7 @@ def stored_object(stack: AppStack, job_id: str) -> bytes:
 
 def test_parallel_upload_through_the_app(app_stack: AppStack, recording: Path) -> None:
     with app_stack.make_client() as client:
-        job = client.upload(recording, concurrency=4, sha256=True)
+        job = client.upload(recording, concurrency=4)
     assert job.status == "uploaded"
     assert (job.part_size, job.part_count) == (PART_BYTES, 6)
     assert stored_object(app_stack, job.job_id) == recording.read_bytes()
@@ -156,6 +157,13 @@ def test_parallel_upload_through_the_app(app_stack: AppStack, recording: Path) -
     assert record.sha256 == hashlib.sha256(recording.read_bytes()).hexdigest()
     assert record.owner == "sdk-tester"
     assert all("authorization" not in r.headers for r in app_stack.storage.seen)
+    # Every part went with the Content-MD5 of its bytes, signed into its URL.
+    data = recording.read_bytes()
+    for put in app_stack.storage.puts():
+        number = int(put.url.params["partNumber"])
+        part = data[(number - 1) * PART_BYTES : number * PART_BYTES]
+        assert put.headers["content-md5"] == base64.b64encode(hashlib.md5(part).digest()).decode()
+        assert "content-md5" in put.url.params["X-Amz-SignedHeaders"]
 
 
 def test_faults_are_retried_and_expired_urls_resigned(app_stack: AppStack, recording: Path) -> None:
@@ -170,8 +178,9 @@ def test_faults_are_retried_and_expired_urls_resigned(app_stack: AppStack, recor
 
     assert stored_object(app_stack, job.job_id) == recording.read_bytes()
     assert len(storage.puts(2)) == 3 and len(storage.puts(3)) == 2 and len(storage.puts(5)) == 2
-    resigns = [r for r in api.seen if r.method == "POST" and r.url.path.endswith("/parts")]
-    assert [json.loads(r.content) for r in resigns] == [{"part_numbers": [5]}]
+    signs = [r for r in api.seen if r.method == "POST" and r.url.path.endswith("/parts")]
+    signed = [n for r in signs for n in json.loads(r.content)["part_numbers"]]
+    assert sorted(signed) == [1, 2, 3, 4, 5, 5, 6]  # part 5 signed again after its 403
 
 
 def test_resume_after_an_interrupted_upload_sends_only_missing_parts(

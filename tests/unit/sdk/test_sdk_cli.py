@@ -3,6 +3,7 @@ behind an injected client factory; output captured, exit codes checked."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -253,6 +254,30 @@ def test_status(run: Any, cloud: FakeCloud) -> None:
     assert "concert.flac" in result.out and "3.0 MiB" in result.out
     as_json = run("status", job.job_id, "--json")
     assert json.loads(as_json.out) == job.view()
+
+
+def test_status_and_result_show_the_verified_sha256(run: Any, cloud: FakeCloud) -> None:
+    digest = "ab" * 32
+    document = {**DOCUMENT, "source": {"filename": "take.wav", "size": 2048, "sha256": digest}}
+    job = cloud.add_job(sha256=digest, verified_sha256=digest, result=document)
+    status = run("status", job.job_id)
+    assert f"sha256 declared  {digest}" in status.out
+    assert f"sha256 verified  {digest}" in status.out
+    result = run("result", job.job_id)
+    assert digest in result.out and "2.0 KiB" in result.out
+
+
+def test_upload_with_a_known_sha256(run: Any, cloud: FakeCloud, audio_file: Path) -> None:
+    digest = hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    assert run("upload", str(audio_file), "--sha256", digest).code == 0
+    (job,) = cloud.jobs.values()
+    assert job.sha256 == job.completed_sha256 == digest
+    wrong = run("upload", str(audio_file), "--sha256", "0" * 64, "--no-resume")
+    assert wrong.code == 1
+    assert "does not have the SHA-256 declared" in one_line_error(wrong)
+    assert "[checksum_mismatch]" in one_line_error(wrong)
+    malformed = run("upload", str(audio_file), "--sha256", "abc")
+    assert malformed.code == 2 and "64 hex digits" in malformed.err
 
 
 def test_status_of_an_unknown_job(run: Any) -> None:
