@@ -30,6 +30,7 @@ from ._upload import (
     PartUrls,
     ProgressCounter,
     SignedUrl,
+    audio_format,
     upload_parts,
 )
 from ._version import __version__
@@ -223,11 +224,13 @@ class Client:
         """Upload a file in parallel parts straight to S3 and complete the upload; returns
         the job (processing starts on its own; ``job.wait()`` follows it).
 
-        Every part is sent with its MD5, which S3 checks; the file's SHA-256, computed
-        while the parts are read, is declared at completion and checked again by the
-        processor (``job.verified_sha256``). ``sha256`` is the digest you already hold
-        (e.g. from where the file came): declared at creation, and an upload whose bytes
-        do not match it is aborted before completion (ChecksumMismatchError).
+        A file that is not audio in a supported format (told from its first bytes) is
+        refused before any request (UnsupportedFormatError). Every part is sent with its
+        MD5, which S3 checks; the file's SHA-256, computed while the parts are read, is
+        declared at completion and checked again by the processor
+        (``job.verified_sha256``). ``sha256`` is the digest you already hold (e.g. from
+        where the file came): declared at creation, and an upload whose bytes do not
+        match it is aborted before completion (ChecksumMismatchError).
 
         ``on_created`` gets the job as soon as it exists (e.g. to remember it for a later
         ``resume``). If the upload stops with an error, the error's ``job_id`` names the
@@ -236,6 +239,7 @@ class Client:
             raise ValueError("concurrency must be at least 1")
         expected = _sha256_hex(sha256)
         snapshot = FileSnapshot.take(path)
+        audio_format(snapshot)  # before any request: a file that is not audio goes nowhere
         body: dict[str, Any] = {
             "filename": filename or snapshot.path.name,
             "size": snapshot.size,

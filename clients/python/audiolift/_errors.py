@@ -103,6 +103,13 @@ class FileChangedError(AudioliftError):
     default_code = "file_changed"
 
 
+class UnsupportedFormatError(AudioliftError):
+    """The file is not audio in a format the service analyses (told from its first
+    bytes, before anything is uploaded)."""
+
+    default_code = "unsupported_format"
+
+
 class ChecksumMismatchError(AudioliftError):
     """The file's SHA-256, computed while it was uploaded, is not the one declared for it."""
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from ._errors import FileChangedError, UploadError
+from ._errors import FileChangedError, UnsupportedFormatError, UploadError
+from ._formats import SNIFF_BYTES, AudioFormat, describe, sniff
 from ._http import Stopped, send_with_retries
 from ._models import PartPlan, UploadProgress
 from ._retry import RetryConfig
@@ -82,6 +83,20 @@ class FileSnapshot:
             raise FileChangedError(
                 f"{self.path} changed during the upload (it was modified after the upload started)."
             )
+
+
+def audio_format(snapshot: FileSnapshot) -> AudioFormat:
+    """The file's audio format, told from its first bytes with the processor's own table;
+    UnsupportedFormatError for anything else, so a file that is not audio is refused
+    before a byte of it is uploaded (the processor checks again: a client can lie)."""
+    with open(snapshot.path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    found = sniff(head)
+    if found is None:
+        raise UnsupportedFormatError(
+            f"{snapshot.path.name}: {describe(head)} Nothing was uploaded."
+        )
+    return found
 
 
 def read_chunk(fd: int, length: int, offset: int) -> bytes:

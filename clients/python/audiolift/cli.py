@@ -1,7 +1,8 @@
 """``audiolift``: the command line over the SDK.
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 the job failed or was
-cancelled, 4 waiting timed out, 130 interrupted. Errors are one line on stderr.
+cancelled, 4 waiting timed out, 65 the file is not audio we analyse (sysexits' EX_DATAERR;
+nothing was uploaded), 130 interrupted. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ from ._errors import (
     ConflictError,
     JobFailedError,
     NotFoundError,
+    UnsupportedFormatError,
     WaitTimeoutError,
 )
 from ._models import Job, UploadProgress
 from ._state import UploadState, pending, state_dir
-from ._upload import FileSnapshot
+from ._upload import FileSnapshot, audio_format
 from ._version import __version__
 
 EXIT_OK = 0
@@ -50,6 +52,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_JOB_FAILED = 3
 EXIT_TIMEOUT = 4
+EXIT_BAD_INPUT = 65
 EXIT_INTERRUPTED = 130
 
 # Where `make dev` writes the local stack's URL and key.
@@ -223,6 +226,7 @@ class Cli:
     def upload(self) -> int:
         path: Path = self.args.file
         snapshot = FileSnapshot.take(path)
+        audio_format(snapshot)  # refused at once, before any request or progress bar
         state = UploadState(state_dir(self.env))
         earlier = state.find(
             snapshot.path, snapshot.size, snapshot.mtime_ns, self.connection.api_url
@@ -556,6 +560,9 @@ def main(
     except WaitTimeoutError as error:
         _fail(err, str(error))
         return EXIT_TIMEOUT
+    except UnsupportedFormatError as error:
+        _fail(err, f"{error} [{error.code}]")
+        return EXIT_BAD_INPUT
     except AudioliftError as error:
         suffix = f" (job {error.job_id})" if error.job_id else ""
         _fail(err, f"{error}{suffix} [{error.code}]")

@@ -413,6 +413,20 @@ class FakeCloud:
         return error(405, "method_not_allowed", "No such method.")
 
 
+def wav_bytes(size: int, seed: bytes = b"audiolift") -> bytes:
+    """``size`` bytes that begin as a WAV file does (48 kHz 16-bit stereo PCM), then
+    deterministic, non-repeating bytes: what the SDK's sniffing accepts."""
+    header = (
+        b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVE"
+        + b"fmt " + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little") + (2).to_bytes(2, "little")  # PCM, 2 channels
+        + (48_000).to_bytes(4, "little") + (192_000).to_bytes(4, "little")
+        + (4).to_bytes(2, "little") + (16).to_bytes(2, "little")
+        + b"data" + (size - 44).to_bytes(4, "little")
+    )  # fmt: skip
+    return header + hashlib.shake_256(seed).digest(size - len(header))
+
+
 def _content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 

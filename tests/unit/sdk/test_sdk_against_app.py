@@ -25,7 +25,7 @@ import pytest
 from audiolift import Client, ConflictError, JobFailedError, RetryConfig, UploadError
 from audiolift.cli import main
 from botocore.config import Config
-from sdk_fakes import Faulty, dropped, is_put, s3_refusal
+from sdk_fakes import Faulty, dropped, is_put, s3_refusal, wav_bytes
 
 PART_BYTES = 256 * 1024
 API_KEY = "sdk-test-key"
@@ -137,7 +137,7 @@ def app_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AppSt
 @pytest.fixture
 def recording(tmp_path: Path) -> Path:
     path = tmp_path / "session.wav"
-    path.write_bytes(hashlib.shake_256(b"session").digest(PART_BYTES * 5 + 1234))
+    path.write_bytes(wav_bytes(PART_BYTES * 5 + 1234, b"session"))
     return path
 
 

@@ -280,6 +280,20 @@ def test_upload_with_a_known_sha256(run: Any, cloud: FakeCloud, audio_file: Path
     assert malformed.code == 2 and "64 hex digits" in malformed.err
 
 
+def test_upload_of_a_file_that_is_not_audio_exits_65_at_once(
+    run: Any, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.mp3"
+    readme.write_text("# audiolift\n\nUpload very large audio recordings.\n")
+    result = run("upload", str(readme))
+    assert result.code == 65
+    assert one_line_error(result) == (
+        "audiolift: error: README.mp3: The file contains text, not audio (it may have been "
+        "renamed to look like a sound file). Nothing was uploaded. [unsupported_format]"
+    )
+    assert cloud.requests == []
+
+
 def test_status_of_an_unknown_job(run: Any) -> None:
     result = run("status", "f" * 32)
     assert result.code == 1

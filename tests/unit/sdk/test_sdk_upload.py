@@ -18,6 +18,7 @@ from audiolift import (
     FileChangedError,
     RetryConfig,
     TransportError,
+    UnsupportedFormatError,
     UploadError,
     UploadProgress,
 )
@@ -35,6 +36,7 @@ from sdk_fakes import (
     is_part_put,
     raises,
     s3_error,
+    wav_bytes,
 )
 
 PARTS = 11  # audio_file: 10.5 parts
@@ -116,7 +118,7 @@ def test_upload_sends_the_file_name_size_and_a_known_sha256(
 
 def test_a_file_of_one_part(client: Client, cloud: FakeCloud, tmp_path: Path) -> None:
     path = tmp_path / "short.wav"
-    path.write_bytes(b"RIFF" + bytes(100))
+    path.write_bytes(wav_bytes(200))
     job = client.upload(path)
     assert cloud.jobs[job.job_id].object_bytes == path.read_bytes()
 
@@ -292,7 +294,7 @@ def test_resume_refuses_a_different_file(
     with pytest.raises(UploadError) as caught:
         client.upload(audio_file, concurrency=1)
     other = tmp_path / "other.wav"
-    other.write_bytes(b"x" * 1000)
+    other.write_bytes(wav_bytes(1000))
     with pytest.raises(FileChangedError, match="not the same file"):
         client.resume(str(caught.value.job_id), other)
 
@@ -463,3 +465,39 @@ def test_part_urls_sign_the_parts_hashed_meanwhile_in_one_request() -> None:
     assert urls.get(3, "c").url == "https://s3.test/3?md5=c"  # no second request
     assert urls.get(2, "other").url == "https://s3.test/2?md5=other"  # other bytes: signed anew
     assert len(requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("notes.wav", b"# Read me\nThis is not audio at all.\n" * 20, "contains text"),
+        ("scan.mp3", b"%PDF-1.7\n" + bytes(5000), "PDF document"),
+        ("noise.wav", hashlib.shake_256(b"noise").digest(PART_SIZE * 3), "not in an audio format"),
+        ("empty.flac", b"", "empty"),
+    ],
+)
+def test_a_file_that_is_not_audio_is_refused_before_any_request(
+    client: Client, cloud: FakeCloud, tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedFormatError) as caught:
+        client.upload(path)
+    assert caught.value.code == "unsupported_format"
+    assert says in caught.value.message and name in caught.value.message
+    assert "Nothing was uploaded" in caught.value.message
+    assert cloud.requests == []  # not even the job was created
+
+
+def test_every_supported_format_passes_the_local_check(
+    client: Client, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    heads = {
+        "a.flac": b"fLaC" + bytes(100),
+        "a.aiff": b"FORM" + bytes(4) + b"AIFF" + bytes(100),
+        "a.ogg": b"OggS" + bytes(100),
+    }
+    for name, head in heads.items():
+        (tmp_path / name).write_bytes(head)
+        client.upload(tmp_path / name)
+    assert len(cloud.jobs) == len(heads)
