@@ -32,12 +32,21 @@ from ._errors import (
     UploadError,
     WaitTimeoutError,
 )
-from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._models import (
+    AnalysisCost,
+    FormatLimits,
+    Job,
+    Limits,
+    PartPlan,
+    UploadedPart,
+    UploadProgress,
+)
 from ._retry import RetryConfig
 from ._version import __version__
 
 __all__ = [
     "APIError",
+    "AnalysisCost",
     "AudioliftError",
     "AuthenticationError",
     "BadRequestError",
@@ -46,9 +55,11 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "FileChangedError",
+    "FormatLimits",
     "Job",
     "JobCancelledError",
     "JobFailedError",
+    "Limits",
     "NotFoundError",
     "PartPlan",
     "PayloadTooLargeError",

@@ -20,7 +20,7 @@ from ._errors import (
     api_error,
 )
 from ._http import json_or_none, raise_for_api_error, send_with_retries
-from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._models import Job, Limits, PartPlan, UploadedPart, UploadProgress
 from ._retry import RetryConfig
 from ._upload import (
     STREAM_CHUNK_BYTES,
@@ -204,6 +204,14 @@ class Client:
     def delete(self, job_id: str) -> None:
         """Delete a finished job with its audio and result (an unfinished one is cancelled)."""
         self._call("DELETE", f"/v1/jobs/{_segment(job_id)}")
+
+    def limits(self) -> Limits:
+        """What a file may be: maximum size, part sizes, the formats analysed and the
+        largest file of each one processor run finishes, and the cost per GiB."""
+        document = self._call("GET", "/v1/limits")
+        if not isinstance(document, Mapping):
+            raise api_error(200, None, fallback="the limits are not a JSON object")
+        return Limits.from_api(document)
 
     def health(self) -> bool:
         return self._send("GET", "/health").status_code == 200

@@ -43,6 +43,102 @@ class PartPlan:
         return (part_number - 1) * self.part_size
 
 
+def _int(document: Mapping[str, Any], name: str) -> int | None:
+    value = document.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(document: Mapping[str, Any], name: str) -> float | None:
+    value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _str(document: Mapping[str, Any], name: str) -> str:
+    value = document.get(name)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class FormatLimits:
+    """A format the service analyses, and how much of it one processor run gets through
+    (from the benchmarks' own figures; None when the server does not say)."""
+
+    name: str
+    label: str
+    extensions: tuple[str, ...]
+    analysis_mib_per_second: float | None
+    max_analysable_bytes: int | None
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any]) -> FormatLimits:
+        extensions = document.get("extensions")
+        return cls(
+            name=_str(document, "name"),
+            label=_str(document, "label") or _str(document, "name"),
+            extensions=tuple(str(e) for e in extensions) if isinstance(extensions, list) else (),
+            analysis_mib_per_second=_float(document, "analysis_mib_per_second"),
+            max_analysable_bytes=_int(document, "max_analysable_bytes"),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisCost:
+    """What analysing costs in Lambda compute, at the deployment's memory size."""
+
+    usd_per_gib_analysed: float | None
+    price_per_gb_second: float | None
+    price_date: str
+    memory_mb: int | None
+    architecture: str
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any]) -> AnalysisCost:
+        return cls(
+            usd_per_gib_analysed=_float(document, "usd_per_gib_analysed"),
+            price_per_gb_second=_float(document, "price_per_gb_second"),
+            price_date=_str(document, "price_date"),
+            memory_mb=_int(document, "memory_mb"),
+            architecture=_str(document, "architecture"),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a file may be (GET /v1/limits): its size, the part sizes the server plans, the
+    formats analysed with the largest file of each that one processor run finishes, and
+    the cost per GiB. ``raw`` is the document as sent."""
+
+    max_upload_bytes: int | None
+    min_part_bytes: int | None
+    max_part_bytes: int | None
+    preferred_part_bytes: int | None
+    max_parts: int | None
+    processor_timeout_seconds: float | None
+    formats: tuple[FormatLimits, ...]
+    cost: AnalysisCost | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any]) -> Limits:
+        formats = document.get("formats")
+        cost = document.get("cost")
+        return cls(
+            max_upload_bytes=_int(document, "max_upload_bytes"),
+            min_part_bytes=_int(document, "min_part_bytes"),
+            max_part_bytes=_int(document, "max_part_bytes"),
+            preferred_part_bytes=_int(document, "preferred_part_bytes"),
+            max_parts=_int(document, "max_parts"),
+            processor_timeout_seconds=_float(document, "processor_timeout_seconds"),
+            formats=tuple(FormatLimits.from_api(f) for f in formats or [] if isinstance(f, Mapping))
+            if isinstance(formats, list)
+            else (),
+            cost=AnalysisCost.from_api(cost) if isinstance(cost, Mapping) else None,
+            raw=dict(document),
+        )
+
+
 @dataclass(frozen=True)
 class UploadProgress:
     """Handed to ``on_progress`` (from the upload's worker threads)."""

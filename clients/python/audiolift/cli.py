@@ -42,7 +42,7 @@ from ._errors import (
     UnsupportedFormatError,
     WaitTimeoutError,
 )
-from ._models import Job, UploadProgress
+from ._models import Job, Limits, UploadProgress
 from ._state import UploadState, pending, state_dir
 from ._upload import FileSnapshot, audio_format
 from ._version import __version__
@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", "cancel an unfinished job")
     cancel.add_argument("job_id", metavar="JOB")
     cancel.add_argument("--json", action="store_true")
+
+    limits = command(
+        "limits", "what a file may be: size, parts, formats and how large each may be, cost"
+    )
+    limits.add_argument("--json", action="store_true", help="print the exact document")
     return parser
 
 
@@ -384,6 +389,15 @@ class Cli:
             self.out.print(f"Job {job.job_id} is {job.status}.")
         return EXIT_OK
 
+    def limits(self) -> int:
+        limits = self.client.limits()
+        if self.args.json:
+            self.print_json(limits.raw)
+            return EXIT_OK
+        for table in limits_tables(limits):
+            self.out.print(table)
+        return EXIT_OK
+
     def _print_result(self, document: Any) -> None:
         for table in result_tables(document):
             self.out.print(table)
@@ -446,6 +460,52 @@ def job_rows(job: Job) -> list[tuple[str, str]]:
     for key, value in (job.summary or {}).items():
         rows.append((key.replace("_", " "), "-" if value is None else str(value)))
     return rows
+
+
+def _bytes_or_dash(count: int | None) -> str:
+    return "-" if count is None else human_bytes(count)
+
+
+def limits_tables(limits: Limits) -> list[Table]:
+    uploads = Table(title="uploads", show_header=False, title_justify="left")
+    uploads.add_column(style="bold")
+    uploads.add_column(justify="right")
+    uploads.add_row("largest upload", _bytes_or_dash(limits.max_upload_bytes))
+    uploads.add_row("part size", f"{_bytes_or_dash(limits.preferred_part_bytes)} (preferred)")
+    uploads.add_row(
+        "part size range",
+        f"{_bytes_or_dash(limits.min_part_bytes)} - {_bytes_or_dash(limits.max_part_bytes)}",
+    )
+    uploads.add_row("parts per upload", number(limits.max_parts))
+    uploads.add_row("analysis time limit", number(limits.processor_timeout_seconds, "s", 0))
+    tables = [uploads]
+
+    formats = Table("format", "extensions", "analysis speed", "largest analysable",
+                    title="formats", title_justify="left")  # fmt: skip
+    for column in formats.columns[2:]:
+        column.justify = "right"
+    for entry in limits.formats:
+        formats.add_row(
+            entry.label,
+            " ".join(entry.extensions),
+            number(entry.analysis_mib_per_second, "MiB/s"),
+            _bytes_or_dash(entry.max_analysable_bytes),
+        )
+    tables.append(formats)
+
+    if limits.cost is not None:
+        cost = Table(title="cost (Lambda compute)", show_header=False, title_justify="left")
+        cost.add_column(style="bold")
+        cost.add_column(justify="right")
+        per_gib = limits.cost.usd_per_gib_analysed
+        cost.add_row("per GiB analysed", "-" if per_gib is None else f"${per_gib:.4f}")
+        price = limits.cost.price_per_gb_second
+        cost.add_row("price per GB-second", "-" if price is None else f"${price:.10f}".rstrip("0"))
+        cost.add_row("price as of", limits.cost.price_date or "-")
+        cost.add_row("memory", number(limits.cost.memory_mb, "MB"))
+        cost.add_row("architecture", limits.cost.architecture or "-")
+        tables.append(cost)
+    return tables
 
 
 def result_tables(document: Any) -> list[Table]:

@@ -32,6 +32,25 @@ API_KEY = "test-key-alice"
 PART_SIZE = 64 * 1024
 
 
+GiB = 1024**3
+LIMITS: dict[str, Any] = {
+    "max_upload_bytes": 5 * GiB,
+    "min_part_bytes": 5 * 1024**2,
+    "max_part_bytes": 5 * GiB,
+    "preferred_part_bytes": 16 * 1024**2,
+    "max_parts": 10_000,
+    "processor_timeout_seconds": 900,
+    "formats": [
+        {"name": "wav", "label": "WAV", "extensions": [".wav", ".wave", ".bwf"],
+         "analysis_mib_per_second": 52.5, "max_analysable_bytes": 38_654_705_664},
+        {"name": "flac", "label": "FLAC", "extensions": [".flac"],
+         "analysis_mib_per_second": 11.25, "max_analysable_bytes": 8_833_204_224},
+    ],
+    "cost": {"usd_per_gib_analysed": 0.0021, "price_per_gb_second": 0.0000166667,
+             "price_date": "2026-11-30", "memory_mb": 2048, "architecture": "x86_64"},
+}  # fmt: skip
+
+
 @dataclass
 class FakeJob:
     job_id: str
@@ -123,6 +142,7 @@ class FakeCloud:
         self.lock = threading.Lock()
         self._ids = 0
         self.first_batch = 100
+        self.limits: dict[str, Any] = dict(LIMITS)
 
     # --- test helpers ----------------------------------------------------------------
 
@@ -308,6 +328,8 @@ class FakeCloud:
                     "expires_at": first[0]["expires_at"],
                 },
             )
+        if method == "GET" and path == "/v1/limits":
+            return httpx.Response(200, json=self.limits)
         if method == "GET" and path == "/v1/jobs":
             params = dict(request.url.params)
             ordered = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)

@@ -262,3 +262,15 @@ def test_cli_against_the_app(app_stack: AppStack, recording: Path, tmp_path: Pat
     assert (code, out) == (0, f"Job {job_id} is cancelled.\n")
     code, _, err = run("status", job_id, "--api-key", "wrong-key")
     assert code == 1 and "[unauthorized]" in err
+
+
+def test_limits_from_the_app(app_stack: AppStack) -> None:
+    from audiolift._formats import FORMATS
+
+    with app_stack.make_client() as client:
+        limits = client.limits()
+    assert (limits.min_part_bytes, limits.preferred_part_bytes) == (PART_BYTES, PART_BYTES)
+    assert limits.max_parts == 10_000
+    # The formats the server lists are the SDK's own table (one source of truth).
+    assert [f.name for f in limits.formats] == [f.name for f in FORMATS]
+    assert limits.cost is not None and limits.cost.price_date

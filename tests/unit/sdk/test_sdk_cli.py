@@ -294,6 +294,21 @@ def test_upload_of_a_file_that_is_not_audio_exits_65_at_once(
     assert cloud.requests == []
 
 
+def test_limits(run: Any, cloud: FakeCloud) -> None:
+    tables = run("limits")
+    assert tables.code == 0
+    lines = tables.out.splitlines()
+    assert any("largest upload" in line and "5.0 GiB" in line for line in lines)
+    assert any("parts per upload" in line and "10000" in line for line in lines)
+    assert any("analysis time limit" in line and "900 s" in line for line in lines)
+    wav = next(line for line in lines if ".wav .wave" in line)
+    assert "WAV" in wav and "52.5 MiB/s" in wav and "36.0 GiB" in wav
+    assert any("per GiB analysed" in line and "$0.0021" in line for line in lines)
+    assert any("price as of" in line and "2026-11-30" in line for line in lines)
+    exact = run("limits", "--json")
+    assert json.loads(exact.out) == cloud.limits
+
+
 def test_status_of_an_unknown_job(run: Any) -> None:
     result = run("status", "f" * 32)
     assert result.code == 1

@@ -214,3 +214,29 @@ def test_from_env(cloud: FakeCloud) -> None:
         assert list(client.jobs()) == []
     with pytest.raises(ConfigurationError):
         Client.from_env({})
+
+
+def test_limits(client: Client, cloud: FakeCloud) -> None:
+    limits = client.limits()
+    assert limits.max_upload_bytes == 5 * 1024**3
+    assert (limits.min_part_bytes, limits.preferred_part_bytes, limits.max_parts) == (
+        5 * 1024**2,
+        16 * 1024**2,
+        10_000,
+    )
+    assert limits.processor_timeout_seconds == 900.0
+    wav, flac = limits.formats
+    assert (wav.name, wav.label, wav.extensions) == ("wav", "WAV", (".wav", ".wave", ".bwf"))
+    assert (flac.analysis_mib_per_second, flac.max_analysable_bytes) == (11.25, 8_833_204_224)
+    assert limits.cost is not None
+    assert (limits.cost.usd_per_gib_analysed, limits.cost.memory_mb) == (0.0021, 2048)
+    assert limits.cost.price_date == "2026-11-30"
+    assert limits.raw == cloud.limits
+
+
+def test_limits_a_server_leaves_out_are_none(client: Client, cloud: FakeCloud) -> None:
+    cloud.limits = {"max_upload_bytes": 10, "formats": [{"name": "wav"}]}
+    limits = client.limits()
+    assert (limits.max_upload_bytes, limits.max_parts, limits.cost) == (10, None, None)
+    assert limits.formats[0].label == "wav"
+    assert limits.formats[0].max_analysable_bytes is None
