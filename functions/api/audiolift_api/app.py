@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.aws import credentials, dynamodb_client, s3_client
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.observability import logger, metrics
 from audiolift_core.settings import ApiSettings
@@ -18,8 +18,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from . import companion, errors, routes
+from . import errors
+from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .models import ErrorResponse
+from .routers import companion, jobs, uploads
 from .service import UploadService
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def build_service(settings: ApiSettings) -> UploadService:
     return UploadService(
         settings,
         JobsTable(dynamodb, settings.storage.jobs_table),
-        UploadStore(s3, settings.storage.upload_bucket),
+        UploadStore(s3, settings.storage.upload_bucket, credentials=credentials),
     )
 
 
@@ -88,7 +90,9 @@ def create_app(service: UploadService | None = None) -> FastAPI:
         description=(
             "Presigned multipart uploads of large audio files straight to S3, and the "
             "analysis jobs that follow. Errors are "
-            '`{"error": {"code": "...", "message": "..."}}`.'
+            '`{"error": {"code": "...", "message": "..."}}`. Every route but /health needs '
+            "credentials, checked before the request body is read; request bodies over "
+            f"{MAX_BODY_BYTES} bytes are refused with 413."
         ),
     )
     app.state.service = service
@@ -102,8 +106,10 @@ def create_app(service: UploadService | None = None) -> FastAPI:
             expose_headers=["x-correlation-id", "location"],
             max_age=600,
         )
+    app.add_middleware(BodyLimit)
     errors.install(app)
-    app.include_router(routes.router)
+    app.include_router(uploads.router)
+    app.include_router(jobs.router)
     app.include_router(companion.router)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no credentials")

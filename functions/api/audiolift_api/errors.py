@@ -36,7 +36,12 @@ HTTP_STATUS: list[tuple[type[AudioliftError], int]] = [
     (TransientError, 503),
 ]
 
-_STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+_STARLETTE_CODES = {
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
 
 
 def status_for(error: AudioliftError) -> int:

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-import os
+from typing import Any
 
+from audiolift_core.settings import ApiSettings
 from mangum import Mangum
 
-from .app import api_metrics, create_app
+from .app import api_metrics, build_service, create_app
 
-app = create_app()
-# A named stage puts "/<stage>" in the path; API_BASE_PATH strips it ("/" for $default).
-handler = api_metrics.log_metrics(
-    Mangum(app, lifespan="off", api_gateway_base_path=os.environ.get("API_BASE_PATH", "/"))
-)
+settings = ApiSettings.from_env()
+app = create_app(build_service(settings))
+asgi_handler = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Mangum, then the request's metrics (EMF to stdout). Unlike Powertools'
+    ``log_metrics``, a request that recorded none (a read, a refusal) prints nothing."""
+    try:
+        response: dict[str, Any] = asgi_handler(event, context)
+        return response
+    finally:
+        if api_metrics.metric_set:
+            api_metrics.flush_metrics()
+            # Powertools' flush keeps them when POWERTOOLS_METRICS_DISABLED is set.
+            api_metrics.clear_metrics()

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from audiolift_core.jobs import JobStatus
+from audiolift_core.settings import S3_MAX_PARTS
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+# Request numbers are JSON integers only: "10" and true are refused (pydantic's lax mode
+# would read them as 10 and 1).
+StrictPartNumber = Annotated[StrictInt, Field(ge=1, le=S3_MAX_PARTS)]
+# A number the service checks itself against the job (400 with a message naming the
+# problem); the document still states the range the API accepts.
+RequestedPartNumber = Annotated[
+    StrictInt, Field(json_schema_extra={"minimum": 1, "maximum": S3_MAX_PARTS})
+]
+SHA256_HEX = r"^[0-9a-fA-F]{64}$"
+# A part's Content-MD5: the base64 of its 16-byte MD5 digest.
+CONTENT_MD5 = r"^[A-Za-z0-9+/]{22}==$"
 
 
 class ErrorDetail(BaseModel):
@@ -20,15 +34,30 @@ class ErrorResponse(BaseModel):
 class CreateUploadRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     filename: str = Field(min_length=1, max_length=1024, examples=["concert.wav"])
-    size: int = Field(ge=0, description="Bytes. Over the service's limit: 413; 0: 422.")
+    size: StrictInt = Field(
+        ge=0,
+        # 0 passes validation to get its own error code (422 empty_file); the document
+        # says what the API accepts.
+        json_schema_extra={"minimum": 1},
+        description="Bytes, at least 1. Over the service's limit: 413; 0: 422 empty_file.",
+    )
     content_type: str | None = Field(default=None, max_length=255, examples=["audio/wav"])
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX,
+        description="The file's SHA-256 (hex); the processor checks the object against it.",
+    )
 
 
 class SignedPartModel(BaseModel):
     part_number: int
     url: str
     expires_at: str
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers the PUT of this part MUST send (a signed Content-MD5).",
+        examples=[{"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}],
+    )
 
 
 class CreateUploadResponse(BaseModel):
@@ -41,7 +70,22 @@ class CreateUploadResponse(BaseModel):
 
 
 class SignPartsRequest(BaseModel):
-    part_numbers: list[int] = Field(min_length=1, max_length=1000)
+    part_numbers: list[RequestedPartNumber] = Field(min_length=1, max_length=1000)
+    content_md5: (
+        dict[
+            Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}$")],
+            Annotated[str, Field(pattern=CONTENT_MD5)],
+        ]
+        | None
+    ) = Field(
+        default=None,
+        max_length=1000,
+        description=(
+            "Base64 MD5 of a part's bytes, by part number: signed into that part's URL as "
+            "its Content-MD5 header, so S3 refuses a body that changed on the way."
+        ),
+        examples=[{"1": "1B2M2Y8AsgTpgAmY7PhCfg=="}],
+    )
 
 
 class SignPartsResponse(BaseModel):
@@ -59,12 +103,25 @@ class ListPartsResponse(BaseModel):
 
 
 class CompletedPartModel(BaseModel):
-    part_number: int = Field(ge=1, le=10_000)
+    part_number: StrictPartNumber
     etag: str = Field(min_length=1, max_length=200)
 
 
 class CompleteRequest(BaseModel):
-    parts: list[CompletedPartModel] | None = Field(default=None, max_length=10_000)
+    parts: list[CompletedPartModel] | None = Field(
+        default=None,
+        max_length=S3_MAX_PARTS,
+        description=(
+            "The parts as the client uploaded them: must name exactly the parts S3 holds, "
+            "with their ETags (409 otherwise). Omitted: S3's own listing is used."
+        ),
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_HEX,
+        description="The file's SHA-256 (hex), if not declared at creation; 409 "
+        "checksum_conflict if it differs from the one declared then.",
+    )
 
 
 class JobStatusResponse(BaseModel):
@@ -73,8 +130,12 @@ class JobStatusResponse(BaseModel):
 
 
 class JobView(BaseModel):
+    """What the API shows a job's owner: built from the job record
+    (``JobView.model_validate(job, from_attributes=True)``), the fields named here and no
+    others."""
+
     job_id: str
-    status: str
+    status: JobStatus
     progress: int = Field(ge=0, le=100)
     filename: str
     size: int
@@ -83,6 +144,10 @@ class JobView(BaseModel):
     part_count: int
     created_at: str
     updated_at: str
+    sha256: str | None = Field(default=None, description="The SHA-256 the client declared.")
+    verified_sha256: str | None = Field(
+        default=None, description="The SHA-256 the processor computed from the stored object."
+    )
     error: ErrorDetail | None = None
     summary: dict[str, Any] | None = None
 
@@ -108,7 +173,7 @@ class CompanionCreateResponse(BaseModel):
 
 
 class CompanionPart(BaseModel):
-    PartNumber: int = Field(ge=1, le=10_000)
+    PartNumber: StrictPartNumber
     ETag: str = Field(min_length=1, max_length=200)
 
 
@@ -119,6 +184,9 @@ class CompanionListedPart(CompanionPart):
 class CompanionSignResponse(BaseModel):
     url: str
     expires: int
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Headers the PUT must send (Uppy sends them)."
+    )
 
 
 class CompanionBatchResponse(BaseModel):
@@ -126,7 +194,7 @@ class CompanionBatchResponse(BaseModel):
 
 
 class CompanionCompleteRequest(BaseModel):
-    parts: list[CompanionPart] = Field(min_length=1, max_length=10_000)
+    parts: list[CompanionPart] = Field(min_length=1, max_length=S3_MAX_PARTS)
 
 
 class CompanionCompleteResponse(BaseModel):

@@ -4,36 +4,31 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from audiolift_core.errors import (
+    ChecksumConflict,
     Conflict,
-    IncompleteUpload,
+    EmptyUpload,
     InvalidRequest,
     NotFound,
-    SizeMismatch,
     UploadTooLarge,
 )
-from audiolift_core.jobs import (
-    UNFINISHED,
-    Job,
-    JobStatus,
-    PartPlan,
-    isoformat,
-    new_job_id,
-    plan_parts,
-    resolve_content_type,
-    sanitize_filename,
-    utc_now,
-)
+from audiolift_core.jobs import UNFINISHED, Job, JobStatus, isoformat, new_job_id, utc_now
 from audiolift_core.jobs_table import JobPage, JobsTable
+from audiolift_core.parts import (
+    MAX_LISTED_PROBLEMS,
+    UploadedPart,
+    listed,
+    plan_parts,
+    verify_parts,
+)
 from audiolift_core.settings import S3_MIN_PART_BYTES, ApiSettings
-from audiolift_core.storage import UploadedPart, UploadStore, result_key, upload_key
-
-MAX_LISTED_PROBLEMS = 20
+from audiolift_core.storage import UploadStore, result_key, upload_key
+from audiolift_core.uploads import resolve_content_type, sanitize_filename
 
 
 @dataclass(frozen=True)
@@ -41,9 +36,16 @@ class SignedPart:
     part_number: int
     url: str
     expires_at: str
+    # What the PUT must send: the Content-MD5 signed into the URL, when there is one.
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"part_number": self.part_number, "url": self.url, "expires_at": self.expires_at}
+        return {
+            "part_number": self.part_number,
+            "url": self.url,
+            "expires_at": self.expires_at,
+            "headers": dict(self.headers),
+        }
 
 
 @dataclass(frozen=True)
@@ -52,77 +54,6 @@ class ResultLocation:
 
     document: Any | None = None
     url: str | None = None
-
-
-def verify_parts(
-    plan: PartPlan | None,
-    listed: Sequence[UploadedPart],
-    *,
-    declared: Iterable[tuple[int, str]] = (),
-    max_bytes: int,
-    min_part_bytes: int,
-) -> list[UploadedPart]:
-    """Check the parts S3 holds before completing: contiguous from 1, every size as
-    planned (or, for an upload of unknown size, every part but the last at least the
-    minimum), the total as declared and within the limit, and any ETags the client
-    sent equal to S3's. Returns the parts to complete with, in order."""
-    by_number = {part.part_number: part for part in listed}
-    if not by_number:
-        raise IncompleteUpload("No part has been uploaded yet.", details={"missing": [1]})
-    expected_count = plan.part_count if plan else max(by_number)
-    missing = [n for n in range(1, expected_count + 1) if n not in by_number]
-    if missing:
-        shown = missing[:MAX_LISTED_PROBLEMS]
-        raise IncompleteUpload(
-            f"{len(missing)} part(s) missing: {', '.join(map(str, shown))}"
-            + (" ..." if len(missing) > len(shown) else "")
-            + ".",
-            details={"missing": shown, "missing_count": len(missing)},
-        )
-    extra = sorted(n for n in by_number if n > expected_count)
-    if extra:
-        raise SizeMismatch(
-            f"Parts beyond the planned {expected_count} were uploaded: "
-            f"{', '.join(map(str, extra[:MAX_LISTED_PROBLEMS]))}.",
-            details={"unexpected": extra[:MAX_LISTED_PROBLEMS]},
-        )
-    ordered = [by_number[n] for n in range(1, expected_count + 1)]
-    if plan is not None:
-        wrong = [p.part_number for p in ordered if p.size != plan.part_bytes(p.part_number)]
-        if wrong:
-            last = plan.part_bytes(plan.part_count)
-            raise SizeMismatch(
-                f"Part(s) {', '.join(map(str, wrong[:MAX_LISTED_PROBLEMS]))} do not have the "
-                f"planned size ({plan.part_size} bytes, the last {last}).",
-                details={"wrong_size": wrong[:MAX_LISTED_PROBLEMS]},
-            )
-    else:
-        small = [p.part_number for p in ordered[:-1] if p.size < min_part_bytes]
-        if small:
-            raise SizeMismatch(
-                f"Part(s) {', '.join(map(str, small[:MAX_LISTED_PROBLEMS]))} are smaller than "
-                f"the {min_part_bytes}-byte minimum (only the last part may be smaller).",
-                details={"too_small": small[:MAX_LISTED_PROBLEMS]},
-            )
-    total = sum(p.size for p in ordered)
-    if plan is not None and total != plan.size:
-        raise SizeMismatch(f"The parts hold {total} bytes, but {plan.size} were declared.")
-    if total > max_bytes:
-        raise UploadTooLarge(f"The parts hold {total} bytes; the limit is {max_bytes}.")
-    mismatched = [
-        n for n, etag in declared if n in by_number and _etag(etag) != _etag(by_number[n].etag)
-    ]
-    if mismatched:
-        raise Conflict(
-            f"Part(s) {', '.join(map(str, mismatched[:MAX_LISTED_PROBLEMS]))} in S3 are not the "
-            "ones the client uploaded (ETag differs); upload them again.",
-            details={"etag_mismatch": mismatched[:MAX_LISTED_PROBLEMS]},
-        )
-    return ordered
-
-
-def _etag(value: str) -> str:
-    return value.strip().strip('"')
 
 
 class UploadService:
@@ -150,14 +81,20 @@ class UploadService:
         content_type: str | None,
         sha256: str | None = None,
         source: str = "api",
+        client_sized_parts: bool = False,
     ) -> Job:
         """Record the job and open the multipart upload. Every check that can fail runs
-        before any S3 call. ``size`` None: unknown until complete (Uppy)."""
+        before any S3 call. ``size`` None: unknown until complete. ``client_sized_parts``
+        (Uppy): the client picks its part size, so the job gets no part plan and
+        completion checks the parts S3 holds against S3's rules instead."""
         display_name = sanitize_filename(filename)
-        if size is not None and size > self.settings.max_upload_bytes:
-            raise UploadTooLarge(
-                f"The file is {size} bytes; the limit is {self.settings.max_upload_bytes}."
-            )
+        if size is not None:
+            if size > self.settings.max_upload_bytes:
+                raise UploadTooLarge(
+                    f"The file is {size} bytes; the limit is {self.settings.max_upload_bytes}."
+                )
+            if size <= 0:
+                raise EmptyUpload()
         resolved_type = resolve_content_type(display_name, content_type)
         plan = (
             plan_parts(
@@ -165,7 +102,7 @@ class UploadService:
                 preferred_part_bytes=self.settings.preferred_part_bytes,
                 min_part_bytes=self.settings.part_min_bytes,
             )
-            if size is not None
+            if size is not None and not client_sized_parts
             else None
         )
         job_id = new_job_id()
@@ -179,7 +116,7 @@ class UploadService:
             owner=owner,
             status=JobStatus.AWAITING_UPLOAD,
             filename=display_name,
-            size=size or 0,
+            size=plan.size if plan else 0,
             content_type=resolved_type,
             object_key=key,
             created_at=now,
@@ -197,8 +134,23 @@ class UploadService:
             self.store.abort(key, upload_id)  # leave nothing half-made
             raise
 
-    def sign_parts(self, job: Job, part_numbers: Iterable[int]) -> list[SignedPart]:
+    def sign_parts(
+        self,
+        job: Job,
+        part_numbers: Iterable[int],
+        content_md5: Mapping[int, str] | None = None,
+    ) -> list[SignedPart]:
+        """URLs for these parts; a part with a ``content_md5`` gets a URL that is valid only
+        with that Content-MD5 header (returned in the part's ``headers``), so S3 itself
+        refuses a body that changed on the way (BadDigest)."""
         numbers = sorted(set(part_numbers))
+        checksums = dict(content_md5 or {})
+        unrequested = sorted(set(checksums) - set(numbers))
+        if unrequested:
+            raise InvalidRequest(
+                f"content_md5 names part(s) not asked for: {listed(unrequested)}.",
+                details={"unrequested": unrequested[:MAX_LISTED_PROBLEMS]},
+            )
         if not numbers:
             raise InvalidRequest("Ask for at least one part number.")
         if len(numbers) > self.settings.max_parts_per_sign:
@@ -215,8 +167,18 @@ class UploadService:
         ttl = self.settings.presign_ttl_seconds
         expires_at = isoformat(datetime.fromtimestamp(self._clock() + ttl, tz=UTC))
         assert job.upload_id is not None
-        urls = self.store.presign_parts(job.object_key, job.upload_id, numbers, ttl)
-        return [SignedPart(n, urls[n], expires_at) for n in numbers]
+        urls = self.store.presign_parts(
+            job.object_key, job.upload_id, numbers, ttl, content_md5=checksums
+        )
+        return [
+            SignedPart(
+                n,
+                urls[n],
+                expires_at,
+                {"Content-MD5": checksums[n]} if n in checksums else {},
+            )
+            for n in numbers
+        ]
 
     def first_batch(self, job: Job) -> list[SignedPart]:
         count = min(job.part_count, self.settings.first_batch_parts)
@@ -227,23 +189,35 @@ class UploadService:
         assert job.upload_id is not None
         return self.store.list_parts(job.object_key, job.upload_id)
 
-    def complete(self, job: Job, declared: Iterable[tuple[int, str]] = ()) -> Job:
-        """Verify the parts and complete. Idempotent: completing a completed upload
-        answers with the job as it is."""
+    def complete(
+        self,
+        job: Job,
+        declared: Sequence[tuple[int, str]] | None = None,
+        *,
+        sha256: str | None = None,
+    ) -> Job:
+        """Verify the parts and complete. ``declared``: the client's (part number, ETag)
+        list, which must name exactly the parts S3 holds (None: S3's listing is used).
+        ``sha256``: the file's hash, if the client declares it only now; recorded before
+        S3 is asked, so the processor, however early S3's event reaches it, checks the
+        object against it. Idempotent: completing a completed upload answers with the job
+        as it is."""
+        if sha256 is not None:
+            job = self._declare_sha256(job, sha256.lower())
         if job.status is not JobStatus.AWAITING_UPLOAD:
             if job.status is JobStatus.CANCELLED:
                 raise Conflict("The upload was cancelled.", details={"status": job.status.value})
             return job  # already completed (a retry), maybe already being processed
         assert job.upload_id is not None
         try:
-            listed = self.store.list_parts(job.object_key, job.upload_id)
+            in_s3 = self.store.list_parts(job.object_key, job.upload_id)
         except Conflict:
             # The upload is closed. If S3 holds the object, an earlier complete succeeded
             # and only the record is behind (e.g. a retry after a lost response).
             return self._recover_completed(job)
         parts = verify_parts(
             job.plan if job.part_count else None,
-            listed,
+            in_s3,
             declared=declared,
             max_bytes=self.settings.max_upload_bytes,
             min_part_bytes=min(self.settings.part_min_bytes, S3_MIN_PART_BYTES),
@@ -251,6 +225,18 @@ class UploadService:
         self.store.complete(job.object_key, job.upload_id, parts)
         total = sum(p.size for p in parts)
         return self._mark_uploaded(job, total)
+
+    def _declare_sha256(self, job: Job, sha256: str) -> Job:
+        if job.sha256 == sha256:
+            return job
+        if job.sha256 is None and job.status is JobStatus.AWAITING_UPLOAD:
+            return self.jobs.declare_sha256(job.job_id, sha256, owner=job.owner)
+        if job.sha256 is None:
+            return job  # completed already (a retry): too late to record, nothing to refuse
+        raise ChecksumConflict(
+            "The SHA-256 differs from the one declared when the upload was created.",
+            details={"declared": job.sha256},
+        )
 
     def _recover_completed(self, job: Job) -> Job:
         try:

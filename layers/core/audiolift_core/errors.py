@@ -22,12 +22,6 @@ class AudioliftError(Exception):
         self.details = details or {}
         super().__init__(self.message)
 
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
-
 
 # --- caller errors (the API answers these with a 4xx) --------------------------------
 
@@ -72,6 +66,11 @@ class Conflict(AudioliftError):
 class IncompleteUpload(Conflict):
     code = "incomplete_upload"
     default_message = "Some parts of the upload are missing."
+
+
+class ChecksumConflict(Conflict):
+    code = "checksum_conflict"
+    default_message = "The checksum differs from the one declared for this upload."
 
 
 class SizeMismatch(AudioliftError):

@@ -17,10 +17,15 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .aws import error_code, translate
-from .errors import AudioliftError, Conflict, InvalidRequest, JobCancelled, NotFound
+from .aws import Meaning, translated
+from .errors import (
+    AudioliftError,
+    ChecksumConflict,
+    Conflict,
+    InvalidRequest,
+    JobCancelled,
+    NotFound,
+)
 from .jobs import ALLOWED_SOURCES, Job, JobStatus, isoformat, utc_now
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 OWNER_INDEX = "by_owner"
+_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @functools.cache
@@ -98,6 +104,23 @@ class ClaimRefused(AudioliftError):
         self.job = job
 
 
+def claim_condition(now: float) -> tuple[str, dict[str, Any]]:
+    """The condition under which the processor may claim a job, and its values: the job
+    is in a state ``ALLOWED_SOURCES`` lets PROCESSING be entered from, or it is already
+    PROCESSING under a lease that ran out at ``now`` (a crashed invocation's job)."""
+    values: dict[str, Any] = {":processing": {"S": JobStatus.PROCESSING.value}}
+    names = []
+    for index, source in enumerate(sorted(ALLOWED_SOURCES[JobStatus.PROCESSING])):
+        values[f":claimable{index}"] = {"S": source.value}
+        names.append(f":claimable{index}")
+    values[":now"] = to_dynamo(now)
+    condition = (
+        f"attribute_exists(job_id) AND (#status IN ({', '.join(names)}) OR "
+        "(#status = :processing AND lease_expires_at < :now))"
+    )
+    return condition, values
+
+
 class JobsTable:
     def __init__(self, client: DynamoDBClient, table_name: str, *, clock: Any = time.time):
         self._client = client
@@ -107,12 +130,10 @@ class JobsTable:
     # --- reads -----------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
-        try:
+        with translated("Reading the job"):
             response = self._client.get_item(
                 TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Reading the job") from error
         item = response.get("Item")
         return job_from_item(item) if item else None
 
@@ -153,10 +174,8 @@ class JobsTable:
             page_request = dict(request, Limit=limit - len(jobs))
             if last_key:
                 page_request["ExclusiveStartKey"] = last_key
-            try:
+            with translated("Listing jobs"):
                 response = self._client.query(**page_request)
-            except (ClientError, BotoCoreError) as error:
-                raise translate(error, "Listing jobs") from error
             jobs.extend(job_from_item(item) for item in response.get("Items", []))
             last_key = response.get("LastEvaluatedKey")
             if not last_key or len(jobs) >= limit:
@@ -166,18 +185,13 @@ class JobsTable:
     # --- writes ----------------------------------------------------------------------
 
     def create(self, job: Job) -> Job:
-        try:
+        exists = Conflict(f"A job {job.job_id!r} exists already.")
+        with translated("Recording the job", codes={_CONDITION_FAILED: exists}):
             self._client.put_item(
                 TableName=self._table,
                 Item=job_to_item(job),
                 ConditionExpression="attribute_not_exists(job_id)",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise Conflict(f"A job {job.job_id!r} exists already.") from error
-            raise translate(error, "Recording the job") from error
-        except BotoCoreError as error:
-            raise translate(error, "Recording the job") from error
         return job
 
     def transition(
@@ -240,17 +254,8 @@ class JobsTable:
             "progress": 0,
             "updated_at": isoformat(utc_now()),
         }
-        values = {
-            ":awaiting": {"S": JobStatus.AWAITING_UPLOAD.value},
-            ":uploaded": {"S": JobStatus.UPLOADED.value},
-            ":processing": {"S": JobStatus.PROCESSING.value},
-            ":now": to_dynamo(now),
-            ":one": {"N": "1"},
-        }
-        condition = (
-            "attribute_exists(job_id) AND (#status IN (:awaiting, :uploaded) OR "
-            "(#status = :processing AND lease_expires_at < :now))"
-        )
+        condition, values = claim_condition(now)
+        values[":one"] = {"N": "1"}
         try:
             return self._update(
                 job_id,
@@ -290,6 +295,37 @@ class JobsTable:
                 raise JobCancelled() from None
             raise Conflict(f"The job's processing lease was lost: {refused}") from None
 
+    def declare_sha256(self, job_id: str, sha256: str, *, owner: str) -> Job:
+        """Record the file's SHA-256 declared at completion: only while the upload is
+        open and no other hash was declared (ChecksumConflict if one was)."""
+        values = {
+            ":awaiting": {"S": JobStatus.AWAITING_UPLOAD.value},
+            ":owner": {"S": owner},
+            ":sha": {"S": sha256},
+        }
+        condition = (
+            "#status = :awaiting AND #owner = :owner AND "
+            "(attribute_not_exists(sha256) OR sha256 = :sha)"
+        )
+        try:
+            return self._update(
+                job_id,
+                {"sha256": sha256, "updated_at": isoformat(utc_now())},
+                (),
+                condition,
+                values,
+                owner=owner,
+                what="Recording the checksum",
+            )
+        except Conflict:
+            job = self.get_owned(job_id, owner)
+            if job.sha256 is not None and job.sha256 != sha256:
+                raise ChecksumConflict(
+                    "The SHA-256 differs from the one declared for this upload.",
+                    details={"declared": job.sha256},
+                ) from None
+            raise
+
     def delete(self, job_id: str, *, owner: str) -> None:
         """Delete a finished job's record."""
         values = {":owner": {"S": owner}}
@@ -297,7 +333,8 @@ class JobsTable:
         for index, status in enumerate(sorted(s.value for s in JobStatus if s.finished)):
             values[f":done{index}"] = {"S": status}
             names.append(f":done{index}")
-        try:
+        refusal = functools.partial(self._refusal, job_id, owner, "Deleting the job")
+        with translated("Deleting the job", codes={_CONDITION_FAILED: refusal}):
             self._client.delete_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
@@ -305,12 +342,6 @@ class JobsTable:
                 ExpressionAttributeNames={"#owner": "owner", "#status": "status"},
                 ExpressionAttributeValues=values,
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise self._refusal(job_id, owner, "Deleting the job") from error
-            raise translate(error, "Deleting the job") from error
-        except BotoCoreError as error:
-            raise translate(error, "Deleting the job") from error
 
     # --- internals -------------------------------------------------------------------
 
@@ -343,7 +374,11 @@ class JobsTable:
             removals.append(f"#r{index}")
         if removals:
             expression += " REMOVE " + ", ".join(removals)
-        try:
+        meanings: dict[str, Meaning] = {
+            _CONDITION_FAILED: functools.partial(self._refusal, job_id, owner, what),
+            "ValidationException": InvalidRequest(f"{what} was refused by the table."),
+        }
+        with translated(what, codes=meanings):
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
@@ -353,14 +388,6 @@ class JobsTable:
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                raise self._refusal(job_id, owner, what) from error
-            if error_code(error) == "ValidationException":
-                raise InvalidRequest(f"{what} was refused by the table.") from error
-            raise translate(error, what) from error
-        except BotoCoreError as error:
-            raise translate(error, what) from error
         return job_from_item(response["Attributes"])
 
     def _refusal(self, job_id: str, owner: str | None, what: str) -> AudioliftError:

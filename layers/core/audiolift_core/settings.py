@@ -89,6 +89,8 @@ class ApiSettings:
     # Only where nothing in front of the app does CORS (the local stack). On AWS the HTTP
     # API answers CORS itself and ignores the integration's CORS headers.
     cors_allow_origins: tuple[str, ...] = ()
+    # A named API Gateway stage puts "/<stage>" in front of every path; Mangum strips it.
+    api_base_path: str = "/"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -120,7 +122,15 @@ class ApiSettings:
             cors_allow_origins=tuple(
                 o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
             ),
+            api_base_path=_base_path(env.get("API_BASE_PATH", "")),
         )
+
+
+def _base_path(raw: str) -> str:
+    path = raw.strip() or "/"
+    if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+        raise ConfigurationError(f"API_BASE_PATH must be a path like /prod, not {raw!r}.")
+    return path
 
 
 def parse_api_key_hashes(raw: str) -> dict[str, str]:

@@ -5,28 +5,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .aws import error_code, translate
+from .aws import IGNORE, translated
 from .errors import Conflict, NotFound
+from .parts import UploadedPart
+from .presign import PartUrlSigner
 
 if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_s3 import S3Client
-
-
-@dataclass(frozen=True)
-class UploadedPart:
-    part_number: int
-    etag: str
-    size: int
 
 
 def upload_key(prefix: str, job_id: str) -> str:
@@ -37,89 +27,130 @@ def result_key(prefix: str, job_id: str) -> str:
     return f"{prefix}{job_id}.json"
 
 
+# CompleteMultipartUpload's refusals of the part list the client can act on.
+_PARTS_REFUSED = ("InvalidPart", "InvalidPartOrder", "EntityTooSmall")
+
+
 class UploadStore:
-    def __init__(self, client: S3Client, bucket: str):
+    """``credentials``: where the client's credentials can be read (boto3's public
+    ``Session.get_credentials``), so that part URLs are re-signed from the first one
+    botocore signs; None: botocore signs every part URL."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        credentials: Callable[[], ReadOnlyCredentials | None] | None = None,
+    ):
         self._client = client
         self.bucket = bucket
+        self.credentials = credentials
 
     # --- multipart -------------------------------------------------------------------
 
     def create_multipart(self, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
-        try:
+        with translated("Starting the upload"):
             response = self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Starting the upload") from error
         return response["UploadId"]
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, ttl_seconds: int) -> str:
+    def presign_part(
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        ttl_seconds: int,
+        content_md5: str | None = None,
+    ) -> str:
+        """botocore's presigned UploadPart URL; with ``content_md5`` the PUT must send that
+        Content-MD5 header, and S3 refuses a body that does not match it (BadDigest)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": part_number,
+        }
+        if content_md5:
+            params["ContentMD5"] = content_md5
         # Signing is local (no request); it fails only on missing credentials.
-        try:
-            return self._client.generate_presigned_url(
-                "upload_part",
-                Params={
-                    "Bucket": self.bucket,
-                    "Key": key,
-                    "UploadId": upload_id,
-                    "PartNumber": part_number,
-                },
-                ExpiresIn=ttl_seconds,
-                HttpMethod="PUT",
+        with translated("Signing a part URL"):
+            url = self._client.generate_presigned_url(
+                "upload_part", Params=params, ExpiresIn=ttl_seconds, HttpMethod="PUT"
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Signing a part URL") from error
+        return url
 
     def presign_parts(
-        self, key: str, upload_id: str, part_numbers: Sequence[int], ttl_seconds: int
+        self,
+        key: str,
+        upload_id: str,
+        part_numbers: Sequence[int],
+        ttl_seconds: int,
+        content_md5: Mapping[int, str] | None = None,
     ) -> dict[int, str]:
-        """Part URLs for many parts at once. botocore signs the first; the others differ
-        only in partNumber, so they are re-signed from it with the same SigV4 key and
-        timestamp (~100x cheaper than a botocore presign each, which matters for a batch
-        of 100 URLs). If the first URL is not in the form this re-signer reproduces
-        exactly (checked by recomputing its signature), botocore signs every part."""
+        """Part URLs for many parts at once: botocore signs the first, ``PartUrlSigner``
+        the others from it (``presign``), unless it cannot reproduce the first exactly."""
         if not part_numbers:
             return {}
+        checksums = content_md5 or {}
         first_number, *others = part_numbers
-        first = self.presign_part(key, upload_id, first_number, ttl_seconds)
+        first_md5 = checksums.get(first_number)
+        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_md5)
         signed = {first_number: first}
-        resigner = _PartUrlResigner.from_url(first, _secret_key(self._client))
+        signer = (
+            PartUrlSigner.from_url(first, self.credentials(), content_md5=first_md5)
+            if self.credentials is not None and others
+            else None
+        )
         for number in others:
             signed[number] = (
-                resigner.with_part_number(number)
-                if resigner is not None
-                else self.presign_part(key, upload_id, number, ttl_seconds)
+                signer.url(number, checksums.get(number))
+                if signer is not None
+                else self.presign_part(key, upload_id, number, ttl_seconds, checksums.get(number))
             )
         return signed
 
     def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
-        """Every uploaded part, over all ListParts pages (1,000 a page)."""
-        parts: list[UploadedPart] = []
+        """Every uploaded part, over all ListParts pages (1,000 a page), one per part
+        number in part-number order. A part uploaded twice is S3's latest upload of it:
+        real S3 lists only that one, but SeaweedFS lists every upload of the number, and
+        completing with a stale one fails."""
+        latest: dict[int, tuple[Any, UploadedPart]] = {}
+        for entry in self._list_part_entries(key, upload_id):
+            part = UploadedPart(int(entry["PartNumber"]), str(entry["ETag"]), int(entry["Size"]))
+            uploaded_at = entry.get("LastModified")
+            previous = latest.get(part.part_number)
+            # The later upload wins; on equal (or missing) times, the later listed one.
+            if previous is None or _not_older(uploaded_at, previous[0]):
+                latest[part.part_number] = (uploaded_at, part)
+        return [latest[number][1] for number in sorted(latest)]
+
+    def _list_part_entries(self, key: str, upload_id: str) -> Iterator[Mapping[str, Any]]:
         marker = 0
         while True:
-            try:
+            with translated(
+                "Listing the uploaded parts", gone=Conflict("The upload is no longer open.")
+            ):
                 response = self._client.list_parts(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
                 )
-            except ClientError as error:
-                if error_code(error) in ("NoSuchUpload", "NoSuchKey", "404"):
-                    raise Conflict("The upload is no longer open.") from error
-                raise translate(error, "Listing the uploaded parts") from error
-            except BotoCoreError as error:
-                raise translate(error, "Listing the uploaded parts") from error
-            parts.extend(
-                UploadedPart(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
-                for p in response.get("Parts", [])
-            )
+            yield from response.get("Parts", [])
             if not response.get("IsTruncated"):
-                return parts
+                return
             next_marker = int(response.get("NextPartNumberMarker") or 0)
             if next_marker <= marker:  # a server that does not advance would loop forever
-                return parts
+                return
             marker = next_marker
 
     def complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> str:
-        try:
+        with translated(
+            "Completing the upload",
+            codes={
+                "NoSuchUpload": Conflict("The upload is no longer open (completed or aborted)."),
+                **{code: Conflict(f"S3 refused the parts: {code}.") for code in _PARTS_REFUSED},
+            },
+        ):
             response = self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -128,173 +159,63 @@ class UploadStore:
                     "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
                 },
             )
-        except ClientError as error:
-            if error_code(error) in ("NoSuchUpload",):
-                raise Conflict("The upload is no longer open (completed or aborted).") from error
-            if error_code(error) in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
-                raise Conflict(f"S3 refused the parts: {error_code(error)}.") from error
-            raise translate(error, "Completing the upload") from error
-        except BotoCoreError as error:
-            raise translate(error, "Completing the upload") from error
         return str(response.get("ETag", ""))
 
     def abort(self, key: str, upload_id: str) -> None:
         """Abort; an upload that is already gone counts as aborted."""
-        try:
+        with translated("Aborting the upload", gone=IGNORE):
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError as error:
-            if error_code(error) in ("NoSuchUpload", "NoSuchKey", "404"):
-                return
-            raise translate(error, "Aborting the upload") from error
-        except BotoCoreError as error:
-            raise translate(error, "Aborting the upload") from error
 
     # --- objects ---------------------------------------------------------------------
 
     def head(self, key: str) -> dict[str, Any]:
-        try:
-            return dict(self._client.head_object(Bucket=self.bucket, Key=key))
-        except ClientError as error:
-            if error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                raise NotFound(f"No object {key!r}.") from error
-            raise translate(error, "Reading the object's metadata") from error
-        except BotoCoreError as error:
-            raise translate(error, "Reading the object's metadata") from error
+        with translated("Reading the object's metadata", gone=NotFound("No such object.")):
+            response = self._client.head_object(Bucket=self.bucket, Key=key)
+        return dict(response)
 
     def delete(self, *keys: str) -> None:
         if not keys:
             return
-        try:
+        with translated("Deleting the job's files"):
             self._client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Deleting the job's files") from error
 
     def put_json(self, key: str, document: Any) -> None:
         body = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
-        try:
+        with translated("Storing the result"):
             self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Storing the result") from error
 
     def object_size(self, key: str) -> int:
         """The object's size, by listing rather than HeadObject: HeadObject needs
         s3:GetObject, which the API's role must not have on audio objects."""
-        try:
+        with translated("Looking up the object"):
             response = self._client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Looking up the object") from error
         for entry in response.get("Contents", []):
             if entry.get("Key") == key:
                 return int(entry.get("Size", 0))
-        raise NotFound(f"No object {key!r}.")
+        raise NotFound("No such object.")
 
     def get_json(self, key: str) -> Any:
-        try:
+        with translated("Reading the result", gone=NotFound("The result document is missing.")):
             response = self._client.get_object(Bucket=self.bucket, Key=key)
-            return json.loads(response["Body"].read())
-        except ClientError as error:
-            if error_code(error) in ("NoSuchKey", "404"):
-                raise NotFound("The result document is missing.") from error
-            raise translate(error, "Reading the result") from error
-        except BotoCoreError as error:
-            raise translate(error, "Reading the result") from error
+            document = json.loads(response["Body"].read())
+        return document
 
     def presign_get(self, key: str, ttl_seconds: int) -> str:
-        try:
-            return self._client.generate_presigned_url(
+        with translated("Signing the result URL"):
+            url = self._client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": key},
                 ExpiresIn=ttl_seconds,
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Signing the result URL") from error
+        return url
 
 
-# --- presigned part URLs, re-signed -------------------------------------------------------
-
-
-def _secret_key(client: Any) -> str | None:
-    """The secret key the client signs with (None if it cannot be read: botocore then
-    signs every URL itself)."""
-    try:
-        credentials = client._request_signer._credentials.get_frozen_credentials()
-    except AttributeError:
-        return None
-    secret = getattr(credentials, "secret_key", None)
-    return secret if isinstance(secret, str) and secret else None
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
-
-
-@dataclass(frozen=True)
-class _PartUrlResigner:
-    """SigV4 query signing (S3 presigned URL) of UploadPart URLs that differ from a
-    botocore-signed one only in ``partNumber``: same key, upload, credentials, scope,
-    timestamp and expiry."""
-
-    base: str  # scheme://host/path
-    pairs: tuple[tuple[str, str], ...]  # the query as signed, minus X-Amz-Signature
-    canonical_head: str  # "PUT\n<path>\n"
-    canonical_tail: str  # "\nhost:<host>\n\nhost\nUNSIGNED-PAYLOAD"
-    string_to_sign_head: str  # "AWS4-HMAC-SHA256\n<timestamp>\n<scope>\n"
-    signing_key: bytes
-
-    @classmethod
-    def from_url(cls, url: str, secret_key: str | None) -> _PartUrlResigner | None:
-        if not secret_key:
-            return None
-        parts = urlsplit(url)
-        pairs: list[tuple[str, str]] = []
-        for pair in parts.query.split("&"):
-            name, _, value = pair.partition("=")
-            pairs.append((name, value))
-        query = dict(pairs)
-        if len(query) != len(pairs) or "partNumber" not in query:
-            return None
-        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
-            return None
-        if query.get("X-Amz-SignedHeaders") != "host":
-            return None
-        timestamp = query.get("X-Amz-Date", "")
-        scope_parts = unquote(query.get("X-Amz-Credential", "")).split("/")
-        if len(scope_parts) != 5 or scope_parts[4] != "aws4_request" or not timestamp:
-            return None
-        _, date, region, service, _ = scope_parts
-        key = _hmac(("AWS4" + secret_key).encode(), date)
-        for step in (region, service, "aws4_request"):
-            key = _hmac(key, step)
-        # botocore leaves out the port when it is the scheme's default.
-        default_port = {"http": 80, "https": 443}.get(parts.scheme)
-        host = parts.hostname if parts.port == default_port else parts.netloc
-        resigner = cls(
-            base=f"{parts.scheme}://{parts.netloc}{parts.path}",
-            pairs=tuple((k, v) for k, v in pairs if k != "X-Amz-Signature"),
-            canonical_head=f"PUT\n{parts.path}\n",
-            canonical_tail=f"\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD",
-            string_to_sign_head=f"AWS4-HMAC-SHA256\n{timestamp}\n{'/'.join(scope_parts[1:])}\n",
-            signing_key=key,
-        )
-        # Only trust the re-signer if it reproduces botocore's own signature.
-        if resigner._signature(resigner.pairs) != query.get("X-Amz-Signature"):
-            return None
-        return resigner
-
-    def _signature(self, pairs: Sequence[tuple[str, str]]) -> str:
-        canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
-        canonical_request = self.canonical_head + canonical_query + self.canonical_tail
-        digest = hashlib.sha256(canonical_request.encode()).hexdigest()
-        return hmac.new(
-            self.signing_key, (self.string_to_sign_head + digest).encode(), hashlib.sha256
-        ).hexdigest()
-
-    def with_part_number(self, part_number: int) -> str:
-        pairs = [(k, str(part_number) if k == "partNumber" else v) for k, v in self.pairs]
-        query = "&".join(f"{k}={v}" for k, v in pairs)
-        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs)}"
+def _not_older(uploaded_at: Any, than: Any) -> bool:
+    if uploaded_at is None or than is None:
+        return True
+    return bool(uploaded_at >= than)

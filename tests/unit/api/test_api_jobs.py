@@ -346,3 +346,14 @@ def test_cancel_route_is_404_for_another_owner(api: Api) -> None:
     assert response.status_code == 404
     job = api.jobs.get(job_id)
     assert job is not None and job.status is JobStatus.AWAITING_UPLOAD
+
+
+def test_the_job_view_shows_only_fields_of_the_job_record() -> None:
+    """JobView is built from the record (from_attributes): a view field the record lacks
+    would fail on every request, so it is caught here first."""
+    from dataclasses import fields
+
+    from audiolift_api.models import JobView
+
+    assert set(JobView.model_fields) <= {f.name for f in fields(Job)}
+    assert not hasattr(Job, "public")

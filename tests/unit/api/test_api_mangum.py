@@ -19,6 +19,7 @@ from audiolift_core.jobs import JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ApiSettings
 from audiolift_core.storage import UploadStore
+from audiolift_devstack.lambda_context import LocalLambdaContext
 from audiolift_testkit import API_KEYS, AwsClients
 from mangum import Mangum
 
@@ -26,14 +27,8 @@ EVENTS = Path(__file__).resolve().parents[3] / "events"
 pytestmark = pytest.mark.timeout(120)
 
 
-class FakeContext:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    aws_request_id = "test-request-id"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+def api_context() -> LocalLambdaContext:
+    return LocalLambdaContext("ApiFunction", timeout_seconds=29, memory_limit_in_mb=512)
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -73,7 +68,7 @@ def without_authorizer(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def invoke(handler: Any, event: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-    response = handler(event, FakeContext())
+    response = handler(event, api_context())
     body = response.get("body") or ""
     assert not response.get("isBase64Encoded")
     return response["statusCode"], (json.loads(body) if body else None), response["headers"]
@@ -206,13 +201,11 @@ def handler_module(
     monkeypatch.setenv("PART_SIZE_BYTES", "1024")
     monkeypatch.setenv("API_BASE_PATH", "/v2stage")
     # The clients are cached per process: make them inside this test's moto.
-    core_aws.s3_client.cache_clear()
-    core_aws.dynamodb_client.cache_clear()
+    core_aws.forget_clients()
     import audiolift_api.handler
 
     yield importlib.reload(audiolift_api.handler)
-    core_aws.s3_client.cache_clear()
-    core_aws.dynamodb_client.cache_clear()
+    core_aws.forget_clients()
 
 
 def test_handler_module_end_to_end(
@@ -233,3 +226,27 @@ def test_handler_module_end_to_end(
     get = with_path(load_event("http-get-job.json"), f"/v2stage/v1/jobs/{job_id}")
     status, view, _ = invoke(handler_module.handler, get)
     assert status == 200 and view["filename"] == "take.wav"
+
+
+def test_the_handler_prints_metrics_only_for_requests_that_record_some(
+    handler_module: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One EMF line for a created upload; nothing (and no Powertools warning about empty
+    metrics) for a request that records none."""
+    import warnings
+
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, _, _ = invoke(handler_module.handler, load_event("http-health.json"))
+    assert status == 200
+    assert '"_aws"' not in capsys.readouterr().out
+
+    create = with_path(load_event("http-create-upload.json"), "/v2stage/v1/uploads")
+    status, _, _ = invoke(
+        handler_module.handler, with_body(create, {"filename": "a.wav", "size": 9})
+    )
+    assert status == 201
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1 and emf[0]["UploadsCreated"] == [1.0]

@@ -108,3 +108,21 @@ print(json.dumps(heavy))
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """The API and the core share through public names (the routers through
+    ``dependencies``), never through another module's ``_private`` ones."""
+    import ast
+
+    offenders = []
+    for package in (REPO / "functions/api/audiolift_api", REPO / "layers/core/audiolift_core"):
+        for path in package.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    offenders += [
+                        f"{path.relative_to(REPO)}: {alias.name}"
+                        for alias in node.names
+                        if alias.name.startswith("_") and alias.name != "__future__"
+                    ]
+    assert offenders == []

@@ -22,7 +22,7 @@ from audiolift_core.jobs import (
     new_job_id,
     utc_now,
 )
-from audiolift_core.jobs_table import ClaimRefused, JobsTable
+from audiolift_core.jobs_table import ClaimRefused, JobsTable, claim_condition
 from audiolift_testkit import SMALL_PART_BYTES, Api, AwsClients
 
 S = JobStatus
@@ -342,3 +342,26 @@ def test_processor_claims_before_the_api_records_the_upload(
     job = api.jobs.get(job_id)
     assert job is not None and job.status is S.PROCESSING and job.lease_token == "p"
     assert object_exists(api, f"uploads/{job_id}")
+
+
+def test_the_claim_condition_is_derived_from_the_state_machine() -> None:
+    """The states claim accepts are ALLOWED_SOURCES[PROCESSING] (plus PROCESSING under a
+    lease that ran out): a change to the table changes the condition, never drifts."""
+    condition, values = claim_condition(1.0)
+    named = {v["S"] for k, v in values.items() if k.startswith(":claimable")}
+    assert named == {s.value for s in ALLOWED_SOURCES[S.PROCESSING]}
+    assert "#status = :processing AND lease_expires_at < :now" in condition
+
+
+@pytest.mark.parametrize("status", sorted(set(S) - {S.PROCESSING}))
+def test_claim_is_allowed_exactly_from_the_states_processing_may_be_entered_from(
+    leased_table: JobsTable, status: S
+) -> None:
+    job = make_job(leased_table, status)
+    if status in ALLOWED_SOURCES[S.PROCESSING]:
+        claimed = leased_table.claim(job.job_id, object_etag="e", lease_token="t", lease_seconds=9)
+        assert claimed.status is S.PROCESSING
+    else:
+        with pytest.raises(ClaimRefused):
+            leased_table.claim(job.job_id, object_etag="e", lease_token="t", lease_seconds=9)
+        assert (current := leased_table.get(job.job_id)) and current.status is status

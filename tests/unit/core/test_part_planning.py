@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 from audiolift_core.errors import EmptyUpload, InvalidRequest, UnsupportedMediaType, UploadTooLarge
-from audiolift_core.jobs import (
-    MAX_FILENAME_CHARS,
-    PartPlan,
-    plan_parts,
-    resolve_content_type,
-    sanitize_filename,
-)
+from audiolift_core.parts import PartPlan, plan_parts
 from audiolift_core.settings import (
     S3_MAX_OBJECT_BYTES,
     S3_MAX_PART_BYTES,
@@ -20,6 +14,7 @@ from audiolift_core.settings import (
     MiB,
     TiB,
 )
+from audiolift_core.uploads import MAX_FILENAME_CHARS, resolve_content_type, sanitize_filename
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,7 +93,11 @@ def test_part_numbers_outside_the_plan() -> None:
         ("take.wav", "take.wav"),
         ("../../etc/passwd.wav", "passwd.wav"),
         ("C:\\Users\\me\\Desktop\\mix.flac", "mix.flac"),
-        ("a\x00b\x1fc.wav", "a_b_c.wav"),
+        ("a\x00b\x1fc\x7f.wav", "abc.wav"),
+        ("evil\u202ewav.exe.mp3", "evilwav.exe.mp3"),  # right-to-left override
+        ("zero\u200bwidth\ufeff.wav", "zerowidth.wav"),
+        ("c1\x85\x9b.flac", "c1.flac"),  # C1 controls
+        ("tab\tand\nnewline.wav", "tabandnewline.wav"),
         ('what?*<>|:".mp3', "what_.mp3"),
         ("  .hidden.wav. ", "hidden.wav"),
         ("e\u0301te\u0301.wav", "\u00e9t\u00e9.wav"),  # NFC
@@ -113,7 +112,7 @@ def test_sanitize_filename_caps_length_keeping_the_extension() -> None:
     assert len(name) == MAX_FILENAME_CHARS and name.endswith(".aiff")
 
 
-@pytest.mark.parametrize("raw", ["", "/", "../..", " . ", "dir/"])
+@pytest.mark.parametrize("raw", ["", "/", "../..", " . ", "dir/", "\u202e\u200b"])
 def test_sanitize_filename_refuses_nothing_left(raw: str) -> None:
     with pytest.raises(InvalidRequest):
         sanitize_filename(raw)

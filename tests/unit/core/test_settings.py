@@ -121,3 +121,16 @@ def test_processor_settings() -> None:
     assert settings.progress_interval_seconds == 2.0
     with pytest.raises(ConfigurationError):
         ProcessorSettings.from_env({**BASE, "READ_CHUNK_BYTES": "1"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"), [("", "/"), ("/prod", "/prod"), (" /v2stage ", "/v2stage")]
+)
+def test_api_base_path(raw: str, path: str) -> None:
+    assert ApiSettings.from_env({**BASE, "API_BASE_PATH": raw}).api_base_path == path
+
+
+@pytest.mark.parametrize("raw", ["prod", "/a b", "/x?y"])
+def test_api_base_path_must_be_a_path(raw: str) -> None:
+    with pytest.raises(ConfigurationError, match="API_BASE_PATH"):
+        ApiSettings.from_env({**BASE, "API_BASE_PATH": raw})

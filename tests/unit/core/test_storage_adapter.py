@@ -68,7 +68,8 @@ def test_list_parts_stops_if_the_marker_does_not_advance(
     store, stubber = stubbed
     stubber.add_response("list_parts", parts_page(1, 2, truncated=True, marker=2), expected(0))
     stubber.add_response("list_parts", parts_page(1, 2, truncated=True, marker=2), expected(2))
-    assert len(store.list_parts(KEY, "u")) == 4  # no endless loop on a broken server
+    # No endless loop on a broken server (and the repeated entries count once).
+    assert [p.part_number for p in store.list_parts(KEY, "u")] == [1, 2]
 
 
 @pytest.mark.parametrize(

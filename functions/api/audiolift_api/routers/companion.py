@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from audiolift_core.errors import EmptyUpload, InvalidRequest, NotFound, UploadTooLarge
+from audiolift_core.errors import InvalidRequest, NotFound
 from audiolift_core.jobs import Job
 from fastapi import APIRouter, Path, Query, Request
 
-from .models import (
+from ..dependencies import AuthenticatedRoute, Owner, Service, error_responses
+from ..models import (
     CompanionBatchResponse,
     CompanionCompleteRequest,
     CompanionCompleteResponse,
@@ -23,9 +24,8 @@ from .models import (
     CompanionListedPart,
     CompanionSignResponse,
 )
-from .routes import Owner, Service, _errors
 
-router = APIRouter(prefix="/s3/multipart", tags=["uppy"])
+router = APIRouter(prefix="/s3/multipart", tags=["uppy"], route_class=AuthenticatedRoute)
 
 Key = Annotated[str, Query(min_length=1, max_length=1024)]
 UploadId = Annotated[str, Path(min_length=1, max_length=2048)]
@@ -35,10 +35,13 @@ def _declared_size(metadata: dict[str, Any]) -> int | None:
     raw = metadata.get("size")
     if raw is None:
         return None
-    try:
+    # A JSON integer, or decimal digits (Companion metadata is S3 object metadata, which
+    # is text); never true, a float or a sign.
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         return int(raw)
-    except (TypeError, ValueError):
-        raise InvalidRequest("metadata.size must be a number of bytes.") from None
+    raise InvalidRequest("metadata.size must be a whole number of bytes.")
 
 
 def _job_for(svc: Service, caller: str, key: str, upload_id: str, request: Request) -> Job:
@@ -53,17 +56,15 @@ def _job_for(svc: Service, caller: str, key: str, upload_id: str, request: Reque
     return job
 
 
-@router.post("", response_model=CompanionCreateResponse, responses=_errors(400, 413, 415))
+@router.post("", response_model=CompanionCreateResponse, responses=error_responses(400, 413, 415))
 def create(body: CompanionCreateRequest, request: Request, svc: Service, caller: Owner) -> Any:
-    size = _declared_size(body.metadata)
-    if size is not None and size > svc.settings.max_upload_bytes:
-        raise UploadTooLarge(
-            f"The file is {size} bytes; the limit is {svc.settings.max_upload_bytes}."
-        )
-    if size is not None and size <= 0:
-        raise EmptyUpload()  # 422, as on /v1/uploads
     job = svc.create_upload(
-        caller, filename=body.filename, size=None, content_type=body.type, source="uppy"
+        caller,
+        filename=body.filename,
+        size=_declared_size(body.metadata),
+        content_type=body.type,
+        source="uppy",
+        client_sized_parts=True,
     )
     request.state.job_id = job.job_id
     request.state.metric = "UploadsCreated"
@@ -71,7 +72,9 @@ def create(body: CompanionCreateRequest, request: Request, svc: Service, caller:
 
 
 @router.get(
-    "/{upload_id}/batch", response_model=CompanionBatchResponse, responses=_errors(400, 404, 409)
+    "/{upload_id}/batch",
+    response_model=CompanionBatchResponse,
+    responses=error_responses(400, 404, 409),
 )
 def sign_batch(
     upload_id: UploadId,
@@ -94,7 +97,7 @@ def sign_batch(
 @router.get(
     "/{upload_id}/{part_number}",
     response_model=CompanionSignResponse,
-    responses=_errors(400, 404, 409),
+    responses=error_responses(400, 404, 409),
 )
 def sign_part(
     upload_id: UploadId,
@@ -106,10 +109,16 @@ def sign_part(
 ) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     (signed,) = svc.sign_parts(job, [part_number])
-    return {"url": signed.url, "expires": svc.settings.presign_ttl_seconds}
+    return {
+        "url": signed.url,
+        "expires": svc.settings.presign_ttl_seconds,
+        "headers": dict(signed.headers),
+    }
 
 
-@router.get("/{upload_id}", response_model=list[CompanionListedPart], responses=_errors(404, 409))
+@router.get(
+    "/{upload_id}", response_model=list[CompanionListedPart], responses=error_responses(404, 409)
+)
 def list_parts(upload_id: UploadId, key: Key, request: Request, svc: Service, caller: Owner) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     return [
@@ -120,7 +129,7 @@ def list_parts(upload_id: UploadId, key: Key, request: Request, svc: Service, ca
 @router.post(
     "/{upload_id}/complete",
     response_model=CompanionCompleteResponse,
-    responses=_errors(404, 409, 413),
+    responses=error_responses(400, 404, 409, 413),
 )
 def complete(
     upload_id: UploadId,
@@ -136,7 +145,7 @@ def complete(
     return {"location": f"/v1/jobs/{done.job_id}", "key": done.object_key, "job_id": done.job_id}
 
 
-@router.delete("/{upload_id}", responses=_errors(404, 409))
+@router.delete("/{upload_id}", responses=error_responses(404, 409))
 def abort(upload_id: UploadId, key: Key, request: Request, svc: Service, caller: Owner) -> Any:
     job = _job_for(svc, caller, key, upload_id, request)
     svc.abort_upload(job)

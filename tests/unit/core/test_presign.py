@@ -1,0 +1,149 @@
+"""Part URLs re-signed by ``PartUrlSigner`` from the first botocore-signed one: every URL
+must be byte-for-byte the URL botocore itself signs at the same instant, with and without
+a signed Content-MD5 header, for every client shape the project uses."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from audiolift_core.presign import PartUrlSigner
+from audiolift_core.storage import UploadStore
+from botocore.config import Config
+
+FROZEN = datetime.datetime(2026, 11, 22, 8, 30, 15)
+KEY = "uploads/0123456789abcdef0123456789abcdef"
+UPLOAD_ID = "VXBsb2FkIElE.with~odd_chars-+/="
+NUMBERS = [1, 2, 9, 10, 11, 99, 100, 1000, 9999, 10000]
+
+
+def md5_of(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+# Base64 MD5s that need percent-encoding nowhere but would break a sloppy canonical form.
+MD5S = {n: md5_of(f"part {n}".encode()) for n in NUMBERS}
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore and the signer must sign at the same instant to be comparable."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FROZEN)
+
+
+def session(token: str | None = None, region: str = "eu-west-1") -> boto3.Session:
+    return boto3.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        aws_session_token=token,
+        region_name=region,
+    )
+
+
+def frozen(boto_session: boto3.Session) -> Any:
+    """The session's credentials through boto3's public API (as ``aws.credentials``)."""
+    credentials = boto_session.get_credentials()
+    assert credentials is not None
+    return credentials.get_frozen_credentials()
+
+
+def store_for(boto_session: boto3.Session, **config: Any) -> UploadStore:
+    endpoint_url = config.pop("endpoint_url", None)
+    client = boto_session.client(
+        "s3", endpoint_url=endpoint_url, config=Config(signature_version="s3v4", **config)
+    )
+    return UploadStore(client, "my-bucket", credentials=lambda: frozen(boto_session))
+
+
+STORES = {
+    "regional-virtual-host": lambda: store_for(session(), s3={"addressing_style": "virtual"}),
+    "auto-addressing": lambda: store_for(session()),
+    "session-token": lambda: store_for(session(token="IQoJb3JpZ2luX2VjE+/=token")),
+    "path-style-endpoint-with-port": lambda: store_for(
+        session(), endpoint_url="http://127.0.0.1:4566", s3={"addressing_style": "path"}
+    ),
+    "https-endpoint-default-port": lambda: store_for(
+        session(), endpoint_url="https://s3.example.test:443", s3={"addressing_style": "path"}
+    ),
+    "us-east-1": lambda: store_for(session(region="us-east-1")),
+}
+CHECKSUMS = {
+    "no-checksums": {},
+    "every-part": MD5S,
+    "some-parts": {n: MD5S[n] for n in NUMBERS[1::2]},
+    "all-but-the-first": {n: MD5S[n] for n in NUMBERS[1:]},
+}
+
+
+def botocore_url(store: UploadStore, number: int, content_md5: str | None) -> str:
+    """What botocore's own presigner makes of this part (the reference)."""
+    params: dict[str, Any] = {
+        "Bucket": "my-bucket",
+        "Key": KEY,
+        "UploadId": UPLOAD_ID,
+        "PartNumber": number,
+    }
+    if content_md5:
+        params["ContentMD5"] = content_md5
+    client: Any = store._client  # the test's own client, handed to the store above
+    url: str = client.generate_presigned_url(
+        "upload_part", Params=params, ExpiresIn=900, HttpMethod="PUT"
+    )
+    return url
+
+
+@pytest.mark.parametrize("checksums", CHECKSUMS.values(), ids=CHECKSUMS.keys())
+@pytest.mark.parametrize("make_store", STORES.values(), ids=STORES.keys())
+def test_resigned_urls_equal_botocores(make_store: Any, checksums: dict[int, str]) -> None:
+    store = make_store()
+    signs: list[str] = []
+    store._client.meta.events.register(
+        "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
+    )
+    signed = store.presign_parts(KEY, UPLOAD_ID, NUMBERS, 900, content_md5=checksums)
+    assert list(signed) == NUMBERS
+    assert signs == ["botocore"]  # botocore signed the first URL only: the fast path ran
+    for number in NUMBERS:
+        assert signed[number] == botocore_url(store, number, checksums.get(number))
+    if checksums:
+        assert "X-Amz-SignedHeaders=content-md5%3Bhost" in signed[NUMBERS[-1]]
+
+
+def test_the_signer_refuses_a_url_it_cannot_reproduce() -> None:
+    boto_session = session()
+    store = store_for(boto_session)
+    url = store.presign_part("k", "u", 1, 60)
+    real = frozen(boto_session)
+    assert PartUrlSigner.from_url(url, real) is not None
+    wrong = frozen(boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="wrong"))
+    assert PartUrlSigner.from_url(url, wrong) is None
+    assert PartUrlSigner.from_url(url, None) is None
+    # Signed with a Content-MD5 it was not told about, or the other way round.
+    with_md5 = store.presign_part("k", "u", 1, 60, content_md5=MD5S[1])
+    assert PartUrlSigner.from_url(with_md5, real) is None
+    assert PartUrlSigner.from_url(url, real, content_md5=MD5S[1]) is None
+    assert PartUrlSigner.from_url(with_md5, real, content_md5=MD5S[2]) is None
+    assert PartUrlSigner.from_url(with_md5, real, content_md5=MD5S[1]) is not None
+    tampered = url.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host%3Bx-amz-acl")
+    assert PartUrlSigner.from_url(tampered, real) is None
+
+
+def test_without_credentials_botocore_signs_every_part() -> None:
+    store = store_for(session())
+    store.credentials = None
+    signs: list[str] = []
+    store._client.meta.events.register(
+        "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
+    )
+    signed = store.presign_parts("k", "u", [3, 4, 5], 60, content_md5={4: MD5S[1]})
+    assert len(signs) == 3
+    assert "partNumber=5" in signed[5] and "content-md5" in signed[4]
+
+
+def test_no_parts_no_urls() -> None:
+    assert store_for(session()).presign_parts("k", "u", [], 60) == {}
