@@ -1,14 +1,15 @@
 """The part-upload engine: parallel PUTs of file parts straight to presigned S3 URLs.
 
-Each worker reads its part twice with positioned reads (no shared file offset, never the
-whole part or file in memory), one chunk at a time: first to hash it — the part's MD5,
-which is signed into its URL as Content-MD5 so that S3 refuses bytes that changed on the
-way, and the whole file's SHA-256, fed in file order — then to send it as the connection
-takes the bytes. The second read comes from the page cache: measured at ~9 GB/s against
-~0.7 GB/s for MD5 itself, it costs far less than holding parts (16 MiB or more each) in
-memory. Memory stays at about twice ``concurrency`` chunks (1 MiB each), whatever the
-part size. URLs are signed just in time, in batches of the parts whose MD5 is known, and
-re-signed when S3 says one expired.
+Every part is read twice with positioned reads (no shared file offset, never a whole part
+in memory), one chunk at a time. First by the hashers, in file order and a bounded
+number of parts ahead of the senders: the part's MD5, signed into its URL as Content-MD5
+so that S3 refuses bytes that changed on the way, and the chunks handed to the file's
+SHA-256, which a thread of its own takes in file order. Then by a sender, as the
+connection takes the bytes. The second read comes from the page cache: measured at
+~9 GB/s against ~0.7 GB/s for MD5 itself, it costs far less than holding parts (16 MiB
+or more each) in memory. Memory stays at about twice ``concurrency`` chunks (1 MiB
+each), whatever the part size. URLs are signed just in time, one request for all the
+parts hashed and waiting, and re-signed when S3 says one expired.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_EXCEPTION,
+    CancelledError,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -183,11 +191,15 @@ class PartUrls:
             return url
         return None
 
-    def get(self, part_number: int, content_md5: str) -> SignedUrl:
+    def hashed(self, part_number: int, content_md5: str) -> None:
+        """A part's MD5 is known: sign it with the next request."""
         with self._lock:
             if self._digests.get(part_number) != content_md5:
                 self._urls.pop(part_number, None)  # signed for other bytes
             self._digests[part_number] = content_md5
+
+    def get(self, part_number: int, content_md5: str) -> SignedUrl:
+        self.hashed(part_number, content_md5)
         with self._signing:
             with self._lock:
                 now = self._clock()
@@ -246,43 +258,80 @@ def etag_is_md5(etag: str, digest: bytes) -> bool | None:
 
 
 class OrderedHasher:
-    """The whole file's SHA-256, fed by workers that read parts in parallel. A chunk at the
-    frontier (the first byte not hashed yet) is hashed at once, with any buffered chunks it
-    makes contiguous; a chunk ahead of it waits in a buffer of at most ``max_buffered``
-    bytes, and its reader waits while the buffer is full. The reader of the frontier's
-    part never waits (parts start in file order, so that part is always being read), so
-    the upload always moves and memory stays bounded."""
+    """The whole file's SHA-256, fed by the workers that read parts in parallel and hashed
+    in file order by a thread of its own, off the path of every PUT (the digest is needed
+    only at completion). Chunks wait in a buffer of at most ``max_buffered`` bytes until
+    the hash reaches them; a chunk read while the buffer is full is noted instead and
+    read again when the hash reaches it (from the page cache: it was just read). No
+    reader ever waits for another, and memory stays bounded."""
 
     def __init__(self, size: int, *, max_buffered: int):
         self.size = size
         self._digest = hashlib.sha256()
-        self._frontier = 0
-        self._ahead: dict[int, bytes] = {}
+        self._frontier = 0  # the first byte not hashed yet
+        self._ahead: dict[int, bytes | int] = {}  # offset: the chunk, or its length to reread
         self._buffered = 0
         self._max_buffered = max_buffered
         self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.reread_bytes = 0  # read again because the buffer was full (for tests, the bench)
+        self.peak_buffered = 0
 
-    def feed(self, offset: int, data: bytes, stop: threading.Event) -> None:
+    def feed(self, offset: int, data: bytes) -> None:
         with self._changed:
-            if offset < self._frontier:
-                return  # hashed already (a part read again)
-            while offset != self._frontier and self._buffered + len(data) > self._max_buffered:
-                if stop.is_set():
-                    raise Stopped()
-                self._changed.wait(0.05)
-            if offset != self._frontier:
+            if offset < self._frontier or offset in self._ahead:
+                return  # hashed or noted already (a part read again)
+            if self._buffered + len(data) <= self._max_buffered:
                 self._ahead[offset] = data
                 self._buffered += len(data)
-                return
-            self._digest.update(data)
-            self._frontier += len(data)
-            while (following := self._ahead.pop(self._frontier, None)) is not None:
-                self._buffered -= len(following)
-                self._digest.update(following)
-                self._frontier += len(following)
+                self.peak_buffered = max(self.peak_buffered, self._buffered)
+            else:
+                self._ahead[offset] = len(data)
             self._changed.notify_all()
 
+    def start(self, read: Callable[[int, int], bytes], stop: threading.Event) -> None:
+        """Hash in a thread until the whole file is hashed or ``stop`` is set; ``read``
+        is ``(length, offset) -> bytes`` from the file."""
+        self._thread = threading.Thread(
+            target=self._run, args=(read, stop), name="audiolift-sha256", daemon=True
+        )
+        self._thread.start()
+
+    def _next(self, stop: threading.Event) -> tuple[int, bytes | int] | None:
+        with self._changed:
+            while self._frontier < self.size and self._frontier not in self._ahead:
+                if stop.is_set():
+                    return None
+                self._changed.wait(0.05)
+            if self._frontier >= self.size:
+                return None
+            entry = self._ahead.pop(self._frontier)
+            if isinstance(entry, bytes):
+                self._buffered -= len(entry)
+            return self._frontier, entry
+
+    def _run(self, read: Callable[[int, int], bytes], stop: threading.Event) -> None:
+        try:
+            while (taken := self._next(stop)) is not None:
+                offset, entry = taken
+                if isinstance(entry, int):
+                    self.reread_bytes += entry
+                    entry = read(entry, offset)
+                self._digest.update(entry)
+                with self._changed:
+                    self._frontier += len(entry)
+        except BaseException as error:  # handed to whoever asks for the digest
+            self._error = error
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+
     def hexdigest(self) -> str:
+        self.join()
+        if self._error is not None:
+            raise self._error
         with self._changed:
             if self._frontier != self.size:
                 raise RuntimeError(f"hashed {self._frontier} of {self.size} bytes")
@@ -369,19 +418,30 @@ class PartUploader:
     put_requests: int = 0  # attempts, for tests and the bench
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def transfer(self, fd: int, part_number: int, uploaded_etag: str | None = None) -> str:
-        """Hash one part (feeding the file's SHA-256) and PUT it; returns S3's ETag. A part
-        S3 already holds (``uploaded_etag``, when resuming) is only hashed, and sent again
-        if its ETag shows it is not this file's bytes."""
+    def hash_part(self, fd: int, part_number: int) -> bytes:
+        """Read one part, feeding the file's SHA-256; returns its MD5, made known to the
+        URL supply (so that one signing request covers the parts hashed ahead)."""
         if self.stop.is_set():
             raise Stopped()
         self.snapshot.check()
         digest = self._md5(fd, part_number, feed=True)
+        self.urls.hashed(part_number, content_md5(digest))
+        return digest
+
+    def finish_part(
+        self, fd: int, part_number: int, digest: bytes, uploaded_etag: str | None = None
+    ) -> str:
+        """PUT a hashed part; returns S3's ETag. A part S3 already holds (``uploaded_etag``,
+        when resuming) is sent again only if its ETag shows it is not this file's bytes."""
         if uploaded_etag is not None:
             if etag_is_md5(uploaded_etag, digest) is not False:
+                self.urls.done(part_number)
                 return uploaded_etag
             # S3 holds other bytes for this part (the file was edited in place, size kept).
             self.progress.add(-self.plan.part_bytes(part_number), parts=-1)
+        if self.stop.is_set():
+            raise Stopped()
+        self.snapshot.check()
         return self._send(fd, part_number, digest)
 
     def _md5(self, fd: int, part_number: int, *, feed: bool) -> bytes:
@@ -394,7 +454,7 @@ class PartUploader:
             chunk = read_chunk(fd, min(self.chunk_bytes, length - start), offset + start)
             md5.update(chunk)
             if feed:
-                self.hasher.feed(offset + start, chunk, self.stop)
+                self.hasher.feed(offset + start, chunk)
         return md5.digest()
 
     def _send(self, fd: int, part_number: int, digest: bytes) -> str:
@@ -505,46 +565,141 @@ def _snake(code: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
 
 
+# MD5s of several parts at once (one per core, at least two); the SHA-256 takes the
+# chunks in file order in its own thread.
+HASH_WORKERS = max(2, os.cpu_count() or 2)
+
+
+class HashWindow:
+    """How far hashing may run ahead of the senders: part ``n`` is hashed once
+    ``n <= taken + size``, ``taken`` counting the parts senders have picked up hashed. A
+    condition on the part number itself, not a semaphore (a permit taken by a later part
+    could starve the part a sender waits for); counted from the parts taken, not those
+    sent, so that ``size`` parts wait hashed for the next signing request."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._taken = 0
+        self._changed = threading.Condition()
+
+    def wait_turn(self, part_number: int, stop: threading.Event) -> None:
+        with self._changed:
+            while part_number > self._taken + self._size:
+                if stop.is_set():
+                    raise Stopped()
+                self._changed.wait(0.05)
+
+    def taken(self) -> None:
+        with self._changed:
+            self._taken += 1
+            self._changed.notify_all()
+
+
 def upload_parts(
-    uploader: PartUploader, uploaded: Mapping[int, str], *, concurrency: int
+    uploader: PartUploader,
+    uploaded: Mapping[int, str],
+    *,
+    concurrency: int,
+    hash_workers: int = HASH_WORKERS,
+    lookahead: int | None = None,
 ) -> dict[int, str]:
     """Hash every part in file order and upload those not in ``uploaded`` ({part number:
     ETag} S3 holds already), with ``concurrency`` workers; returns {part number: ETag}.
-    The first failure stops the rest (nothing new starts; running PUTs are cut off) and
-    is raised."""
+
+    Two stages: ``hash_workers`` read and hash parts in file order, at most ``lookahead``
+    parts (default twice ``concurrency``) ahead of the senders, so a sender finds its part
+    hashed and one signing request covers the parts hashed meanwhile (a request to the API
+    costs tens of ms; signing part by part made the senders wait for it); the senders PUT
+    them. The first failure stops the rest (nothing new starts; running PUTs are cut off)
+    and is raised."""
     part_numbers = range(1, uploader.plan.part_count + 1)
-    workers = max(1, min(concurrency, len(part_numbers)))
-    etags: dict[int, str] = {}
-    fd = os.open(uploader.snapshot.path, os.O_RDONLY)
-
-    def task(part_number: int) -> str:
-        try:
-            return uploader.transfer(fd, part_number, uploaded.get(part_number))
-        except BaseException:
-            uploader.stop.set()  # at once, from the worker: no queued part starts after this
-            raise
-
+    senders = max(1, min(concurrency, len(part_numbers)))
+    hashers = max(1, min(hash_workers, concurrency, len(part_numbers)))
+    stages = _Stages(uploader, uploaded, HashWindow(max(1, lookahead or 2 * concurrency)))
+    stop = uploader.stop
     try:
-        # Submitted in file order and started in that order (the pool's queue is FIFO):
-        # what OrderedHasher relies on.
-        with ThreadPoolExecutor(workers, thread_name_prefix="audiolift-part") as pool:
+        uploader.hasher.start(stages.read, stop)
+        # Submitted in file order and started in that order (the pools' queues are FIFO):
+        # what OrderedHasher and HashWindow rely on.
+        with (
+            ThreadPoolExecutor(hashers, thread_name_prefix="audiolift-hash") as hash_pool,
+            ThreadPoolExecutor(senders, thread_name_prefix="audiolift-part") as send_pool,
+        ):
+            digests: dict[int, Future[bytes]] = {}
             futures: dict[Future[str], int] = {}
             try:
-                futures = {pool.submit(task, n): n for n in part_numbers}
-                pending: set[Future[str]] = set(futures)
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for future in finished:
-                        error = future.exception()
-                        if error is not None and not isinstance(error, Stopped):
-                            raise error
-                        if error is None:
-                            etags[futures[future]] = future.result()
+                digests = {n: hash_pool.submit(stages.hash, n) for n in part_numbers}
+                futures = {send_pool.submit(stages.send, n, digests[n]): n for n in part_numbers}
+                return _etags(futures)
             except BaseException:
-                uploader.stop.set()
-                for future in futures:
-                    future.cancel()
+                stop.set()
+                for hashing in digests.values():
+                    hashing.cancel()
+                for sending in futures:
+                    sending.cancel()
                 raise
     finally:
-        os.close(fd)
+        # Every part fed (it finishes), or ``stop`` set (it ends): then the file can close.
+        uploader.hasher.join()
+        stages.close()
+
+
+def _etags(futures: Mapping[Future[str], int]) -> dict[int, str]:
+    """{part number: ETag} as the sends finish; the first real failure is raised."""
+    etags: dict[int, str] = {}
+    pending: set[Future[str]] = set(futures)
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        for future in finished:
+            error = future.exception()
+            if error is not None and not isinstance(error, Stopped):
+                raise error
+            if error is None:
+                etags[futures[future]] = future.result()
     return etags
+
+
+class _Stages:
+    """The two stages' tasks, over one file descriptor."""
+
+    def __init__(self, uploader: PartUploader, uploaded: Mapping[int, str], window: HashWindow):
+        self.uploader = uploader
+        self.uploaded = uploaded
+        self.window = window
+        self.stop = uploader.stop
+        self.fd = os.open(uploader.snapshot.path, os.O_RDONLY)
+
+    def read(self, length: int, offset: int) -> bytes:
+        return read_chunk(self.fd, length, offset)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def hash(self, part_number: int) -> bytes:
+        try:
+            self.window.wait_turn(part_number, self.stop)
+            return self.uploader.hash_part(self.fd, part_number)
+        except BaseException:
+            self.stop.set()  # at once, from the worker: no queued part starts after this
+            raise
+
+    def send(self, part_number: int, digest: Future[bytes]) -> str:
+        try:
+            hashed = self._wait(digest)
+            self.window.taken()
+            return self.uploader.finish_part(
+                self.fd, part_number, hashed, self.uploaded.get(part_number)
+            )
+        except BaseException:
+            self.stop.set()
+            raise
+
+    def _wait(self, digest: Future[bytes]) -> bytes:
+        while True:
+            try:
+                return digest.result(timeout=0.05)
+            except FutureTimeout:
+                if self.stop.is_set():
+                    raise Stopped() from None
+            except CancelledError:
+                raise Stopped() from None

@@ -22,7 +22,6 @@ from audiolift import (
     UploadError,
     UploadProgress,
 )
-from audiolift._http import Stopped
 from audiolift._upload import OrderedHasher, PartUrls, SignedUrl
 from sdk_fakes import (
     API_KEY,
@@ -231,7 +230,8 @@ def test_a_url_refused_again_and_again_stops_after_a_few_resigns(
     with pytest.raises(UploadError) as caught:
         client.upload(audio_file, concurrency=1)
     assert caught.value.code == "access_denied"
-    assert cloud.sign_calls.count([3]) == 1 + 3  # signed, then re-signed three times
+    assert sum(3 in batch for batch in cloud.sign_calls) == 1 + 3  # signed, re-signed 3 times
+    assert cloud.sign_calls[-3:] == [[3], [3], [3]]
 
 
 def test_urls_close_to_expiry_are_signed_again_before_use(
@@ -386,22 +386,25 @@ def test_a_part_changed_on_the_way_every_time_stops_with_a_clear_error(
 
 
 def test_a_file_rewritten_in_place_keeping_size_and_mtime_is_caught(
-    client: Client, cloud: FakeCloud, audio_file: Path
+    client: Client, cloud: FakeCloud, tmp_path: Path
 ) -> None:
     """The bytes read for the PUT are not those hashed: S3 refuses them (BadDigest), and
-    reading the part again shows the file changed."""
+    reading the part again shows the file changed. (Four parts: when the last one is
+    sent, hashing is over, so nothing else sees the edit first.)"""
+    path = tmp_path / "take.wav"
+    path.write_bytes(wav_bytes(4 * PART_SIZE))
 
     def rewrite(request: httpx.Request) -> httpx.Response:
-        stat = audio_file.stat()
-        with open(audio_file, "r+b") as handle:
+        stat = path.stat()
+        with open(path, "r+b") as handle:
             handle.seek(3 * PART_SIZE + 10)
             handle.write(b"edited")
-        os.utime(audio_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         return s3_error(400, "BadDigest", "The Content-MD5 you specified did not match.")
 
     cloud.inject(is_part_put(4), rewrite)
     with pytest.raises(FileChangedError, match="part 4 reads differently"):
-        client.upload(audio_file, concurrency=1)
+        client.upload(path, concurrency=1)
 
 
 def test_a_declared_sha256_the_file_does_not_have_aborts_before_completion(
@@ -422,14 +425,19 @@ def test_ordered_hasher_hashes_chunks_read_in_any_order_in_bounded_memory() -> N
     chunk = 1000
     hasher = OrderedHasher(len(data), max_buffered=3 * chunk)
     stop = threading.Event()
-    peaks: list[int] = []
-    # Eight readers take every eighth chunk, starting in order, as upload workers do.
+    reads: list[tuple[int, int]] = []
+
+    def read(length: int, offset: int) -> bytes:
+        reads.append((length, offset))
+        return data[offset : offset + length]
+
+    hasher.start(read, stop)
+    # Eight readers take every eighth chunk, as the hashing workers do; none ever waits.
     offsets = list(range(0, len(data), chunk))
 
     def reader(first: int) -> None:
         for offset in offsets[first::8]:
-            hasher.feed(offset, data[offset : offset + chunk], stop)
-            peaks.append(hasher._buffered)
+            hasher.feed(offset, data[offset : offset + chunk])
 
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -437,16 +445,21 @@ def test_ordered_hasher_hashes_chunks_read_in_any_order_in_bounded_memory() -> N
     for thread in threads:
         thread.join(10)
     assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert max(peaks) <= 3 * chunk
+    assert hasher.peak_buffered <= 3 * chunk
+    # What did not fit in the buffer was read again from the file, once.
+    assert hasher.reread_bytes == sum(length for length, _ in reads)
+    assert len({offset for _, offset in reads}) == len(reads)
 
 
-def test_ordered_hasher_lets_a_waiting_reader_go_when_the_upload_stops() -> None:
+def test_ordered_hasher_stops_when_the_upload_stops() -> None:
     hasher = OrderedHasher(10_000, max_buffered=100)
     stop = threading.Event()
-    hasher.feed(1000, bytes(100), stop)  # ahead of the frontier: buffered, buffer full
+    hasher.start(lambda length, offset: bytes(length), stop)
+    hasher.feed(1000, bytes(100))  # ahead of the frontier: waits for bytes 0..999
     stop.set()
-    with pytest.raises(Stopped):
-        hasher.feed(2000, bytes(100), stop)
+    hasher.join()
+    with pytest.raises(RuntimeError, match="hashed 0 of 10000 bytes"):
+        hasher.hexdigest()
 
 
 def test_part_urls_sign_the_parts_hashed_meanwhile_in_one_request() -> None:
@@ -501,3 +514,27 @@ def test_every_supported_format_passes_the_local_check(
         (tmp_path / name).write_bytes(head)
         client.upload(tmp_path / name)
     assert len(cloud.jobs) == len(heads)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 7])
+def test_hashing_ahead_never_waits_on_itself(
+    cloud: FakeCloud, retry: RetryConfig, tmp_path: Path, concurrency: int
+) -> None:
+    """Many parts, small chunks (the SHA-256's buffer fills), one to seven senders: the
+    hashers run ahead of the senders without ever blocking each other, and one signing
+    request covers several parts."""
+    path = tmp_path / "long.wav"
+    path.write_bytes(wav_bytes(PART_SIZE * 40 + 7))
+    with Client(
+        API_URL,
+        API_KEY,
+        transport=cloud.api_transport(),
+        s3_transport=cloud.s3_transport(),
+        retry=retry,
+        upload_chunk_bytes=10_000,
+    ) as client:
+        job = client.upload(path, concurrency=concurrency)
+    stored = cloud.jobs[job.job_id]
+    assert stored.object_bytes == path.read_bytes()
+    assert stored.completed_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(cloud.sign_calls) < 41
