@@ -212,16 +212,21 @@ def test_every_call_of_the_upload_and_job_routes_is_allowed_to_the_api_role(
     # Create, sign just in time, list parts, complete (twice: idempotent), read, list.
     job_id = api.create_upload(size=len(payload))["job_id"]
     signed = api.client.post(
-        f"/v1/uploads/{job_id}/parts", json={"part_numbers": [1, 2, 3]}, headers=alice
+        f"/v1/uploads/{job_id}/parts",
+        json={"part_numbers": [1, 2, 3], "content_md5": {"1": "1B2M2Y8AsgTpgAmY7PhCfg=="}},
+        headers=alice,
     )
     assert signed.status_code == 200, signed.text
     put_parts(api, recorder, job_id, payload)
     assert api.client.get(f"/v1/uploads/{job_id}/parts", headers=alice).status_code == 200
-    for _ in range(2):
-        done = api.client.post(f"/v1/uploads/{job_id}/complete", headers=alice)
+    for _ in range(2):  # with the file's SHA-256, recorded on the job before completing
+        done = api.client.post(
+            f"/v1/uploads/{job_id}/complete", json={"sha256": "ab" * 32}, headers=alice
+        )
         assert done.status_code == 200, done.text
     assert api.client.get(f"/v1/jobs/{job_id}", headers=alice).status_code == 200
     assert api.client.get("/v1/jobs?limit=5", headers=alice).status_code == 200
+    assert api.client.get("/v1/limits", headers=alice).status_code == 200
 
     # Results, inline and as a presigned GET; then delete the finished job's files.
     processed(api, recorder, job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,11 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from mangum import Mangum
 
 from . import errors
 from .body_limit import MAX_BODY_BYTES, BodyLimit
 from .models import ErrorResponse
-from .routers import companion, jobs, uploads
+from .routers import companion, jobs, limits, uploads
 from .service import UploadService
 
 if TYPE_CHECKING:
@@ -81,6 +83,17 @@ def _correlation_id(request: Request) -> str:
     return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4().hex)
 
 
+def lambda_adapter(app: FastAPI, *, base_path: str = "/") -> Mangum:
+    """The app as API Gateway (HTTP API, payload v2) invokes it: Mangum, no lifespan,
+    ``base_path`` (a named stage's "/<stage>") stripped from every path."""
+    # Mangum 0.21+ probes the thread's event loop with asyncio.get_event_loop(), which
+    # warns on Python 3.12+ when none is set, then makes the loop it needs anyway
+    # (Kludex/mangum#377; upstream's fix silences the probe the same way).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "There is no current event loop", DeprecationWarning)
+        return Mangum(app, lifespan="off", api_gateway_base_path=base_path)
+
+
 def create_app(service: UploadService | None = None) -> FastAPI:
     if service is None:
         service = build_service(ApiSettings.from_env())
@@ -110,6 +123,7 @@ def create_app(service: UploadService | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(uploads.router)
     app.include_router(jobs.router)
+    app.include_router(limits.router)
     app.include_router(companion.router)
 
     @app.get("/health", tags=["health"], summary="Liveness; needs no credentials")

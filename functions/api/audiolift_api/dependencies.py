@@ -19,13 +19,17 @@ def service(request: Request) -> UploadService:
     return svc
 
 
-def owner(request: Request, svc: Annotated[UploadService, Depends(service)]) -> str:
+def authenticate(request: Request) -> str:
+    """Who is calling (Unauthorized if nobody we know); remembered on the request."""
+    caller = resolve_owner(request, service(request).settings)
+    request.state.owner = caller
+    return caller
+
+
+def owner(request: Request) -> str:
     """The caller: already known on an ``AuthenticatedRoute`` (before the body was read)."""
     caller: str | None = getattr(request.state, "owner", None)
-    if caller is None:
-        caller = resolve_owner(request, svc.settings)
-        request.state.owner = caller
-    return caller
+    return caller if caller is not None else authenticate(request)
 
 
 class AuthenticatedRoute(APIRoute):
@@ -37,7 +41,7 @@ class AuthenticatedRoute(APIRoute):
         handle = super().get_route_handler()
 
         async def authenticated(request: Request) -> Response:
-            request.state.owner = resolve_owner(request, service(request).settings)
+            authenticate(request)
             return await handle(request)
 
         return authenticated

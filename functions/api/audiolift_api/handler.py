@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from audiolift_core.settings import ApiSettings
-from mangum import Mangum
 
-from .app import api_metrics, build_service, create_app
+from .app import api_metrics, build_service, create_app, lambda_adapter
 
 settings = ApiSettings.from_env()
 app = create_app(build_service(settings))
-asgi_handler = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+asgi_handler = lambda_adapter(app, base_path=settings.api_base_path)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -201,3 +201,43 @@ class CompanionCompleteResponse(BaseModel):
     location: str
     key: str
     job_id: str
+
+
+# --- GET /v1/limits --------------------------------------------------------------------
+
+
+class FormatLimitsModel(BaseModel):
+    name: str = Field(examples=["flac"])
+    label: str = Field(examples=["FLAC"])
+    extensions: list[str] = Field(examples=[[".flac"]])
+    analysis_mib_per_second: float | None = Field(
+        description="Measured analysis speed on the processor's CPU share (null: not measured)."
+    )
+    max_analysable_bytes: int | None = Field(
+        description="The largest file of this format analysed within the processor's timeout."
+    )
+    usd_per_gib_analysed: float | None = Field(
+        default=None, description="Lambda compute cost of analysing one GiB of this format."
+    )
+
+
+class AnalysisCostModel(BaseModel):
+    usd_per_gib_analysed: float | None = Field(
+        description="For WAV (PCM), the cheapest per GiB; each format states its own."
+    )
+    price_per_gb_second: float
+    price_date: str
+    memory_mb: int
+    architecture: str
+    speed_source: str = Field(description="Where the analysis speeds come from, and when.")
+
+
+class LimitsResponse(BaseModel):
+    max_upload_bytes: int
+    min_part_bytes: int
+    max_part_bytes: int
+    preferred_part_bytes: int
+    max_parts: int
+    processor_timeout_seconds: int
+    formats: list[FormatLimitsModel]
+    cost: AnalysisCostModel

@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -161,7 +161,9 @@ def credentials() -> ReadOnlyCredentials | None:
 
 
 @functools.cache
-def s3_client() -> S3Client:
+def s3_client(*, total_max_attempts: int = 6) -> S3Client:
+    """``total_max_attempts`` counts the first try (botocore's ``max_attempts`` does not):
+    1 means botocore never retries, for callers that retry themselves."""
     from botocore.config import Config
 
     # On AWS, URLs name the bucket's own region (bucket.s3.<region>.amazonaws.com), also
@@ -177,7 +179,7 @@ def s3_client() -> S3Client:
             if local
             else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
         ),
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "total_max_attempts": total_max_attempts},
         max_pool_connections=32,
     )
     client: S3Client = session().client("s3", config=config)
@@ -198,7 +200,3 @@ def forget_clients() -> None:
     environment (tests that change region, endpoints or credentials)."""
     for factory in (session, s3_client, dynamodb_client):
         factory.cache_clear()
-
-
-def describe(client: Any) -> str:
-    return str(getattr(getattr(client, "meta", None), "endpoint_url", "?"))

@@ -21,6 +21,10 @@ S3_MAX_PART_BYTES = 5 * GiB
 S3_MAX_PARTS = 10_000
 S3_MAX_OBJECT_BYTES = 5 * TiB
 
+# The processor stops this long before Lambda's deadline, to record the failure instead
+# of dying.
+DEADLINE_MARGIN_SECONDS = 20.0
+
 
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
@@ -91,6 +95,12 @@ class ApiSettings:
     cors_allow_origins: tuple[str, ...] = ()
     # A named API Gateway stage puts "/<stage>" in front of every path; Mangum strips it.
     api_base_path: str = "/"
+    # The processor's own settings, for what the API tells clients (GET /v1/limits): how
+    # long an analysis may run and on what it runs (the price depends on both).
+    processor_timeout_seconds: int = 900
+    processor_deadline_margin_seconds: float = DEADLINE_MARGIN_SECONDS
+    processor_memory_mb: int = 1769
+    processor_architecture: str = "x86_64"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ApiSettings:
@@ -123,7 +133,22 @@ class ApiSettings:
                 o.strip() for o in env.get("CORS_ALLOW_ORIGINS", "").split(",") if o.strip()
             ),
             api_base_path=_base_path(env.get("API_BASE_PATH", "")),
+            processor_timeout_seconds=_int(env, "PROCESSOR_TIMEOUT_SECONDS", 900, low=1, high=900),
+            processor_deadline_margin_seconds=_float(
+                env, "DEADLINE_MARGIN_SECONDS", DEADLINE_MARGIN_SECONDS, low=0.0, high=600.0
+            ),
+            processor_memory_mb=_int(env, "PROCESSOR_MEMORY_MB", 1769, low=128, high=10_240),
+            processor_architecture=_choice(
+                env, "PROCESSOR_ARCHITECTURE", "x86_64", ("x86_64", "arm64")
+            ),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
 
 
 def _base_path(raw: str) -> str:
@@ -164,7 +189,7 @@ class ProcessorSettings:
     cache_chunks: int = 2
     progress_interval_seconds: float = 2.0
     # Stop this long before Lambda's deadline, to record the failure instead of dying.
-    deadline_margin_seconds: float = 20.0
+    deadline_margin_seconds: float = DEADLINE_MARGIN_SECONDS
     # The same variable as the API's limit: objects that reach the bucket another way
     # (or grew past a declared size) are refused before any decoding.
     max_object_bytes: int = 5 * GiB
@@ -181,7 +206,7 @@ class ProcessorSettings:
                 env, "PROGRESS_INTERVAL_SECONDS", 2.0, low=0.0, high=600.0
             ),
             deadline_margin_seconds=_float(
-                env, "DEADLINE_MARGIN_SECONDS", 20.0, low=0.0, high=600.0
+                env, "DEADLINE_MARGIN_SECONDS", DEADLINE_MARGIN_SECONDS, low=0.0, high=600.0
             ),
             max_object_bytes=_int(
                 env, "MAX_UPLOAD_BYTES", 5 * GiB, low=1, high=S3_MAX_OBJECT_BYTES

@@ -9,31 +9,42 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from .errors import InvalidRequest, UnsupportedMediaType
 
-AUDIO_EXTENSIONS = frozenset(
-    {
-        ".wav", ".wave", ".rf64", ".w64", ".bwf", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-        ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd",
-    }
+
+@dataclass(frozen=True)
+class UploadFormat:
+    """An audio format a client may declare: by its extensions or its media types."""
+
+    name: str  # as the format table (formats.json) names it
+    label: str
+    extensions: tuple[str, ...]
+    media_types: tuple[str, ...]  # accepted when declared; the first is recorded
+
+
+UPLOAD_FORMATS: tuple[UploadFormat, ...] = (
+    UploadFormat("wav", "WAV", (".wav", ".wave", ".bwf"),
+                 ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")),
+    UploadFormat("rf64", "RF64/BW64", (".rf64",), ("audio/wav", "audio/rf64")),
+    UploadFormat("w64", "Sony Wave64", (".w64",), ("audio/x-w64",)),
+    UploadFormat("flac", "FLAC", (".flac",), ("audio/flac", "audio/x-flac")),
+    UploadFormat("ogg", "Ogg (Vorbis, Opus, FLAC)", (".ogg", ".oga", ".opus"),
+                 ("audio/ogg", "audio/opus")),
+    UploadFormat("mp3", "MP3", (".mp3",), ("audio/mpeg", "audio/mp3")),
+    UploadFormat("aiff", "AIFF", (".aif", ".aiff"), ("audio/aiff", "audio/x-aiff")),
+    UploadFormat("aifc", "AIFF-C", (".aifc",), ("audio/aiff", "audio/x-aiff")),
+    UploadFormat("caf", "Core Audio (CAF)", (".caf",), ("audio/x-caf",)),
+    UploadFormat("au", "Sun/NeXT AU", (".au", ".snd"), ("audio/basic",)),
 )  # fmt: skip
-AUDIO_CONTENT_TYPES = frozenset(
-    {
-        "audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/flac",
-        "audio/x-flac", "audio/ogg", "audio/opus", "audio/mpeg", "audio/mp3", "audio/aiff",
-        "audio/x-aiff", "audio/x-caf", "audio/basic", "audio/x-w64", "audio/rf64",
-    }
-)  # fmt: skip
+
+AUDIO_EXTENSIONS = frozenset(e for f in UPLOAD_FORMATS for e in f.extensions)
+AUDIO_CONTENT_TYPES = frozenset(t for f in UPLOAD_FORMATS for t in f.media_types)
 # Browsers send this for files they cannot type; the extension decides then.
 GENERIC_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-EXTENSION_CONTENT_TYPES = {
-    ".wav": "audio/wav", ".wave": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav",
-    ".w64": "audio/x-w64", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-    ".opus": "audio/ogg", ".mp3": "audio/mpeg", ".aif": "audio/aiff", ".aiff": "audio/aiff",
-    ".aifc": "audio/aiff", ".caf": "audio/x-caf", ".au": "audio/basic", ".snd": "audio/basic",
-}  # fmt: skip
+EXTENSION_CONTENT_TYPES = {e: f.media_types[0] for f in UPLOAD_FORMATS for e in f.extensions}
 
 MAX_FILENAME_CHARS = 200
 _UNSAFE_FILENAME_CHARS = re.compile(r"[/\\<>:\"|?*]+")

@@ -357,3 +357,24 @@ def test_the_job_view_shows_only_fields_of_the_job_record() -> None:
 
     assert set(JobView.model_fields) <= {f.name for f in fields(Job)}
     assert not hasattr(Job, "public")
+
+
+def test_limits_need_a_caller_and_state_the_contract(api: Api) -> None:
+    assert api.client.get("/v1/limits").status_code == 401
+    response = api.client.get("/v1/limits", headers=api.auth("alice"))
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert set(document) == {
+        "max_upload_bytes", "min_part_bytes", "max_part_bytes", "preferred_part_bytes",
+        "max_parts", "processor_timeout_seconds", "formats", "cost",
+    }  # fmt: skip
+    assert document["max_upload_bytes"] == api.service.settings.max_upload_bytes
+    assert {
+        "name",
+        "label",
+        "extensions",
+        "analysis_mib_per_second",
+        "max_analysable_bytes",
+    } <= set(document["formats"][0])
+    assert {"usd_per_gib_analysed", "price_per_gb_second", "price_date", "memory_mb",
+            "architecture"} <= set(document["cost"])  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audiolift_api.app import create_app
+from audiolift_api.app import create_app, lambda_adapter
 from audiolift_api.service import UploadService
 from audiolift_core import aws as core_aws
 from audiolift_core.jobs import JobStatus
@@ -89,14 +89,12 @@ def jwt_handler(
         part_min_bytes=api_settings.part_min_bytes,
         preferred_part_bytes=api_settings.preferred_part_bytes,
     )
-    return Mangum(
-        create_app(service=UploadService(settings, jobs_table, upload_store)), lifespan="off"
-    )
+    return lambda_adapter(create_app(service=UploadService(settings, jobs_table, upload_store)))
 
 
 @pytest.fixture
 def key_handler(upload_service: UploadService) -> Mangum:
-    return Mangum(create_app(service=upload_service), lifespan="off")
+    return lambda_adapter(create_app(service=upload_service))
 
 
 def test_health_event(key_handler: Mangum) -> None:
@@ -162,9 +160,7 @@ def test_api_key_mode_ignores_jwt_claims(key_handler: Mangum, jobs_table: JobsTa
 
 
 def test_named_stage_base_path(upload_service: UploadService) -> None:
-    handler = Mangum(
-        create_app(service=upload_service), lifespan="off", api_gateway_base_path="/prod"
-    )
+    handler = lambda_adapter(create_app(service=upload_service), base_path="/prod")
     health = load_event("http-health.json")
     health = with_path(health, "/prod/health")
     health["requestContext"]["stage"] = "prod"

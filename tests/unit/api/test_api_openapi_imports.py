@@ -32,6 +32,7 @@ def test_openapi_lists_every_route_and_the_error_model(api: Api) -> None:
         ("/v1/jobs/{job_id}/result", "get"),
         ("/v1/jobs/{job_id}/cancel", "post"),
         ("/v1/jobs/{job_id}", "delete"),
+        ("/v1/limits", "get"),
         ("/health", "get"),
         ("/s3/multipart", "post"),
         ("/s3/multipart/{upload_id}", "get"),
