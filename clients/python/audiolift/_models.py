@@ -70,6 +70,7 @@ class FormatLimits:
     extensions: tuple[str, ...]
     analysis_mib_per_second: float | None
     max_analysable_bytes: int | None
+    usd_per_gib_analysed: float | None = None
 
     @classmethod
     def from_api(cls, document: Mapping[str, Any]) -> FormatLimits:
@@ -80,6 +81,7 @@ class FormatLimits:
             extensions=tuple(str(e) for e in extensions) if isinstance(extensions, list) else (),
             analysis_mib_per_second=_float(document, "analysis_mib_per_second"),
             max_analysable_bytes=_int(document, "max_analysable_bytes"),
+            usd_per_gib_analysed=_float(document, "usd_per_gib_analysed"),
         )
 
 

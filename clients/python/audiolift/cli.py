@@ -466,6 +466,10 @@ def _bytes_or_dash(count: int | None) -> str:
     return "-" if count is None else human_bytes(count)
 
 
+def _usd(amount: float | None) -> str:
+    return "-" if amount is None else f"${amount:.4f}"
+
+
 def limits_tables(limits: Limits) -> list[Table]:
     uploads = Table(title="uploads", show_header=False, title_justify="left")
     uploads.add_column(style="bold")
@@ -481,7 +485,7 @@ def limits_tables(limits: Limits) -> list[Table]:
     tables = [uploads]
 
     formats = Table("format", "extensions", "analysis speed", "largest analysable",
-                    title="formats", title_justify="left")  # fmt: skip
+                    "per GiB", title="formats", title_justify="left")  # fmt: skip
     for column in formats.columns[2:]:
         column.justify = "right"
     for entry in limits.formats:
@@ -490,6 +494,7 @@ def limits_tables(limits: Limits) -> list[Table]:
             " ".join(entry.extensions),
             number(entry.analysis_mib_per_second, "MiB/s"),
             _bytes_or_dash(entry.max_analysable_bytes),
+            _usd(entry.usd_per_gib_analysed),
         )
     tables.append(formats)
 
@@ -497,8 +502,7 @@ def limits_tables(limits: Limits) -> list[Table]:
         cost = Table(title="cost (Lambda compute)", show_header=False, title_justify="left")
         cost.add_column(style="bold")
         cost.add_column(justify="right")
-        per_gib = limits.cost.usd_per_gib_analysed
-        cost.add_row("per GiB analysed", "-" if per_gib is None else f"${per_gib:.4f}")
+        cost.add_row("per GiB analysed", _usd(limits.cost.usd_per_gib_analysed))
         price = limits.cost.price_per_gb_second
         cost.add_row("price per GB-second", "-" if price is None else f"${price:.10f}".rstrip("0"))
         cost.add_row("price as of", limits.cost.price_date or "-")

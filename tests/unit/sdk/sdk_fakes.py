@@ -42,9 +42,11 @@ LIMITS: dict[str, Any] = {
     "processor_timeout_seconds": 900,
     "formats": [
         {"name": "wav", "label": "WAV", "extensions": [".wav", ".wave", ".bwf"],
-         "analysis_mib_per_second": 52.5, "max_analysable_bytes": 38_654_705_664},
+         "analysis_mib_per_second": 52.5, "max_analysable_bytes": 38_654_705_664,
+         "usd_per_gib_analysed": 0.0021},
         {"name": "flac", "label": "FLAC", "extensions": [".flac"],
-         "analysis_mib_per_second": 11.25, "max_analysable_bytes": 8_833_204_224},
+         "analysis_mib_per_second": 11.25, "max_analysable_bytes": 8_833_204_224,
+         "usd_per_gib_analysed": 0.0098},
     ],
     "cost": {"usd_per_gib_analysed": 0.0021, "price_per_gb_second": 0.0000166667,
              "price_date": "2026-11-30", "memory_mb": 2048, "architecture": "x86_64"},

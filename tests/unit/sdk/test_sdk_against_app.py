@@ -155,6 +155,7 @@ def test_parallel_upload_through_the_app(app_stack: AppStack, recording: Path) -
     record = app_stack.jobs.get(job.job_id)
     assert record.status.value == "uploaded"
     assert record.sha256 == hashlib.sha256(recording.read_bytes()).hexdigest()
+    assert job.sha256 == record.sha256  # declared at completion, shown in the job view
     assert record.owner == "sdk-tester"
     assert all("authorization" not in r.headers for r in app_stack.storage.seen)
     # Every part went with the Content-MD5 of its bytes, signed into its URL.

@@ -302,7 +302,8 @@ def test_limits(run: Any, cloud: FakeCloud) -> None:
     assert any("parts per upload" in line and "10000" in line for line in lines)
     assert any("analysis time limit" in line and "900 s" in line for line in lines)
     wav = next(line for line in lines if ".wav .wave" in line)
-    assert "WAV" in wav and "52.5 MiB/s" in wav and "36.0 GiB" in wav
+    assert "WAV" in wav and "52.5 MiB/s" in wav and "36.0 GiB" in wav and "$0.0021" in wav
+    assert "$0.0098" in next(line for line in lines if ".flac" in line)
     assert any("per GiB analysed" in line and "$0.0021" in line for line in lines)
     assert any("price as of" in line and "2026-11-30" in line for line in lines)
     exact = run("limits", "--json")

@@ -228,6 +228,7 @@ def test_limits(client: Client, cloud: FakeCloud) -> None:
     wav, flac = limits.formats
     assert (wav.name, wav.label, wav.extensions) == ("wav", "WAV", (".wav", ".wave", ".bwf"))
     assert (flac.analysis_mib_per_second, flac.max_analysable_bytes) == (11.25, 8_833_204_224)
+    assert flac.usd_per_gib_analysed == 0.0098
     assert limits.cost is not None
     assert (limits.cost.usd_per_gib_analysed, limits.cost.memory_mb) == (0.0021, 2048)
     assert limits.cost.price_date == "2026-11-30"
