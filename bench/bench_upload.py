@@ -147,10 +147,17 @@ def run_child(kind: str, stack_file: Path, path: Path, extra: list[str]) -> dict
 
 
 def make_file(path: Path, size: int) -> None:
-    """Incompressible bytes (nothing on the way can shrink them)."""
+    """A WAV header (the SDK refuses a file that is not audio before uploading it), then
+    incompressible bytes (nothing on the way can shrink them)."""
     chunk = 16 * MiB
+    header = (
+        b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+        + bytes.fromhex("01000200" "80bb0000" "00ee0200" "04001000")  # PCM 48 kHz 16-bit 2 ch
+        + b"data" + (size - 44).to_bytes(4, "little")
+    )  # fmt: skip
     with open(path, "wb") as out:
-        left = size
+        out.write(header)
+        left = size - len(header)
         while left:
             count = min(chunk, left)
             out.write(os.urandom(count))
@@ -174,7 +181,7 @@ def parent(args: argparse.Namespace) -> int:
     size = args.size_mib * MiB
     with tempfile.TemporaryDirectory(prefix="audiolift-bench-upload-") as temporary:
         work = Path(temporary)
-        path = work / "bench.wav"  # the API wants an audio extension; bytes are random
+        path = work / "bench.wav"  # a WAV header, then random bytes
         print(f"writing a {args.size_mib} MiB file ...", flush=True)
         make_file(path, size)
         state_dir = work / "stack"

@@ -40,9 +40,12 @@ def client_for(stack: StackProcess, storage: httpx.BaseTransport | None = None) 
 
 @pytest.fixture
 def noise(tmp_path: Path) -> Path:
-    """Three parts (the last short) of bytes no decoder accepts."""
+    """Three parts (the last short): a RIFF/WAVE signature, so the SDK's local format check
+    lets it through, then bytes no decoder accepts (no fmt or data chunk)."""
     path = tmp_path / "noise.wav"
-    path.write_bytes(hashlib.shake_256(b"noise").digest(2 * TEST_PART_BYTES + 12345))
+    size = 2 * TEST_PART_BYTES + 12345
+    riff = b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVE"
+    path.write_bytes(riff + hashlib.shake_256(b"noise").digest(size - len(riff)))
     return path
 
 

@@ -8,16 +8,13 @@ analysis back.
     print(job.result()["loudness"])
 """
 
-from __future__ import annotations
-
-__version__ = "0.1.0"
-
 from ._client import Client
 from ._errors import (
     APIError,
     AudioliftError,
     AuthenticationError,
     BadRequestError,
+    ChecksumMismatchError,
     ConfigurationError,
     ConflictError,
     FileChangedError,
@@ -30,25 +27,39 @@ from ._errors import (
     ServerError,
     TransportError,
     UnprocessableEntityError,
+    UnsupportedFormatError,
     UnsupportedMediaTypeError,
     UploadError,
     WaitTimeoutError,
 )
-from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._models import (
+    AnalysisCost,
+    FormatLimits,
+    Job,
+    Limits,
+    PartPlan,
+    UploadedPart,
+    UploadProgress,
+)
 from ._retry import RetryConfig
+from ._version import __version__
 
 __all__ = [
     "APIError",
+    "AnalysisCost",
     "AudioliftError",
     "AuthenticationError",
     "BadRequestError",
+    "ChecksumMismatchError",
     "Client",
     "ConfigurationError",
     "ConflictError",
     "FileChangedError",
+    "FormatLimits",
     "Job",
     "JobCancelledError",
     "JobFailedError",
+    "Limits",
     "NotFoundError",
     "PartPlan",
     "PayloadTooLargeError",
@@ -58,6 +69,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnprocessableEntityError",
+    "UnsupportedFormatError",
     "UnsupportedMediaTypeError",
     "UploadError",
     "UploadProgress",

@@ -3,43 +3,42 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
+import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
 
-from . import __version__
 from ._errors import (
     AudioliftError,
+    ChecksumMismatchError,
     ConfigurationError,
     ConflictError,
     FileChangedError,
     api_error,
 )
 from ._http import json_or_none, raise_for_api_error, send_with_retries
-from ._models import Job, PartPlan, UploadedPart, UploadProgress
+from ._models import Job, Limits, PartPlan, UploadedPart, UploadProgress
 from ._retry import RetryConfig
 from ._upload import (
     STREAM_CHUNK_BYTES,
     FileSnapshot,
+    OrderedHasher,
     PartUploader,
     PartUrls,
     ProgressCounter,
     SignedUrl,
+    audio_format,
     upload_parts,
 )
+from ._version import __version__
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # A part is up to hundreds of MiB: allow slow links to write it.
 DEFAULT_S3_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-DEFAULT_STACK_FILE = ".state/stack.json"
 MAX_S3_CONNECTIONS = 64
-HASH_CHUNK_BYTES = 8 * 1024 * 1024
 
 ProgressCallback = Callable[[UploadProgress], None]
 
@@ -50,8 +49,9 @@ class Client:
     ``transport``/``s3_transport`` replace the HTTP transports (tests use
     ``httpx.MockTransport`` or an ASGI app). The API key goes only to the API, never to
     S3: part PUTs and result downloads use a second client with no credentials, since
-    presigned URLs carry their own. Uploads hold at most ``concurrency`` chunks of
-    ``upload_chunk_bytes`` in memory, whatever the part size."""
+    presigned URLs carry their own. Uploads hold about twice ``concurrency`` chunks of
+    ``upload_chunk_bytes`` in memory (in flight, and waiting to be hashed in file order),
+    whatever the part size."""
 
     def __init__(
         self,
@@ -103,14 +103,6 @@ class Client:
         if not url:
             raise ConfigurationError("AUDIOLIFT_API_URL is not set.")
         return cls(url, env.get("AUDIOLIFT_API_KEY", "").strip() or None, **options)
-
-    @classmethod
-    def from_stack_file(
-        cls, path: str | os.PathLike[str] = DEFAULT_STACK_FILE, **options: Any
-    ) -> Client:
-        """From the local stack's JSON file (``{"api_url": ..., "api_key": ...}``)."""
-        url, key = read_stack_file(path)
-        return cls(url, key, **options)
 
     def close(self) -> None:
         self._api.close()
@@ -213,6 +205,14 @@ class Client:
         """Delete a finished job with its audio and result (an unfinished one is cancelled)."""
         self._call("DELETE", f"/v1/jobs/{_segment(job_id)}")
 
+    def limits(self) -> Limits:
+        """What a file may be: maximum size, part sizes, the formats analysed and the
+        largest file of each one processor run finishes, and the cost per GiB."""
+        document = self._call("GET", "/v1/limits")
+        if not isinstance(document, Mapping):
+            raise api_error(200, None, fallback="the limits are not a JSON object")
+        return Limits.from_api(document)
+
     def health(self) -> bool:
         return self._send("GET", "/health").status_code == 200
 
@@ -225,38 +225,47 @@ class Client:
         concurrency: int = 8,
         on_progress: ProgressCallback | None = None,
         content_type: str | None = None,
-        sha256: bool = False,
+        sha256: str | None = None,
         filename: str | None = None,
         on_created: Callable[[Job], None] | None = None,
     ) -> Job:
         """Upload a file in parallel parts straight to S3 and complete the upload; returns
         the job (processing starts on its own; ``job.wait()`` follows it).
 
+        A file that is not audio in a supported format (told from its first bytes) is
+        refused before any request (UnsupportedFormatError). Every part is sent with its
+        MD5, which S3 checks; the file's SHA-256, computed while the parts are read, is
+        declared at completion and checked again by the processor
+        (``job.verified_sha256``). ``sha256`` is the digest you already hold (e.g. from
+        where the file came): declared at creation, and an upload whose bytes do not
+        match it is aborted before completion (ChecksumMismatchError).
+
         ``on_created`` gets the job as soon as it exists (e.g. to remember it for a later
-        ``resume``). ``sha256=True`` hashes the file first and sends the digest. If the
-        upload stops with an error, the error's ``job_id`` names the job to resume."""
+        ``resume``). If the upload stops with an error, the error's ``job_id`` names the
+        job to resume."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        expected = _sha256_hex(sha256)
         snapshot = FileSnapshot.take(path)
+        audio_format(snapshot)  # before any request: a file that is not audio goes nowhere
         body: dict[str, Any] = {
             "filename": filename or snapshot.path.name,
             "size": snapshot.size,
         }
         if content_type:
             body["content_type"] = content_type
-        if sha256:
-            body["sha256"] = file_sha256(snapshot)
+        if expected:
+            body["sha256"] = expected
         created = self._call("POST", "/v1/uploads", json_body=body)
         job_id = str(created["job_id"])
-        job = Job.from_api({**created, "filename": body["filename"], "size": snapshot.size}, self)
+        job = Job.from_api({**created, **body}, self)
         if on_created is not None:
             on_created(job)
         try:
             plan = PartPlan(snapshot.size, int(created["part_size"]), int(created["part_count"]))
-            urls = PartUrls(self._signer(job_id), range(1, plan.part_count + 1))
-            urls.add(SignedUrl.from_api(p) for p in created.get("parts") or [])
-            etags = self._upload_parts(job_id, plan, snapshot, urls, concurrency, on_progress)
-            return self._complete(job_id, snapshot, etags)
+            # The URLs signed at creation carry no Content-MD5 (the parts were not hashed
+            # yet): every part gets a URL signed for its MD5 instead.
+            return self._transfer(job_id, plan, snapshot, {}, concurrency, on_progress, expected)
         except FileChangedError as error:
             error.job_id = job_id
             self._abort_quietly(job_id)  # its parts are useless now
@@ -274,7 +283,10 @@ class Client:
         on_progress: ProgressCallback | None = None,
     ) -> Job:
         """Finish an interrupted upload: list the parts S3 holds, keep those of the planned
-        size, upload the others, complete. A job already past its upload is returned."""
+        size, upload the others, complete. The parts S3 holds are read and hashed again
+        from the local file (the SHA-256 declared at completion covers the whole file, and
+        a part whose ETag shows other bytes is sent again). A job already past its upload
+        is returned."""
         job = self.get_job(job_id)
         if job.status == "cancelled":
             raise ConflictError(
@@ -282,20 +294,13 @@ class Client:
             )
         if job.status != "awaiting_upload":
             return job
-        if job.size <= 0:
-            raise ConflictError(
-                f"Job {job_id} is an upload of unknown size (e.g. from the browser); it "
-                "cannot be resumed from here.",
-                code="not_resumable",
-                status=409,
-            )
+        plan = job.plan()
         snapshot = FileSnapshot.take(path)
         if snapshot.size != job.size:
             raise FileChangedError(
                 f"{snapshot.path} is {snapshot.size} bytes but job {job_id} is an upload of "
                 f"{job.size} bytes: it is not the same file (or it changed)."
             )
-        plan = job.plan()
         try:
             kept = {
                 part.part_number: part
@@ -303,21 +308,9 @@ class Client:
                 if 1 <= part.part_number <= plan.part_count
                 and part.size == plan.part_bytes(part.part_number)
             }
-            missing = [n for n in range(1, plan.part_count + 1) if n not in kept]
-            urls = PartUrls(self._signer(job_id), missing)
-            etags = self._upload_parts(
-                job_id,
-                plan,
-                snapshot,
-                urls,
-                concurrency,
-                on_progress,
-                resumed_bytes=sum(p.size for p in kept.values()),
-                resumed_parts=len(kept),
-                part_numbers=missing,
+            return self._transfer(
+                job_id, plan, snapshot, kept, concurrency, on_progress, job.sha256
             )
-            etags.update({n: part.etag for n, part in kept.items()})
-            return self._complete(job_id, snapshot, etags)
         except AudioliftError as error:
             error.job_id = job_id
             raise
@@ -333,55 +326,66 @@ class Client:
     def abort_upload(self, job_id: str) -> None:
         self._call("DELETE", f"/v1/uploads/{_segment(job_id)}")
 
-    def _signer(self, job_id: str) -> Callable[[Sequence[int]], list[SignedUrl]]:
-        def sign(part_numbers: Sequence[int]) -> list[SignedUrl]:
+    def _signer(self, job_id: str) -> Callable[[Mapping[int, str]], list[SignedUrl]]:
+        def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
             signed = self._call(
                 "POST",
                 f"/v1/uploads/{_segment(job_id)}/parts",
-                json_body={"part_numbers": list(part_numbers)},
+                json_body={
+                    "part_numbers": sorted(digests),
+                    "content_md5": {str(n): digests[n] for n in sorted(digests)},
+                },
             )
             return [SignedUrl.from_api(p) for p in signed.get("parts") or []]
 
         return sign
 
-    def _upload_parts(
+    def _transfer(
         self,
         job_id: str,
         plan: PartPlan,
         snapshot: FileSnapshot,
-        urls: PartUrls,
+        kept: Mapping[int, UploadedPart],
         concurrency: int,
         on_progress: ProgressCallback | None,
-        *,
-        resumed_bytes: int = 0,
-        resumed_parts: int = 0,
-        part_numbers: Sequence[int] | None = None,
-    ) -> dict[int, str]:
+        expected_sha256: str | None,
+    ) -> Job:
+        """Upload the parts not ``kept``, hashing all of them, then complete."""
         progress = ProgressCounter(
             job_id,
             plan,
             on_progress,
-            resumed_bytes=resumed_bytes,
-            resumed_parts=resumed_parts,
+            resumed_bytes=sum(part.size for part in kept.values()),
+            resumed_parts=len(kept),
         )
         progress.add(0)  # the first report: where we start from
         uploader = PartUploader(
             s3=self._s3,
             retry=self.retry,
-            urls=urls,
+            urls=PartUrls(self._signer(job_id)),
             plan=plan,
             snapshot=snapshot,
             progress=progress,
+            hasher=OrderedHasher(snapshot.size, max_buffered=concurrency * self._chunk_bytes),
             stop=threading.Event(),
             chunk_bytes=self._chunk_bytes,
         )
-        numbers = list(range(1, plan.part_count + 1)) if part_numbers is None else part_numbers
-        return upload_parts(uploader, numbers, concurrency=concurrency)
-
-    def _complete(self, job_id: str, snapshot: FileSnapshot, etags: Mapping[int, str]) -> Job:
-        snapshot.check()
+        uploaded = {n: part.etag for n, part in kept.items()}
+        etags = upload_parts(uploader, uploaded, concurrency=concurrency)
+        snapshot.check()  # changed while being read: neither the parts nor the digest hold
+        digest = uploader.hasher.hexdigest()
+        if expected_sha256 and digest != expected_sha256:
+            self._abort_quietly(job_id)
+            raise ChecksumMismatchError(
+                f"{snapshot.path.name} does not have the SHA-256 declared for it "
+                f"({expected_sha256}; the file's is {digest}); the upload was aborted."
+            )
         parts = [{"part_number": n, "etag": etags[n]} for n in sorted(etags)]
-        self._call("POST", f"/v1/uploads/{_segment(job_id)}/complete", json_body={"parts": parts})
+        self._call(
+            "POST",
+            f"/v1/uploads/{_segment(job_id)}/complete",
+            json_body={"parts": parts, "sha256": digest},
+        )
         return self.get_job(job_id)
 
     def _abort_quietly(self, job_id: str) -> None:
@@ -398,28 +402,9 @@ def _segment(job_id: str) -> str:
     return quote(job_id, safe="")
 
 
-def file_sha256(snapshot: FileSnapshot) -> str:
-    digest = hashlib.sha256()
-    with open(snapshot.path, "rb", buffering=0) as handle:
-        buffer = bytearray(HASH_CHUNK_BYTES)
-        view = memoryview(buffer)
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
-    snapshot.check()  # changed while being hashed: the digest means nothing
-    return digest.hexdigest()
-
-
-def read_stack_file(path: str | os.PathLike[str]) -> tuple[str, str | None]:
-    try:
-        document = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"No local stack file at {path} (start the stack with `make dev`)."
-        ) from None
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(f"The stack file {path} is not readable JSON: {error}") from None
-    url = document.get("api_url") if isinstance(document, dict) else None
-    if not isinstance(url, str) or not url:
-        raise ConfigurationError(f"The stack file {path} has no api_url.")
-    key = document.get("api_key")
-    return url, key if isinstance(key, str) and key else None
+def _sha256_hex(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+        raise ValueError("sha256 must be the file's SHA-256 as 64 hex digits")
+    return value.strip().lower()

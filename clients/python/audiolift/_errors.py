@@ -103,6 +103,19 @@ class FileChangedError(AudioliftError):
     default_code = "file_changed"
 
 
+class UnsupportedFormatError(AudioliftError):
+    """The file is not audio in a format the service analyses (told from its first
+    bytes, before anything is uploaded)."""
+
+    default_code = "unsupported_format"
+
+
+class ChecksumMismatchError(AudioliftError):
+    """The file's SHA-256, computed while it was uploaded, is not the one declared for it."""
+
+    default_code = "checksum_mismatch"
+
+
 class JobFailedError(AudioliftError):
     """The job ended without a result; ``code``/``message`` are the job's error."""
 

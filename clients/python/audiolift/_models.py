@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import JobCancelledError, JobFailedError, WaitTimeoutError
+from ._errors import ConflictError, JobCancelledError, JobFailedError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from ._client import Client
-
-MiB = 1024 * 1024
-S3_MIN_PART_BYTES = 5 * MiB
-S3_MAX_PART_BYTES = 5 * 1024 * MiB
-S3_MAX_PARTS = 10_000
 
 FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -48,21 +42,103 @@ class PartPlan:
     def part_offset(self, part_number: int) -> int:
         return (part_number - 1) * self.part_size
 
+
+def _int(document: Mapping[str, Any], name: str) -> int | None:
+    value = document.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(document: Mapping[str, Any], name: str) -> float | None:
+    value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _str(document: Mapping[str, Any], name: str) -> str:
+    value = document.get(name)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class FormatLimits:
+    """A format the service analyses, and how much of it one processor run gets through
+    (from the benchmarks' own figures; None when the server does not say)."""
+
+    name: str
+    label: str
+    extensions: tuple[str, ...]
+    analysis_mib_per_second: float | None
+    max_analysable_bytes: int | None
+    usd_per_gib_analysed: float | None = None
+
     @classmethod
-    def compute(
-        cls,
-        size: int,
-        *,
-        preferred_part_bytes: int = 16 * MiB,
-        min_part_bytes: int = S3_MIN_PART_BYTES,
-        max_parts: int = S3_MAX_PARTS,
-    ) -> PartPlan:
-        """The server's own planning (issue 2), for a job record that lacks its plan."""
-        needed = math.ceil(size / max_parts)
-        part_size = max(preferred_part_bytes, min_part_bytes, needed)
-        granularity = MiB if part_size >= MiB else 1
-        part_size = min(math.ceil(part_size / granularity) * granularity, size)
-        return cls(size=size, part_size=part_size, part_count=math.ceil(size / part_size))
+    def from_api(cls, document: Mapping[str, Any]) -> FormatLimits:
+        extensions = document.get("extensions")
+        return cls(
+            name=_str(document, "name"),
+            label=_str(document, "label") or _str(document, "name"),
+            extensions=tuple(str(e) for e in extensions) if isinstance(extensions, list) else (),
+            analysis_mib_per_second=_float(document, "analysis_mib_per_second"),
+            max_analysable_bytes=_int(document, "max_analysable_bytes"),
+            usd_per_gib_analysed=_float(document, "usd_per_gib_analysed"),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisCost:
+    """What analysing costs in Lambda compute, at the deployment's memory size."""
+
+    usd_per_gib_analysed: float | None
+    price_per_gb_second: float | None
+    price_date: str
+    memory_mb: int | None
+    architecture: str
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any]) -> AnalysisCost:
+        return cls(
+            usd_per_gib_analysed=_float(document, "usd_per_gib_analysed"),
+            price_per_gb_second=_float(document, "price_per_gb_second"),
+            price_date=_str(document, "price_date"),
+            memory_mb=_int(document, "memory_mb"),
+            architecture=_str(document, "architecture"),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a file may be (GET /v1/limits): its size, the part sizes the server plans, the
+    formats analysed with the largest file of each that one processor run finishes, and
+    the cost per GiB. ``raw`` is the document as sent."""
+
+    max_upload_bytes: int | None
+    min_part_bytes: int | None
+    max_part_bytes: int | None
+    preferred_part_bytes: int | None
+    max_parts: int | None
+    processor_timeout_seconds: float | None
+    formats: tuple[FormatLimits, ...]
+    cost: AnalysisCost | None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, document: Mapping[str, Any]) -> Limits:
+        formats = document.get("formats")
+        cost = document.get("cost")
+        return cls(
+            max_upload_bytes=_int(document, "max_upload_bytes"),
+            min_part_bytes=_int(document, "min_part_bytes"),
+            max_part_bytes=_int(document, "max_part_bytes"),
+            preferred_part_bytes=_int(document, "preferred_part_bytes"),
+            max_parts=_int(document, "max_parts"),
+            processor_timeout_seconds=_float(document, "processor_timeout_seconds"),
+            formats=tuple(FormatLimits.from_api(f) for f in formats or [] if isinstance(f, Mapping))
+            if isinstance(formats, list)
+            else (),
+            cost=AnalysisCost.from_api(cost) if isinstance(cost, Mapping) else None,
+            raw=dict(document),
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +179,8 @@ class Job:
     part_count: int = 0
     created_at: str = ""
     updated_at: str = ""
+    sha256: str | None = None  # declared by the uploader
+    verified_sha256: str | None = None  # computed by the processor from the stored object
     error: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -131,6 +209,8 @@ class Job:
             part_count=number("part_count"),
             created_at=text("created_at"),
             updated_at=text("updated_at"),
+            sha256=text("sha256") or None,
+            verified_sha256=text("verified_sha256") or None,
             error=dict(error) if isinstance(error, Mapping) else None,
             summary=dict(summary) if isinstance(summary, Mapping) else None,
             raw=dict(document),
@@ -142,9 +222,15 @@ class Job:
         return self.status in FINISHED_STATUSES
 
     def plan(self) -> PartPlan:
-        if self.part_size and self.part_count:
-            return PartPlan(self.size, self.part_size, self.part_count)
-        return PartPlan.compute(self.size)
+        """The server's part plan; the SDK never plans parts itself."""
+        if self.size <= 0 or not (self.part_size and self.part_count):
+            raise ConflictError(
+                f"Job {self.job_id} has no part plan (an upload of unknown size, e.g. from "
+                "the browser); it cannot be resumed from here.",
+                code="not_resumable",
+                status=409,
+            )
+        return PartPlan(self.size, self.part_size, self.part_count)
 
     def _require_client(self) -> Client:
         if self._client is None:

@@ -56,9 +56,6 @@ class RetryConfig:
         return self.backoff(retry_number)
 
 
-NO_RETRY = RetryConfig(max_attempts=1)
-
-
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
     """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
     if not value:

@@ -1,7 +1,8 @@
 """``audiolift``: the command line over the SDK.
 
 Exit codes: 0 success, 1 error, 2 usage or configuration, 3 the job failed or was
-cancelled, 4 waiting timed out, 130 interrupted. Errors are one line on stderr.
+cancelled, 4 waiting timed out, 65 the file is not audio we analyse (sysexits' EX_DATAERR;
+nothing was uploaded), 130 interrupted. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,26 +32,31 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__
-from ._client import DEFAULT_STACK_FILE, Client, read_stack_file
+from ._client import Client
 from ._errors import (
     AudioliftError,
     ConfigurationError,
     ConflictError,
     JobFailedError,
     NotFoundError,
+    UnsupportedFormatError,
     WaitTimeoutError,
 )
-from ._models import Job, UploadProgress
+from ._models import Job, Limits, UploadProgress
 from ._state import UploadState, pending, state_dir
-from ._upload import FileSnapshot
+from ._upload import FileSnapshot, audio_format
+from ._version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_JOB_FAILED = 3
 EXIT_TIMEOUT = 4
+EXIT_BAD_INPUT = 65
 EXIT_INTERRUPTED = 130
+
+# Where `make dev` writes the local stack's URL and key.
+DEFAULT_STACK_FILE = ".state/stack.json"
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--json", action="store_true", help="print JSON (the result with --wait)")
     upload.add_argument("--concurrency", type=_positive, default=8, help="parallel parts (8)")
     upload.add_argument("--content-type", help="the file's media type (default: by extension)")
-    upload.add_argument("--sha256", action="store_true", help="send the file's SHA-256")
+    upload.add_argument(
+        "--sha256", metavar="HEX", type=_sha256,
+        help="the SHA-256 the file must have (it is always computed and checked anyway)",
+    )  # fmt: skip
     upload.add_argument("--timeout", type=float, default=None, help="seconds --wait waits")
     resume = upload.add_mutually_exclusive_group()
     resume.add_argument(
@@ -131,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", "cancel an unfinished job")
     cancel.add_argument("job_id", metavar="JOB")
     cancel.add_argument("--json", action="store_true")
+
+    limits = command(
+        "limits", "what a file may be: size, parts, formats and how large each may be, cost"
+    )
+    limits.add_argument("--json", action="store_true", help="print the exact document")
     return parser
 
 
@@ -139,6 +154,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _sha256(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text.strip()):
+        raise argparse.ArgumentTypeError("must be a SHA-256: 64 hex digits")
+    return text.strip().lower()
 
 
 def resolve_connection(args: argparse.Namespace, env: Mapping[str, str]) -> Connection:
@@ -158,6 +179,23 @@ def resolve_connection(args: argparse.Namespace, env: Mapping[str, str]) -> Conn
             f"(it writes {DEFAULT_STACK_FILE})."
         )
     return Connection(url, key)
+
+
+def read_stack_file(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """(API URL, API key or None) from the local stack's JSON file."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"No local stack file at {path} (start the stack with `make dev`)."
+        ) from None
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"The stack file {path} is not readable JSON: {error}") from None
+    url = document.get("api_url") if isinstance(document, dict) else None
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"The stack file {path} has no api_url.")
+    key = document.get("api_key")
+    return url, key if isinstance(key, str) and key else None
 
 
 class Cli:
@@ -193,6 +231,7 @@ class Cli:
     def upload(self) -> int:
         path: Path = self.args.file
         snapshot = FileSnapshot.take(path)
+        audio_format(snapshot)  # refused at once, before any request or progress bar
         state = UploadState(state_dir(self.env))
         earlier = state.find(
             snapshot.path, snapshot.size, snapshot.mtime_ns, self.connection.api_url
@@ -350,6 +389,15 @@ class Cli:
             self.out.print(f"Job {job.job_id} is {job.status}.")
         return EXIT_OK
 
+    def limits(self) -> int:
+        limits = self.client.limits()
+        if self.args.json:
+            self.print_json(limits.raw)
+            return EXIT_OK
+        for table in limits_tables(limits):
+            self.out.print(table)
+        return EXIT_OK
+
     def _print_result(self, document: Any) -> None:
         for table in result_tables(document):
             self.out.print(table)
@@ -403,11 +451,65 @@ def job_rows(job: Job) -> list[tuple[str, str]]:
         ("created", job.created_at),
         ("updated", job.updated_at),
     ]
+    if job.sha256:
+        rows.append(("sha256 declared", job.sha256))
+    if job.verified_sha256:
+        rows.append(("sha256 verified", job.verified_sha256))
     if job.error:
         rows.append(("error", f"{job.error.get('code')}: {job.error.get('message')}"))
     for key, value in (job.summary or {}).items():
         rows.append((key.replace("_", " "), "-" if value is None else str(value)))
     return rows
+
+
+def _bytes_or_dash(count: int | None) -> str:
+    return "-" if count is None else human_bytes(count)
+
+
+def _usd(amount: float | None) -> str:
+    return "-" if amount is None else f"${amount:.4f}"
+
+
+def limits_tables(limits: Limits) -> list[Table]:
+    uploads = Table(title="uploads", show_header=False, title_justify="left")
+    uploads.add_column(style="bold")
+    uploads.add_column(justify="right")
+    uploads.add_row("largest upload", _bytes_or_dash(limits.max_upload_bytes))
+    uploads.add_row("part size", f"{_bytes_or_dash(limits.preferred_part_bytes)} (preferred)")
+    uploads.add_row(
+        "part size range",
+        f"{_bytes_or_dash(limits.min_part_bytes)} - {_bytes_or_dash(limits.max_part_bytes)}",
+    )
+    uploads.add_row("parts per upload", number(limits.max_parts))
+    uploads.add_row("analysis time limit", number(limits.processor_timeout_seconds, "s", 0))
+    tables = [uploads]
+
+    formats = Table("format", "extensions", "analysis speed", "largest analysable",
+                    "per GiB", title="formats", title_justify="left")  # fmt: skip
+    for column in formats.columns[2:]:
+        column.justify = "right"
+    for entry in limits.formats:
+        formats.add_row(
+            entry.label,
+            " ".join(entry.extensions),
+            number(entry.analysis_mib_per_second, "MiB/s"),
+            _bytes_or_dash(entry.max_analysable_bytes),
+            _usd(entry.usd_per_gib_analysed),
+        )
+    tables.append(formats)
+
+    if limits.cost is not None:
+        cost = Table(title="cost (Lambda compute)", show_header=False, title_justify="left")
+        cost.add_column(style="bold")
+        cost.add_column(justify="right")
+        cost.add_row("per GiB analysed", _usd(limits.cost.usd_per_gib_analysed))
+        price = limits.cost.price_per_gb_second
+        cost.add_row("price per GB-second", "-" if price is None else f"${price:.10f}".rstrip("0"))
+        cost.add_row("price as of", limits.cost.price_date or "-")
+        cost.add_row("memory", number(limits.cost.memory_mb, "MB"))
+        cost.add_row("architecture", limits.cost.architecture or "-")
+        tables.append(cost)
+    return tables
 
 
 def result_tables(document: Any) -> list[Table]:
@@ -416,6 +518,17 @@ def result_tables(document: Any) -> list[Table]:
         table.add_row(json.dumps(document))
         return [table]
     tables = []
+    source = document.get("source")
+    if isinstance(source, dict) and source:
+        table = Table(title="file", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in source.items():
+            if isinstance(value, dict | list):
+                continue
+            shown = human_bytes(value) if key == "size" and isinstance(value, int) else value
+            table.add_row(key.replace("_", " "), "-" if shown is None else str(shown))
+        tables.append(table)
     fmt = document.get("format") or {}
     overview = Table(title="format", show_header=False, title_justify="left")
     overview.add_column(style="bold")
@@ -511,6 +624,9 @@ def main(
     except WaitTimeoutError as error:
         _fail(err, str(error))
         return EXIT_TIMEOUT
+    except UnsupportedFormatError as error:
+        _fail(err, f"{error} [{error.code}]")
+        return EXIT_BAD_INPUT
     except AudioliftError as error:
         suffix = f" (job {error.job_id})" if error.job_id else ""
         _fail(err, f"{error}{suffix} [{error.code}]")

@@ -3,13 +3,12 @@ retries that record their pauses instead of sleeping, and a test file."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from audiolift import Client, RetryConfig
-from sdk_fakes import API_KEY, API_URL, PART_SIZE, FakeCloud
+from sdk_fakes import API_KEY, API_URL, PART_SIZE, FakeCloud, wav_bytes
 
 
 @pytest.fixture
@@ -48,9 +47,7 @@ def client(cloud: FakeCloud, retry: RetryConfig) -> Iterator[Client]:
 
 @pytest.fixture
 def audio_file(tmp_path: Path) -> Path:
-    """A file of 10.5 parts of deterministic, non-repeating bytes."""
+    """A WAV file of 10.5 parts (a WAV header, then deterministic, non-repeating bytes)."""
     path = tmp_path / "take.wav"
-    size = PART_SIZE * 10 + PART_SIZE // 2
-    data = hashlib.shake_256(b"audiolift").digest(size)
-    path.write_bytes(data)
+    path.write_bytes(wav_bytes(PART_SIZE * 10 + PART_SIZE // 2))
     return path

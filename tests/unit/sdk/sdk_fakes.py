@@ -10,6 +10,8 @@ injected at the transport, where real networks fail.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -30,6 +32,27 @@ API_KEY = "test-key-alice"
 PART_SIZE = 64 * 1024
 
 
+GiB = 1024**3
+LIMITS: dict[str, Any] = {
+    "max_upload_bytes": 5 * GiB,
+    "min_part_bytes": 5 * 1024**2,
+    "max_part_bytes": 5 * GiB,
+    "preferred_part_bytes": 16 * 1024**2,
+    "max_parts": 10_000,
+    "processor_timeout_seconds": 900,
+    "formats": [
+        {"name": "wav", "label": "WAV", "extensions": [".wav", ".wave", ".bwf"],
+         "analysis_mib_per_second": 52.5, "max_analysable_bytes": 38_654_705_664,
+         "usd_per_gib_analysed": 0.0021},
+        {"name": "flac", "label": "FLAC", "extensions": [".flac"],
+         "analysis_mib_per_second": 11.25, "max_analysable_bytes": 8_833_204_224,
+         "usd_per_gib_analysed": 0.0098},
+    ],
+    "cost": {"usd_per_gib_analysed": 0.0021, "price_per_gb_second": 0.0000166667,
+             "price_date": "2026-11-30", "memory_mb": 2048, "architecture": "x86_64"},
+}  # fmt: skip
+
+
 @dataclass
 class FakeJob:
     job_id: str
@@ -41,6 +64,8 @@ class FakeJob:
     part_count: int
     sha256: str | None
     status: str = "awaiting_upload"
+    completed_sha256: str | None = None  # declared at completion
+    verified_sha256: str | None = None  # what the processor would compute (set by tests)
     progress: int = 0
     parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     error: dict[str, str] | None = None
@@ -66,6 +91,10 @@ class FakeJob:
             "created_at": self.created_at,
             "updated_at": self.created_at,
         }
+        if self.sha256 or self.completed_sha256:
+            document["sha256"] = self.sha256 or self.completed_sha256
+        if self.verified_sha256:
+            document["verified_sha256"] = self.verified_sha256
         if self.error:
             document["error"] = self.error
         if self.summary is not None:
@@ -103,15 +132,19 @@ class FakeCloud:
         self.ttl = ttl
         self.now = time.time()  # the fake's clock (epoch seconds), moved by tests
         self.jobs: dict[str, FakeJob] = {}
-        self.signatures: dict[str, tuple[str, int, float]] = {}  # sig -> job, part, expiry
+        # signature -> job, part, expiry, the Content-MD5 signed in (None: none)
+        self.signatures: dict[str, tuple[str, int, float, str | None]] = {}
         self.requests: list[httpx.Request] = []
         self.faults: list[Fault] = []
         self.part_puts: list[int] = []  # part numbers of PUTs S3 accepted
+        self.bad_digests: list[int] = []  # part numbers of PUTs refused with BadDigest
         self.sign_calls: list[list[int]] = []
+        self.signed_md5s: dict[int, str] = {}  # part number -> the Content-MD5 last signed
         self.put_threads: set[str] = set()
         self.lock = threading.Lock()
         self._ids = 0
         self.first_batch = 100
+        self.limits: dict[str, Any] = dict(LIMITS)
 
     # --- test helpers ----------------------------------------------------------------
 
@@ -194,9 +227,14 @@ class FakeCloud:
             return s3_error(
                 403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
             )
-        job_id, part_number, expires = signed
+        job_id, part_number, expires, signed_md5 = signed
         if self.now > expires:
             return s3_error(403, "AccessDenied", "Request has expired")
+        sent_md5 = request.headers.get("content-md5")
+        if signed_md5 is not None and sent_md5 != signed_md5:  # a signed header must match
+            return s3_error(
+                403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
+            )
         job = self.jobs[job_id]
         if job.status != "awaiting_upload":
             return s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
@@ -204,25 +242,41 @@ class FakeCloud:
             return s3_error(403, "SignatureDoesNotMatch", "signature is for another part")
         body = request.content
         assert int(request.headers["content-length"]) == len(body)
+        # S3 checks Content-MD5 whenever it is sent, signed or not.
+        if sent_md5 is not None and sent_md5 != _content_md5(body):
+            self.bad_digests.append(part_number)
+            return s3_error(
+                400, "BadDigest", "The Content-MD5 you specified did not match what we received."
+            )
         etag = '"' + hashlib.md5(body).hexdigest() + '"'
         job.parts[part_number] = (etag, body)
         self.part_puts.append(part_number)
         self.put_threads.add(threading.current_thread().name)
         return httpx.Response(200, headers={"ETag": etag})
 
-    def _sign(self, job: FakeJob, numbers: list[int]) -> list[dict[str, Any]]:
+    def _sign(
+        self, job: FakeJob, numbers: list[int], digests: dict[int, str] | None = None
+    ) -> list[dict[str, Any]]:
         out = []
         expires = self.now + self.ttl
         for n in numbers:
+            digest = (digests or {}).get(n)
             signature = hashlib.sha256(
                 f"{job.job_id}/{n}/{expires}/{len(self.signatures)}".encode()
             ).hexdigest()
-            self.signatures[signature] = (job.job_id, n, expires)
+            self.signatures[signature] = (job.job_id, n, expires, digest)
             url = (
                 f"https://{S3_HOST}/bucket/uploads/{job.job_id}?uploadId=u-{job.job_id}"
                 f"&partNumber={n}&X-Amz-Expires={int(self.ttl)}&X-Amz-Signature={signature}"
             )
-            out.append({"part_number": n, "url": url, "expires_at": _iso(expires)})
+            out.append(
+                {
+                    "part_number": n,
+                    "url": url,
+                    "expires_at": _iso(expires),
+                    "headers": {"Content-MD5": digest} if digest else {},
+                }
+            )
         return out
 
     # --- the API -------------------------------------------------------------------------
@@ -276,6 +330,8 @@ class FakeCloud:
                     "expires_at": first[0]["expires_at"],
                 },
             )
+        if method == "GET" and path == "/v1/limits":
+            return httpx.Response(200, json=self.limits)
         if method == "GET" and path == "/v1/jobs":
             params = dict(request.url.params)
             ordered = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)
@@ -309,8 +365,12 @@ class FakeCloud:
             return error(409, "conflict", f"The upload is closed: the job is {job.status}.")
         if method == "POST" and tail == "/parts":
             numbers = sorted(set(body["part_numbers"]))
+            digests = {int(n): d for n, d in (body.get("content_md5") or {}).items()}
+            if set(digests) - set(numbers) or not all(map(_is_md5, digests.values())):
+                return error(422, "invalid_request", "content_md5: one base64 MD5 per part.")
             self.sign_calls.append(numbers)
-            return httpx.Response(200, json={"parts": self._sign(job, numbers)})
+            self.signed_md5s.update(digests)
+            return httpx.Response(200, json={"parts": self._sign(job, numbers, digests)})
         if method == "GET" and tail == "/parts":
             return httpx.Response(
                 200,
@@ -335,7 +395,11 @@ class FakeCloud:
             job.object_bytes = b"".join(job.parts[n][1] for n in range(1, job.part_count + 1))
             if len(job.object_bytes) != job.size:
                 return error(422, "size_mismatch", "The parts do not add up to the size.")
+            declared = (body or {}).get("sha256")
+            if job.sha256 and declared and declared != job.sha256:
+                return error(409, "checksum_conflict", "The SHA-256 differs from the declared one.")
             job.completed_with = body["parts"] if body else None
+            job.completed_sha256 = declared
             job.status = "uploaded"
             return httpx.Response(200, json={"job_id": job.job_id, "status": job.status})
         if method == "DELETE" and tail == "":
@@ -371,6 +435,45 @@ class FakeCloud:
             job.status = "cancelled"
             return httpx.Response(202, json={"job_id": job.job_id, "status": "cancelled"})
         return error(405, "method_not_allowed", "No such method.")
+
+
+def wav_bytes(size: int, seed: bytes = b"audiolift") -> bytes:
+    """``size`` bytes that begin as a WAV file does (48 kHz 16-bit stereo PCM), then
+    deterministic, non-repeating bytes: what the SDK's sniffing accepts."""
+    header = (
+        b"RIFF" + (size - 8).to_bytes(4, "little") + b"WAVE"
+        + b"fmt " + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little") + (2).to_bytes(2, "little")  # PCM, 2 channels
+        + (48_000).to_bytes(4, "little") + (192_000).to_bytes(4, "little")
+        + (4).to_bytes(2, "little") + (16).to_bytes(2, "little")
+        + b"data" + (size - 44).to_bytes(4, "little")
+    )  # fmt: skip
+    return header + hashlib.shake_256(seed).digest(size - len(header))
+
+
+def _content_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _is_md5(value: object) -> bool:
+    try:
+        return isinstance(value, str) and len(base64.b64decode(value, validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def corrupts_body(cloud: FakeCloud) -> Callable[[httpx.Request], httpx.Response]:
+    """A PUT whose body changes on the way (one byte flipped), then handled by S3."""
+
+    def action(request: httpx.Request) -> httpx.Response:
+        body = bytearray(request.content)
+        body[len(body) // 2] ^= 0xFF
+        changed = httpx.Request(
+            request.method, request.url, headers=request.headers, content=bytes(body)
+        )
+        return cloud._s3(changed)
+
+    return action
 
 
 def _iso(epoch: float) -> str:

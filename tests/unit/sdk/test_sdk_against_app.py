@@ -9,6 +9,7 @@ presigned expiry; SeaweedFS does, see the integration tests).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -24,7 +25,7 @@ import pytest
 from audiolift import Client, ConflictError, JobFailedError, RetryConfig, UploadError
 from audiolift.cli import main
 from botocore.config import Config
-from sdk_fakes import Faulty, dropped, is_put, s3_refusal
+from sdk_fakes import Faulty, dropped, is_put, s3_refusal, wav_bytes
 
 PART_BYTES = 256 * 1024
 API_KEY = "sdk-test-key"
@@ -136,7 +137,7 @@ def app_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AppSt
 @pytest.fixture
 def recording(tmp_path: Path) -> Path:
     path = tmp_path / "session.wav"
-    path.write_bytes(hashlib.shake_256(b"session").digest(PART_BYTES * 5 + 1234))
+    path.write_bytes(wav_bytes(PART_BYTES * 5 + 1234, b"session"))
     return path
 
 
@@ -147,15 +148,23 @@ def stored_object(stack: AppStack, job_id: str) -> bytes:
 
 def test_parallel_upload_through_the_app(app_stack: AppStack, recording: Path) -> None:
     with app_stack.make_client() as client:
-        job = client.upload(recording, concurrency=4, sha256=True)
+        job = client.upload(recording, concurrency=4)
     assert job.status == "uploaded"
     assert (job.part_size, job.part_count) == (PART_BYTES, 6)
     assert stored_object(app_stack, job.job_id) == recording.read_bytes()
     record = app_stack.jobs.get(job.job_id)
     assert record.status.value == "uploaded"
     assert record.sha256 == hashlib.sha256(recording.read_bytes()).hexdigest()
+    assert job.sha256 == record.sha256  # declared at completion, shown in the job view
     assert record.owner == "sdk-tester"
     assert all("authorization" not in r.headers for r in app_stack.storage.seen)
+    # Every part went with the Content-MD5 of its bytes, signed into its URL.
+    data = recording.read_bytes()
+    for put in app_stack.storage.puts():
+        number = int(put.url.params["partNumber"])
+        part = data[(number - 1) * PART_BYTES : number * PART_BYTES]
+        assert put.headers["content-md5"] == base64.b64encode(hashlib.md5(part).digest()).decode()
+        assert "content-md5" in put.url.params["X-Amz-SignedHeaders"]
 
 
 def test_faults_are_retried_and_expired_urls_resigned(app_stack: AppStack, recording: Path) -> None:
@@ -170,8 +179,9 @@ def test_faults_are_retried_and_expired_urls_resigned(app_stack: AppStack, recor
 
     assert stored_object(app_stack, job.job_id) == recording.read_bytes()
     assert len(storage.puts(2)) == 3 and len(storage.puts(3)) == 2 and len(storage.puts(5)) == 2
-    resigns = [r for r in api.seen if r.method == "POST" and r.url.path.endswith("/parts")]
-    assert [json.loads(r.content) for r in resigns] == [{"part_numbers": [5]}]
+    signs = [r for r in api.seen if r.method == "POST" and r.url.path.endswith("/parts")]
+    signed = [n for r in signs for n in json.loads(r.content)["part_numbers"]]
+    assert sorted(signed) == [1, 2, 3, 4, 5, 5, 6]  # part 5 signed again after its 403
 
 
 def test_resume_after_an_interrupted_upload_sends_only_missing_parts(
@@ -253,3 +263,15 @@ def test_cli_against_the_app(app_stack: AppStack, recording: Path, tmp_path: Pat
     assert (code, out) == (0, f"Job {job_id} is cancelled.\n")
     code, _, err = run("status", job_id, "--api-key", "wrong-key")
     assert code == 1 and "[unauthorized]" in err
+
+
+def test_limits_from_the_app(app_stack: AppStack) -> None:
+    from audiolift._formats import FORMATS
+
+    with app_stack.make_client() as client:
+        limits = client.limits()
+    assert (limits.min_part_bytes, limits.preferred_part_bytes) == (PART_BYTES, PART_BYTES)
+    assert limits.max_parts == 10_000
+    # The formats the server lists are the SDK's own table (one source of truth).
+    assert [f.name for f in limits.formats] == [f.name for f in FORMATS]
+    assert limits.cost is not None and limits.cost.price_date

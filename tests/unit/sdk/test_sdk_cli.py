@@ -3,6 +3,7 @@ behind an injected client factory; output captured, exit codes checked."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -255,6 +256,60 @@ def test_status(run: Any, cloud: FakeCloud) -> None:
     assert json.loads(as_json.out) == job.view()
 
 
+def test_status_and_result_show_the_verified_sha256(run: Any, cloud: FakeCloud) -> None:
+    digest = "ab" * 32
+    document = {**DOCUMENT, "source": {"filename": "take.wav", "size": 2048, "sha256": digest}}
+    job = cloud.add_job(sha256=digest, verified_sha256=digest, result=document)
+    status = run("status", job.job_id)
+    assert f"sha256 declared  {digest}" in status.out
+    assert f"sha256 verified  {digest}" in status.out
+    result = run("result", job.job_id)
+    assert digest in result.out and "2.0 KiB" in result.out
+
+
+def test_upload_with_a_known_sha256(run: Any, cloud: FakeCloud, audio_file: Path) -> None:
+    digest = hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    assert run("upload", str(audio_file), "--sha256", digest).code == 0
+    (job,) = cloud.jobs.values()
+    assert job.sha256 == job.completed_sha256 == digest
+    wrong = run("upload", str(audio_file), "--sha256", "0" * 64, "--no-resume")
+    assert wrong.code == 1
+    assert "does not have the SHA-256 declared" in one_line_error(wrong)
+    assert "[checksum_mismatch]" in one_line_error(wrong)
+    malformed = run("upload", str(audio_file), "--sha256", "abc")
+    assert malformed.code == 2 and "64 hex digits" in malformed.err
+
+
+def test_upload_of_a_file_that_is_not_audio_exits_65_at_once(
+    run: Any, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    readme = tmp_path / "README.mp3"
+    readme.write_text("# audiolift\n\nUpload very large audio recordings.\n")
+    result = run("upload", str(readme))
+    assert result.code == 65
+    assert one_line_error(result) == (
+        "audiolift: error: README.mp3: The file contains text, not audio (it may have been "
+        "renamed to look like a sound file). Nothing was uploaded. [unsupported_format]"
+    )
+    assert cloud.requests == []
+
+
+def test_limits(run: Any, cloud: FakeCloud) -> None:
+    tables = run("limits")
+    assert tables.code == 0
+    lines = tables.out.splitlines()
+    assert any("largest upload" in line and "5.0 GiB" in line for line in lines)
+    assert any("parts per upload" in line and "10000" in line for line in lines)
+    assert any("analysis time limit" in line and "900 s" in line for line in lines)
+    wav = next(line for line in lines if ".wav .wave" in line)
+    assert "WAV" in wav and "52.5 MiB/s" in wav and "36.0 GiB" in wav and "$0.0021" in wav
+    assert "$0.0098" in next(line for line in lines if ".flac" in line)
+    assert any("per GiB analysed" in line and "$0.0021" in line for line in lines)
+    assert any("price as of" in line and "2026-11-30" in line for line in lines)
+    exact = run("limits", "--json")
+    assert json.loads(exact.out) == cloud.limits
+
+
 def test_status_of_an_unknown_job(run: Any) -> None:
     result = run("status", "f" * 32)
     assert result.code == 1
@@ -322,6 +377,17 @@ def test_connection_from_flags_env_and_stack_file(run: Any, tmp_path: Path) -> N
     # Flags win, also after the command.
     flagged = run("jobs", "--api-url", "https://other.test", "--api-key", "k", environ={})
     assert flagged.connections == [Connection("https://other.test", "k")]
+
+
+def test_a_missing_or_unreadable_stack_file(run: Any, tmp_path: Path) -> None:
+    missing = run("--stack-file", str(tmp_path / "missing.json"), "jobs", environ={})
+    assert missing.code == 2
+    assert "No local stack file" in one_line_error(missing)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    unreadable = run("--stack-file", str(broken), "jobs", environ={})
+    assert unreadable.code == 2
+    assert "not readable JSON" in one_line_error(unreadable)
 
 
 def test_without_any_api_url(run: Any) -> None:

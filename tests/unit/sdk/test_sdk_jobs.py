@@ -3,9 +3,6 @@ errors and configuration."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
 import pytest
 from audiolift import (
@@ -219,10 +216,28 @@ def test_from_env(cloud: FakeCloud) -> None:
         Client.from_env({})
 
 
-def test_from_stack_file(cloud: FakeCloud, tmp_path: Path) -> None:
-    stack = tmp_path / "stack.json"
-    stack.write_text(json.dumps({"api_url": API_URL, "api_key": API_KEY, "s3": "x"}))
-    with Client.from_stack_file(stack, transport=cloud.api_transport()) as client:
-        assert list(client.jobs()) == []
-    with pytest.raises(ConfigurationError, match="No local stack file"):
-        Client.from_stack_file(tmp_path / "missing.json")
+def test_limits(client: Client, cloud: FakeCloud) -> None:
+    limits = client.limits()
+    assert limits.max_upload_bytes == 5 * 1024**3
+    assert (limits.min_part_bytes, limits.preferred_part_bytes, limits.max_parts) == (
+        5 * 1024**2,
+        16 * 1024**2,
+        10_000,
+    )
+    assert limits.processor_timeout_seconds == 900.0
+    wav, flac = limits.formats
+    assert (wav.name, wav.label, wav.extensions) == ("wav", "WAV", (".wav", ".wave", ".bwf"))
+    assert (flac.analysis_mib_per_second, flac.max_analysable_bytes) == (11.25, 8_833_204_224)
+    assert flac.usd_per_gib_analysed == 0.0098
+    assert limits.cost is not None
+    assert (limits.cost.usd_per_gib_analysed, limits.cost.memory_mb) == (0.0021, 2048)
+    assert limits.cost.price_date == "2026-11-30"
+    assert limits.raw == cloud.limits
+
+
+def test_limits_a_server_leaves_out_are_none(client: Client, cloud: FakeCloud) -> None:
+    cloud.limits = {"max_upload_bytes": 10, "formats": [{"name": "wav"}]}
+    limits = client.limits()
+    assert (limits.max_upload_bytes, limits.max_parts, limits.cost) == (10, None, None)
+    assert limits.formats[0].label == "wav"
+    assert limits.formats[0].max_analysable_bytes is None

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 import pytest
 from audiolift import (
+    ChecksumMismatchError,
     Client,
     ConflictError,
     FileChangedError,
     RetryConfig,
     TransportError,
+    UnsupportedFormatError,
     UploadError,
     UploadProgress,
 )
+from audiolift._upload import OrderedHasher, PartUrls, SignedUrl
 from sdk_fakes import (
     API_KEY,
     API_URL,
     PART_SIZE,
     FakeCloud,
     answers,
+    corrupts_body,
     error,
     is_api,
     is_part_put,
     raises,
     s3_error,
+    wav_bytes,
 )
 
 PARTS = 11  # audio_file: 10.5 parts
@@ -51,9 +59,18 @@ def test_parallel_upload_reassembles_the_file(
     assert stored.completed_with == [
         {"part_number": n, "etag": stored.parts[n][0]} for n in range(1, PARTS + 1)
     ]
-    # Parts 4.. were signed on demand, in batches, each once.
+    # Every part was signed once, for its own MD5, and sent with it (the URLs made at
+    # creation carry no Content-MD5 and go unused).
     signed = [n for batch in cloud.sign_calls for n in batch]
-    assert sorted(signed) == list(range(4, PARTS + 1))
+    assert sorted(signed) == list(range(1, PARTS + 1))
+    data = audio_file.read_bytes()
+    for n in range(1, PARTS + 1):
+        part = data[(n - 1) * PART_SIZE : n * PART_SIZE]
+        assert cloud.signed_md5s[n] == base64.b64encode(hashlib.md5(part).digest()).decode()
+    for put in [r for r in cloud.requests if is_part_put()(r)]:
+        assert put.headers["content-md5"] == cloud.signed_md5s[int(put.url.params["partNumber"])]
+    # The file's SHA-256, computed while the parts were read, declared at completion.
+    assert stored.completed_sha256 == hashlib.sha256(data).hexdigest()
     # Progress: in order, ending at the whole file.
     sent = [r.uploaded_bytes for r in reports]
     assert sent == sorted(sent)
@@ -82,12 +99,15 @@ def test_parts_streamed_in_small_chunks_reassemble(
     assert len(reports) > 7 * PARTS  # progress moved chunk by chunk
 
 
-def test_upload_sends_the_file_name_size_and_optional_sha256(
+def test_upload_sends_the_file_name_size_and_a_known_sha256(
     client: Client, cloud: FakeCloud, audio_file: Path
 ) -> None:
-    job = client.upload(audio_file, sha256=True, content_type="audio/x-wav")
+    digest = hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    job = client.upload(audio_file, sha256=digest.upper(), content_type="audio/x-wav")
     stored = cloud.jobs[job.job_id]
-    assert stored.sha256 == hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    assert stored.sha256 == digest  # declared at creation
+    assert stored.completed_sha256 == digest  # and at completion
+    assert job.sha256 == digest
     assert (stored.filename, stored.size, stored.content_type) == (
         "take.wav",
         audio_file.stat().st_size,
@@ -97,7 +117,7 @@ def test_upload_sends_the_file_name_size_and_optional_sha256(
 
 def test_a_file_of_one_part(client: Client, cloud: FakeCloud, tmp_path: Path) -> None:
     path = tmp_path / "short.wav"
-    path.write_bytes(b"RIFF" + bytes(100))
+    path.write_bytes(wav_bytes(200))
     job = client.upload(path)
     assert cloud.jobs[job.job_id].object_bytes == path.read_bytes()
 
@@ -176,13 +196,19 @@ def test_s3_refusal_that_retrying_cannot_fix_stops_the_upload(
 def test_expired_urls_are_resigned_and_retried(
     client: Client, cloud: FakeCloud, audio_file: Path
 ) -> None:
-    # Every URL of the first batch expires (server-side) before it is used.
-    job = client.upload(audio_file, concurrency=2, on_created=lambda job: cloud.expire_all_urls())
+    # Every URL signed so far expires (server-side) as the first PUT arrives.
+    cloud.on_request(is_part_put(), cloud.expire_all_urls)
+    job = client.upload(audio_file, concurrency=2)
 
     assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
-    refused = [r for r in cloud.requests if is_part_put()(r)]
-    assert len(refused) == 2 * PARTS  # each part: 403 "Request has expired", then accepted
-    assert sorted(cloud.sign_calls) == [[n] for n in range(1, PARTS + 1)]  # one re-sign each
+    puts = [r for r in cloud.requests if is_part_put()(r)]
+    signed = [n for batch in cloud.sign_calls for n in batch]
+    resigned = len(signed) - PARTS
+    assert resigned >= 1  # at least the first PUT's part: 403 "Request has expired"
+    assert len(puts) == PARTS + resigned  # each refusal: one re-sign, one PUT more
+    assert cloud.jobs[job.job_id].completed_sha256 == (
+        hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    )
 
 
 def test_signature_mismatch_is_resigned(client: Client, cloud: FakeCloud, audio_file: Path) -> None:
@@ -204,7 +230,8 @@ def test_a_url_refused_again_and_again_stops_after_a_few_resigns(
     with pytest.raises(UploadError) as caught:
         client.upload(audio_file, concurrency=1)
     assert caught.value.code == "access_denied"
-    assert cloud.sign_calls.count([3]) == 3
+    assert sum(3 in batch for batch in cloud.sign_calls) == 1 + 3  # signed, re-signed 3 times
+    assert cloud.sign_calls[-3:] == [[3], [3], [3]]
 
 
 def test_urls_close_to_expiry_are_signed_again_before_use(
@@ -219,7 +246,6 @@ def test_urls_close_to_expiry_are_signed_again_before_use(
     ) as fresh_client:
         job = fresh_client.upload(audio_file, concurrency=1)
     assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
-    assert cloud.sign_calls[0][0] == 1  # part 1 was re-signed before its first PUT
     puts = [r for r in cloud.requests if is_part_put()(r)]
     assert len(puts) == PARTS  # no PUT was wasted on a stale URL
 
@@ -244,6 +270,10 @@ def test_resume_sends_only_the_missing_parts(
     assert sorted(cloud.part_puts) == [2, 7, 8, 9, 10, 11]
     assert job.status == "uploaded"
     assert cloud.jobs[job_id].object_bytes == audio_file.read_bytes()
+    # The kept parts were hashed from the local file: the digest covers the whole file.
+    assert cloud.jobs[job_id].completed_sha256 == (
+        hashlib.sha256(audio_file.read_bytes()).hexdigest()
+    )
     assert reports[0].resumed_bytes == 5 * PART_SIZE
     assert reports[-1].uploaded_bytes == audio_file.stat().st_size
 
@@ -264,7 +294,7 @@ def test_resume_refuses_a_different_file(
     with pytest.raises(UploadError) as caught:
         client.upload(audio_file, concurrency=1)
     other = tmp_path / "other.wav"
-    other.write_bytes(b"x" * 1000)
+    other.write_bytes(wav_bytes(1000))
     with pytest.raises(FileChangedError, match="not the same file"):
         client.resume(str(caught.value.job_id), other)
 
@@ -308,3 +338,203 @@ def test_an_upload_of_unknown_size_cannot_be_resumed(
     with pytest.raises(ConflictError) as caught:
         client.resume(stored.job_id, audio_file)
     assert caught.value.code == "not_resumable"
+
+
+def test_resume_sends_again_a_part_s3_holds_with_other_bytes(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(5), answers(lambda: s3_error(400, "InvalidArgument", "crash")))
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    job_id = str(caught.value.job_id)
+    # Part 3 as S3 holds it: the right size, other bytes (its ETag is their MD5).
+    other = bytes(PART_SIZE)
+    cloud.jobs[job_id].parts[3] = ('"' + hashlib.md5(other).hexdigest() + '"', other)
+    cloud.part_puts.clear()
+    reports: list[UploadProgress] = []
+
+    client.resume(job_id, audio_file, concurrency=2, on_progress=reports.append)
+
+    assert sorted(cloud.part_puts) == [3, 5, 6, 7, 8, 9, 10, 11]
+    assert cloud.jobs[job_id].object_bytes == audio_file.read_bytes()
+    assert reports[-1].uploaded_bytes == audio_file.stat().st_size
+    assert reports[-1].parts_done == PARTS
+
+
+def test_a_part_changed_on_the_way_is_refused_by_s3_and_sent_again(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(4), corrupts_body(cloud))
+
+    job = client.upload(audio_file, concurrency=3)
+
+    assert cloud.bad_digests == [4]  # S3's own Content-MD5 check refused it
+    assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
+    assert len([r for r in cloud.requests if is_part_put(4)(r)]) == 2
+
+
+def test_a_part_changed_on_the_way_every_time_stops_with_a_clear_error(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(is_part_put(4), corrupts_body(cloud), times=99)
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=2)
+    assert caught.value.code == "bad_digest"
+    assert "Content-MD5" in caught.value.message and "part 4" in caught.value.message
+    assert cloud.bad_digests == [4, 4, 4]  # the first try and two resends, then no more
+    assert cloud.jobs[str(caught.value.job_id)].object_bytes is None  # never completed
+
+
+def test_a_file_rewritten_in_place_keeping_size_and_mtime_is_caught(
+    client: Client, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    """The bytes read for the PUT are not those hashed: S3 refuses them (BadDigest), and
+    reading the part again shows the file changed. (Four parts: when the last one is
+    sent, hashing is over, so nothing else sees the edit first.)"""
+    path = tmp_path / "take.wav"
+    path.write_bytes(wav_bytes(4 * PART_SIZE))
+
+    def rewrite(request: httpx.Request) -> httpx.Response:
+        stat = path.stat()
+        with open(path, "r+b") as handle:
+            handle.seek(3 * PART_SIZE + 10)
+            handle.write(b"edited")
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return s3_error(400, "BadDigest", "The Content-MD5 you specified did not match.")
+
+    cloud.inject(is_part_put(4), rewrite)
+    with pytest.raises(FileChangedError, match="part 4 reads differently"):
+        client.upload(path, concurrency=1)
+
+
+def test_a_declared_sha256_the_file_does_not_have_aborts_before_completion(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    with pytest.raises(ChecksumMismatchError) as caught:
+        client.upload(audio_file, sha256="0" * 64)
+    assert caught.value.code == "checksum_mismatch"
+    job = cloud.jobs[str(caught.value.job_id)]
+    assert not cloud.api_requests("POST", "/v1/uploads/.*/complete")
+    assert job.status == "cancelled"  # aborted: the parts are not of the declared file
+    with pytest.raises(ValueError, match="64 hex"):
+        client.upload(audio_file, sha256="not-a-digest")
+
+
+def test_ordered_hasher_hashes_chunks_read_in_any_order_in_bounded_memory() -> None:
+    data = hashlib.shake_256(b"ordered").digest(64 * 1000 + 17)
+    chunk = 1000
+    hasher = OrderedHasher(len(data), max_buffered=3 * chunk)
+    stop = threading.Event()
+    reads: list[tuple[int, int]] = []
+
+    def read(length: int, offset: int) -> bytes:
+        reads.append((length, offset))
+        return data[offset : offset + length]
+
+    hasher.start(read, stop)
+    # Eight readers take every eighth chunk, as the hashing workers do; none ever waits.
+    offsets = list(range(0, len(data), chunk))
+
+    def reader(first: int) -> None:
+        for offset in offsets[first::8]:
+            hasher.feed(offset, data[offset : offset + chunk])
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert hasher.peak_buffered <= 3 * chunk
+    # What did not fit in the buffer was read again from the file, once.
+    assert hasher.reread_bytes == sum(length for length, _ in reads)
+    assert len({offset for _, offset in reads}) == len(reads)
+
+
+def test_ordered_hasher_stops_when_the_upload_stops() -> None:
+    hasher = OrderedHasher(10_000, max_buffered=100)
+    stop = threading.Event()
+    hasher.start(lambda length, offset: bytes(length), stop)
+    hasher.feed(1000, bytes(100))  # ahead of the frontier: waits for bytes 0..999
+    stop.set()
+    hasher.join()
+    with pytest.raises(RuntimeError, match="hashed 0 of 10000 bytes"):
+        hasher.hexdigest()
+
+
+def test_part_urls_sign_the_parts_hashed_meanwhile_in_one_request() -> None:
+    requests: list[dict[int, str]] = []
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        requests.append(dict(digests))
+        return [
+            SignedUrl(n, f"https://s3.test/{n}?md5={d}", float("inf")) for n, d in digests.items()
+        ]
+
+    urls = PartUrls(sign)
+    urls._digests.update({2: "b", 3: "c"})  # hashed by other workers, waiting to sign
+    assert urls.get(1, "a").url == "https://s3.test/1?md5=a"
+    assert requests == [{1: "a", 2: "b", 3: "c"}]
+    assert urls.get(3, "c").url == "https://s3.test/3?md5=c"  # no second request
+    assert urls.get(2, "other").url == "https://s3.test/2?md5=other"  # other bytes: signed anew
+    assert len(requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("notes.wav", b"# Read me\nThis is not audio at all.\n" * 20, "contains text"),
+        ("scan.mp3", b"%PDF-1.7\n" + bytes(5000), "PDF document"),
+        ("noise.wav", hashlib.shake_256(b"noise").digest(PART_SIZE * 3), "not in an audio format"),
+        ("empty.flac", b"", "empty"),
+    ],
+)
+def test_a_file_that_is_not_audio_is_refused_before_any_request(
+    client: Client, cloud: FakeCloud, tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedFormatError) as caught:
+        client.upload(path)
+    assert caught.value.code == "unsupported_format"
+    assert says in caught.value.message and name in caught.value.message
+    assert "Nothing was uploaded" in caught.value.message
+    assert cloud.requests == []  # not even the job was created
+
+
+def test_every_supported_format_passes_the_local_check(
+    client: Client, cloud: FakeCloud, tmp_path: Path
+) -> None:
+    heads = {
+        "a.flac": b"fLaC" + bytes(100),
+        "a.aiff": b"FORM" + bytes(4) + b"AIFF" + bytes(100),
+        "a.ogg": b"OggS" + bytes(100),
+    }
+    for name, head in heads.items():
+        (tmp_path / name).write_bytes(head)
+        client.upload(tmp_path / name)
+    assert len(cloud.jobs) == len(heads)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 7])
+def test_hashing_ahead_never_waits_on_itself(
+    cloud: FakeCloud, retry: RetryConfig, tmp_path: Path, concurrency: int
+) -> None:
+    """Many parts, small chunks (the SHA-256's buffer fills), one to seven senders: the
+    hashers run ahead of the senders without ever blocking each other, and one signing
+    request covers several parts."""
+    path = tmp_path / "long.wav"
+    path.write_bytes(wav_bytes(PART_SIZE * 40 + 7))
+    with Client(
+        API_URL,
+        API_KEY,
+        transport=cloud.api_transport(),
+        s3_transport=cloud.s3_transport(),
+        retry=retry,
+        upload_chunk_bytes=10_000,
+    ) as client:
+        job = client.upload(path, concurrency=concurrency)
+    stored = cloud.jobs[job.job_id]
+    assert stored.object_bytes == path.read_bytes()
+    assert stored.completed_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert len(cloud.sign_calls) < 41

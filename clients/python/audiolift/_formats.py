@@ -1,0 +1,1 @@
+../../../layers/core/audiolift_core/formats.py
