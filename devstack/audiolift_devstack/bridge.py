@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
-from ._net import LOOPBACK, Service, serve_in_thread, stop_server
+from .net import LOOPBACK, Service, serve_in_thread, stop_server
 from .seaweed import BUCKETS_DIR
 
 if TYPE_CHECKING:

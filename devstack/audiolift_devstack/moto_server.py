@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from ._net import LOOPBACK, Service
+from .net import LOOPBACK, Service
 
 MOTO_ENVIRONMENT = {"MOTO_DISABLE_GLOBAL_CORS": "true"}
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .lambda_context import DEFAULT_MEMORY_MB, LocalLambdaContext
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("audiolift_devstack.poller")
 
 Handler = Callable[[dict[str, Any], Any], Any]
-PROCESSOR_HANDLER = "audiolift_processor.handler.handler"
-LOCAL_ACCOUNT_ID = "123456789012"
 
 
 def load_processor_handler() -> Handler:
@@ -44,35 +42,6 @@ def load_processor_handler() -> Handler:
     from audiolift_processor.handler import handler
 
     return handler
-
-
-@dataclass
-class LambdaContext:
-    """What the Lambda runtime passes as ``context`` (the attributes handlers use)."""
-
-    function_name: str
-    timeout_seconds: float
-    memory_limit_in_mb: int = 1769
-    region: str = "us-east-1"
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return time.strftime("%Y/%m/%d/[$LATEST]") + self.aws_request_id.replace("-", "")
-
-    def get_remaining_time_in_millis(self) -> int:
-        remaining = self.timeout_seconds - (time.monotonic() - self.started)
-        return max(0, int(remaining * 1000))
 
 
 def _message_attributes(message: MessageTypeDef) -> dict[str, Any]:
@@ -170,7 +139,7 @@ class SqsPoller:
         handler: Handler | None = None,
         function_name: str = "audiolift-processor",
         timeout_seconds: float = 900.0,
-        memory_limit_in_mb: int = 1769,
+        memory_limit_in_mb: int = DEFAULT_MEMORY_MB,
         batch_size: int = 1,
         report_batch_item_failures: bool = True,
         wait_seconds: int = 2,
@@ -225,8 +194,8 @@ class SqsPoller:
                 lambda_sqs_record(m, queue_arn=self.queue_arn, region=self.region) for m in messages
             ]
         }
-        context = LambdaContext(
-            function_name=self.function_name,
+        context = LocalLambdaContext(
+            self.function_name,
             timeout_seconds=self.timeout_seconds,
             memory_limit_in_mb=self.memory_limit_in_mb,
             region=self.region,

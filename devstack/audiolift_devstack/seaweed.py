@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._net import LOOPBACK, Service, free_port, http_status, wait_until
+from .net import LOOPBACK, Service, free_port, http_status, wait_until
 
 # Go's soft memory limit for each weed process; S3 GETs stream from disk, so this is ample.
 DEFAULT_MEMORY_LIMIT = "512MiB"

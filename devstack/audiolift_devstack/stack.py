@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .bridge import NotificationBridge
+from .clients import clients_for
 from .moto_server import MotoServer
+from .net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .poller import Handler, SqsPoller
 from .seaweed import SeaweedFS, WebhookTarget
 from .template_resources import (
@@ -60,9 +61,6 @@ log = logging.getLogger("audiolift_devstack")
 S3Backend = Literal["seaweedfs", "moto"]
 STACK_FILE = "stack.json"
 DEV_OWNER = "dev"
-# moto's S3 accepts parts this small when the stack runs it (fast tests); SeaweedFS does
-# not enforce S3's 5 MiB minimum at all, so PART_MIN_BYTES alone decides there.
-MOTO_S3_PART_MIN_BYTES = 5 * 1024 * 1024
 
 # Variables from the caller's environment that would send boto3 elsewhere.
 _FOREIGN_AWS_VARIABLES = (
@@ -161,6 +159,7 @@ class StackInfo:
     visibility_timeout: int
     state_dir: str
     startup_seconds: float
+    dynamodb_endpoint: str = ""  # the jobs table's server ("": aws_endpoint)
     web_url: str = ""  # the browser page, when its bundle is built (scripts/install_browser.sh)
 
     def as_dict(self) -> dict[str, Any]:
@@ -170,22 +169,6 @@ class StackInfo:
     def load(cls, path: Path | str) -> StackInfo:
         data = json.loads(Path(path).read_text())
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-def s3_client_for(info: Mapping[str, Any]) -> Any:
-    """A boto3 S3 client for the stack described by ``info`` (stack.json's contents):
-    its endpoint and dev credentials (SeaweedFS checks signatures), SigV4, path style."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        region_name=info["region"],
-        endpoint_url=info["s3_endpoint"],
-        aws_access_key_id=info["aws_access_key_id"],
-        aws_secret_access_key=info["aws_secret_access_key"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
 
 
 class Stack(Service):
@@ -421,22 +404,17 @@ class Stack(Service):
         self._saved_environment.clear()
 
     def _make_clients(self, s3_endpoint: str, access_key: str, secret_key: str) -> None:
-        import boto3
-        from botocore.config import Config
-
         assert self.moto is not None
-        session = boto3.session.Session(
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name=self.config.region,
+        clients = clients_for(
+            {
+                "region": self.config.region,
+                "s3_endpoint": s3_endpoint,
+                "aws_access_key_id": access_key,
+                "aws_secret_access_key": secret_key,
+                "aws_endpoint": self.moto.endpoint,
+            }
         )
-        self.s3 = session.client(
-            "s3",
-            endpoint_url=s3_endpoint,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
-        self.dynamodb = session.client("dynamodb", endpoint_url=self.moto.endpoint)
-        self.sqs = session.client("sqs", endpoint_url=self.moto.endpoint)
+        self.s3, self.dynamodb, self.sqs = clients.s3, clients.dynamodb, clients.sqs
 
     def _start_api(self) -> str:
         import uvicorn

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ._net import LOOPBACK, Service, serve_in_thread, stop_server
+from .net import LOOPBACK, Service, serve_in_thread, stop_server
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 SERVED_TOP_LEVEL = frozenset({"", "index.html", "style.css", "dist", "favicon.ico"})

@@ -1,4 +1,5 @@
-"""Loopback helpers shared by the stack's parts: free ports and readiness waits."""
+"""Loopback helpers for the stack, its tests and benchmarks: free ports, bound sockets,
+readiness waits, and the start/stop base class of every part of the stack."""
 
 from __future__ import annotations
 
