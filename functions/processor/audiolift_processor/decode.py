@@ -23,7 +23,7 @@ import soundfile as sf
 from audiolift_core.errors import CorruptAudio, UnsupportedFormat
 
 from .analysis import AnalysisOptions, StreamingAnalyzer
-from .sniff import SNIFF_BYTES, sniff
+from .sniff import SNIFF_BYTES, identify
 
 ProgressCallback = Callable[[int, int | None], None]
 
@@ -108,7 +108,7 @@ def analyze_stream(
     raise_if_failed()
     if not head and size:
         raise CorruptAudio("The file could not be read from the start.")
-    container = sniff(bytes(head))
+    container = identify(bytes(head)).name
     fileobj.seek(0)
     promised_by_header = promised_frames(container, bytes(head))
 
