@@ -10,8 +10,9 @@ signatures and the bucket's CORS), moto's server for DynamoDB, the API under uvi
 the page served by the stack itself. The page runs in headless Chromium (Debian's, driven
 by Playwright); its own clock (from the pick to the completed upload, as it shows the
 person) gives its time. The SDK uploads the same file from this process with its defaults.
-Rounds alternate page, SDK, page, SDK, ... so drift in the machine's load hits both; the
-figures are medians, the ratio is page MiB/s over SDK MiB/s (goal >= 0.8). Objects are
+Rounds alternate page, page without per-part MD5s, SDK, ... so drift in the machine's
+load hits all; the figures are medians, the ratio is page MiB/s (with its per-part MD5s,
+as it ships) over SDK MiB/s (goal >= 0.8); the page without MD5s gives their cost. Objects are
 deleted after each round. Results also go to bench/out/bench_browser.json.
 
 The file is a valid WAV header over random samples: the page and the SDK both look at a
@@ -24,36 +25,21 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from audiolift_devstack.launcher import start_stack_process
+
 ROOT = Path(__file__).resolve().parent.parent
-PYTHONPATH = [
-    ROOT / "clients" / "python",
-    ROOT / "layers" / "core",
-    ROOT / "functions" / "api",
-    ROOT / "functions" / "processor",
-    ROOT / "devstack",
-]
 MiB = 1024 * 1024
-STACK_START_TIMEOUT = 120.0
 CHROMIUM = os.environ.get("AUDIOLIFT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 UPLOADED_TEXT = re.compile(r"Uploaded .* in ([0-9.]+) s")
-
-
-def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in PYTHONPATH)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def make_wav(path: Path, size: int) -> None:
@@ -72,37 +58,9 @@ def make_wav(path: Path, size: int) -> None:
             left -= count
 
 
-def start_stack(state_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    stack_file = state_dir / "stack.json"
-    with open(state_dir / "stack.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "audiolift_devstack", "up", "--state-dir", str(state_dir),
-             "--no-poller"],
-            cwd=ROOT, env=environment(), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + STACK_START_TIMEOUT
-    while True:
-        if stack_file.exists():
-            info: dict[str, Any] = json.loads(stack_file.read_text())
-            if info.get("pid") == process.pid:
-                return process, info
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = (state_dir / "stack.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the local stack did not start:\n{tail}")
-        time.sleep(0.2)
-
-
-def stop_stack(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def page_upload(browser: Any, stack: dict[str, Any], path: Path) -> dict[str, Any]:
+def page_upload(
+    browser: Any, stack: dict[str, Any], path: Path, *, checksums: bool = True
+) -> dict[str, Any]:
     """One upload through the page in a fresh browser context; the page's own timing."""
     if not stack.get("web_url"):
         raise RuntimeError("the stack serves no page: build it (scripts/install_browser.sh)")
@@ -111,7 +69,7 @@ def page_upload(browser: Any, stack: dict[str, Any], path: Path) -> dict[str, An
         page = context.new_page()
         puts: list[int] = []
         page.on("request", lambda r: puts.append(1) if r.method == "PUT" else None)
-        page.goto(stack["web_url"])
+        page.goto(f"{stack['web_url']}&checksums={'on' if checksums else 'off'}")
         page.wait_for_selector("body[data-ready=true]")
         started = time.perf_counter()
         page.set_input_files("#file-input", str(path))
@@ -124,8 +82,9 @@ def page_upload(browser: Any, stack: dict[str, Any], path: Path) -> dict[str, An
         job_id = page.get_attribute("#upload", "data-job-id") or page.get_attribute(
             "#job", "data-job-id"
         )
-        # The page's text rounds to 0.1 s; the wall clock from the pick is the fallback.
-        seconds = float(match.group(1)) or wall
+        # data-seconds (ms precision) where the page sets it; else its text (0.1 s).
+        exact = page.get_attribute("#upload", "data-seconds")
+        seconds = float(exact) if exact else float(match.group(1)) or wall
         return {"seconds": seconds, "wall_seconds": wall, "job_id": job_id, "puts": len(puts)}
     finally:
         context.close()
@@ -151,30 +110,31 @@ def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
 
 
 def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> dict[str, Any]:
-    from audiolift_devstack.stack import s3_client_for
+    from audiolift_devstack.clients import s3_client_for
     from playwright.sync_api import sync_playwright
 
     size = args.size_mib * MiB
     s3 = s3_client_for(stack)
-    runs: dict[str, list[dict[str, Any]]] = {"page": [], "sdk": []}
+    kinds = ["page", "sdk"] if args.page_only_with_checksums else ["page", "page_no_md5", "sdk"]
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
             for round_number in range(1, args.rounds + 1):
-                for kind in ("page", "sdk"):
-                    if kind == "page":
-                        result = page_upload(browser, stack, path)
-                    else:
+                for kind in kinds:
+                    if kind == "sdk":
                         result = sdk_upload(stack, path)
+                    else:
+                        result = page_upload(browser, stack, path, checksums=kind == "page")
                     key = f"uploads/{result['job_id']}"
                     head = s3.head_object(Bucket=stack["bucket"], Key=key)
                     assert head["ContentLength"] == size, head
                     s3.delete_object(Bucket=stack["bucket"], Key=key)
                     runs[kind].append(result)
                     print(
-                        f"round {round_number} {kind:4}: {size / MiB / result['seconds']:7.1f} "
+                        f"round {round_number} {kind:11}: {size / MiB / result['seconds']:7.1f} "
                         f"MiB/s  ({result['seconds']:.2f} s)",
                         flush=True,
                     )
@@ -182,7 +142,7 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
             browser.close()
     page = summarize(runs["page"], size)
     sdk = summarize(runs["sdk"], size)
-    return {
+    report = {
         "file_mib": args.size_mib,
         "rounds": args.rounds,
         "server": "SeaweedFS (local stack, 127.0.0.1)",
@@ -191,12 +151,23 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
         "ratio_page_over_sdk": round(page["mib_per_s_median"] / sdk["mib_per_s_median"], 3),
         "goal": ">= 0.8",
     }
+    if "page_no_md5" in runs:
+        plain = summarize(runs["page_no_md5"], size)
+        report["page_without_checksums"] = plain
+        # What per-part MD5s cost the page: its time with them over its time without.
+        report["checksum_cost"] = round(plain["mib_per_s_median"] / page["mib_per_s_median"], 3)
+    return report
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--page-only-with-checksums",
+        action="store_true",
+        help="skip the page's rounds without per-part MD5s (which measure their cost)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audiolift-bench-browser-") as temporary:
         work = Path(temporary)
@@ -206,14 +177,18 @@ def main() -> int:
         state_dir = work / "stack"
         state_dir.mkdir()
         print("starting the local stack (SeaweedFS, moto, API, page; no processor) ...")
-        process, stack = start_stack(state_dir)
+        handle = start_stack_process(state_dir, "--no-poller")
         try:
-            report = run_rounds(args, path, stack)
+            report = run_rounds(args, path, handle.info.as_dict())
         finally:
-            stop_stack(process)
+            handle.stop()
     print()
     print(f"file: {args.size_mib} MiB, {args.rounds} round(s) each, medians")
     print(f"  page (headless Chromium): {report['page']['mib_per_s_median']:.1f} MiB/s")
+    if "page_without_checksums" in report:
+        plain = report["page_without_checksums"]["mib_per_s_median"]
+        print(f"  page without per-part MD5s: {plain:.1f} MiB/s  (MD5s cost "
+              f"{(report['checksum_cost'] - 1) * 100:+.0f} % of the time)")  # fmt: skip
     print(f"  SDK (defaults):           {report['sdk']['mib_per_s_median']:.1f} MiB/s")
     print(f"  ratio page / SDK: {report['ratio_page_over_sdk']:.2f}x  (goal >= 0.8)")
     out = ROOT / "bench" / "out"

@@ -157,8 +157,6 @@ def test_upload_goes_straight_to_s3_in_parallel_parts_and_the_job_follows(
             "Body"
         ].read()
     )
-    polled = [p for m, u, s, _ in api_calls if m == "GET" and (p := urlsplit(u).path)]
-    assert f"/v1/jobs/{job_id}" in polled and f"/v1/jobs/{job_id}/result" in polled
     # Nothing is left to resume.
     assert page.evaluate("localStorage.getItem('audiolift.pending-uploads')") == "[]"
 
@@ -169,6 +167,9 @@ def test_upload_goes_straight_to_s3_in_parallel_parts_and_the_job_follows(
     assert page.inner_text("#job-status") == "done"
     assert page.locator("#error").is_hidden()
     page.wait_for_selector("#result canvas#waveform")
+    api_calls = network.to(stack.info.api_url)
+    polled = [p for m, u, s, _ in api_calls if m == "GET" and (p := urlsplit(u).path)]
+    assert f"/v1/jobs/{job_id}" in polled and f"/v1/jobs/{job_id}/result" in polled
     result_text = page.inner_text("#result")
     loudness = document["loudness"]
     assert f"{dash(loudness['integrated_lufs'], 1)} LUFS" in result_text
@@ -337,13 +338,18 @@ def test_pause_resume_and_cancel(
     network = NetworkLog(page, stack.info.s3_endpoint)
     wait_connected(page)
     page.set_input_files("#file-input", str(wav))
-    page.wait_for_function("document.querySelector('#upload-progress').value >= 10")
+    page.wait_for_function(
+        "document.querySelector('#upload-progress').value >= 10 &&"
+        " document.querySelector('#upload-text').textContent.includes('left')"
+    )
     # The progress reads like the CLI's: percent, bytes, rate, time left.
     text = page.inner_text("#upload-text")
     assert " % · " in text and "MiB/s" in text and "left" in text, text
     page.click("#pause-upload")
     assert page.get_attribute("#upload", "data-state") == "paused"
-    page.wait_for_timeout(300)
+    deadline = time.monotonic() + 5
+    while network.in_flight and time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # the aborted PUTs' "failed" events arrive
     assert network.in_flight == 0
     paused_at = len(network.part_puts(status=None))
     page.wait_for_timeout(700)
