@@ -334,7 +334,7 @@ def test_pause_resume_and_cancel(
     wav = tmp_path / "rehearsal.wav"
     audio = write_noise_wav(wav, 3 * PART_BYTES)
     page = open_page(chromium, stack, parallel="2")
-    throttle_uploads(chromium, page, 8e6)
+    throttle_uploads(chromium, page, 3e6)
     network = NetworkLog(page, stack.info.s3_endpoint)
     wait_connected(page)
     page.set_input_files("#file-input", str(wav))
