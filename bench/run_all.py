@@ -9,6 +9,7 @@ time (two cores: benchmarks must not race each other).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -46,11 +47,14 @@ def main() -> int:
         ]
     if shutil.which("ffmpeg") is None:
         print("note: ffmpeg is not installed (apt-get install ffmpeg); bench_analysis needs it")
+    # The functions run inside the benchmarks: Powertools' switch keeps their EMF metric
+    # lines (one JSON blob per invocation) out of the figures.
+    environment = {**os.environ, "POWERTOOLS_METRICS_DISABLED": "true"}
     failures = 0
     for command in runs:
         print(f"\n=== {' '.join(Path(c).name if c.endswith('.py') else c for c in command[1:])}")
         started = time.monotonic()
-        code = subprocess.call(command)
+        code = subprocess.call(command, env=environment)
         print(f"=== exit {code} after {time.monotonic() - started:.0f} s", flush=True)
         failures += code != 0
     return 1 if failures else 0

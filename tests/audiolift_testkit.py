@@ -5,8 +5,16 @@ import from here, never from ``conftest`` (several directories have one)."""
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import httpx
+from audiolift_devstack.clients import StackClients, clients_for, s3_client_for
+from audiolift_devstack.lambda_context import LocalLambdaContext
+from audiolift_devstack.launcher import StackProcess, start_stack_process
+from audiolift_devstack.net import free_port
 
 if TYPE_CHECKING:
     from audiolift_api.service import UploadService
@@ -18,6 +26,35 @@ REGION = "us-east-1"
 # Parts this small keep multipart tests fast; moto is told to accept them (small_s3_parts).
 SMALL_PART_BYTES = 1024
 API_KEYS = {"alice": "alice-secret-key-0001", "bob": "bob-secret-key-0002"}
+# S3's minimum part size, which SeaweedFS enforces too (EntityTooSmall on complete): the
+# smallest parts a live-stack test can use; a file of a few tens of MiB has several.
+TEST_PART_BYTES = 5 * 1024 * 1024
+# Failed deliveries on a test stack come back after this many seconds, not the template's
+# 6x 15 minutes, so retry-and-DLQ tests take seconds. Processing a test file takes well
+# under this.
+TEST_VISIBILITY_TIMEOUT = 6
+
+__all__ = [
+    "API_KEYS",
+    "REGION",
+    "SMALL_PART_BYTES",
+    "TEST_PART_BYTES",
+    "TEST_VISIBILITY_TIMEOUT",
+    "Api",
+    "AwsClients",
+    "LocalLambdaContext",
+    "StackClients",
+    "StackProcess",
+    "api_key_hashes",
+    "bearer",
+    "clients_for",
+    "fetch_result",
+    "free_port",
+    "s3_client_for",
+    "start_stack_process",
+    "upload_through_api",
+    "wait_for_job",
+]
 
 
 @dataclass
@@ -63,3 +100,65 @@ class Api:
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+# --- the live stack, through its HTTP API -------------------------------------------------
+
+JOB_TIMEOUT = 120.0  # seconds a test job may take on the live stack
+
+
+def upload_through_api(
+    stack: StackProcess, path: Path, *, content_type: str = "audio/wav"
+) -> dict[str, Any]:
+    """The client's side of the contract, by hand: create, PUT every part, complete."""
+    size = path.stat().st_size
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
+        created = api.post(
+            "/v1/uploads",
+            json={"filename": path.name, "size": size, "content_type": content_type},
+        )
+        assert created.status_code == 201, created.text
+        upload = created.json()
+        part_size, part_count = upload["part_size"], upload["part_count"]
+        urls = {p["part_number"]: p["url"] for p in upload["parts"]}
+        missing = [n for n in range(1, part_count + 1) if n not in urls]
+        if missing:
+            signed = api.post(
+                f"/v1/uploads/{upload['job_id']}/parts", json={"part_numbers": missing}
+            )
+            assert signed.status_code == 200, signed.text
+            urls.update({p["part_number"]: p["url"] for p in signed.json()["parts"]})
+        etags = []
+        with path.open("rb") as stream, httpx.Client(timeout=60) as s3:
+            for number in range(1, part_count + 1):
+                stream.seek((number - 1) * part_size)
+                put = s3.put(urls[number], content=stream.read(part_size))
+                assert put.status_code == 200, put.text
+                etags.append({"part_number": number, "etag": put.headers["etag"]})
+        completed = api.post(f"/v1/uploads/{upload['job_id']}/complete", json={"parts": etags})
+        assert completed.status_code == 200, completed.text
+    return upload
+
+
+def wait_for_job(stack: StackProcess, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
+        while True:
+            response = api.get(f"/v1/jobs/{job_id}")
+            assert response.status_code == 200, response.text
+            job: dict[str, Any] = response.json()
+            if job["status"] in ("completed", "failed", "cancelled"):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(0.25)
+
+
+def fetch_result(stack: StackProcess, job_id: str) -> dict[str, Any]:
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
+        response = api.get(f"/v1/jobs/{job_id}/result")
+        if response.status_code == 303:
+            response = httpx.get(response.headers["location"], timeout=30)
+        assert response.status_code == 200, response.text
+        document: dict[str, Any] = response.json()
+        return document

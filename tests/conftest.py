@@ -11,13 +11,18 @@ Layers, each usable alone:
   would make every multipart test slow).
 - ``api_settings`` / ``upload_service`` / ``api``: the FastAPI app through starlette's
   TestClient, with API keys for the owners "alice" and "bob".
+- ``lambda_context``: the context a Lambda runtime passes (Powertools' typed one, from
+  the devstack), with a 60 s deadline.
+
+The live local stack (a child process, or in process on moto) is in
+tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # moto reads this once, on import: set it before anything imports moto, so an in-process
 # local stack's moto server answers CORS from the bucket's own rule, as S3 does.
@@ -30,6 +35,7 @@ from audiolift_testkit import (
     SMALL_PART_BYTES,
     Api,
     AwsClients,
+    LocalLambdaContext,
     api_key_hashes,
 )
 from botocore.config import Config
@@ -50,31 +56,6 @@ _ENDPOINT_VARIABLES = (
     "AWS_PROFILE",
     "AWS_SESSION_TOKEN",
 )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def parse_template_once() -> Iterator[None]:
-    """template.yaml is parsed (pure-Python YAML, ~0.1 s a time, four times per
-    create_resources) once per process and content; every caller gets its own copy."""
-    import copy
-    import functools
-    from pathlib import Path
-
-    from audiolift_devstack import template_resources
-
-    load = template_resources.load_template
-
-    @functools.cache
-    def parsed(path: str, mtime_ns: int) -> dict[str, Any]:
-        return load(path)
-
-    def load_template(path: Path | str = template_resources.TEMPLATE_PATH) -> dict[str, Any]:
-        return copy.deepcopy(parsed(str(path), Path(path).stat().st_mtime_ns))
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(template_resources, "load_template", load_template)
-    yield
-    patch.undo()
 
 
 @pytest.fixture
@@ -203,3 +184,9 @@ def api(
             jobs=jobs_table,
             store=upload_store,
         )
+
+
+@pytest.fixture
+def lambda_context() -> LocalLambdaContext:
+    """What Lambda passes as ``context``: a function with 60 s left."""
+    return LocalLambdaContext("audiolift-test-function", timeout_seconds=60)

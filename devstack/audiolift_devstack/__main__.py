@@ -1,7 +1,9 @@
 """``python -m audiolift_devstack up [--s3 seaweedfs|moto] [--state-dir .state] [--port N]``
 
 Starts the local stack, prints where everything is, writes ``<state-dir>/stack.json`` and
-runs until Ctrl-C or SIGTERM, then stops every part (no process left behind).
+runs until Ctrl-C or SIGTERM, then stops every part (no process left behind; a SIGKILL
+takes its child processes with it). Started again on the same state directory, it has
+every job, object and result (``--fresh`` wipes them).
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the queue's visibility timeout (default: the template's)",
     )
+    up.add_argument(
+        "--function-timeout",
+        type=int,
+        default=None,
+        help="the processor's timeout in seconds (default: the template's); the queue's "
+        "visibility timeout is six times it",
+    )
+    up.add_argument(
+        "--tables",
+        choices=("dynalite", "moto"),
+        default="dynalite",
+        help="the jobs table's server: dynalite keeps it on disk, moto in memory",
+    )
+    up.add_argument("--fresh", action="store_true", help="wipe the kept state first")
     up.add_argument("--no-poller", action="store_true", help="do not run the processor")
     up.add_argument("--log-level", default="WARNING", help="the functions' log level")
     return parser
@@ -61,6 +77,9 @@ def _up(args: argparse.Namespace) -> int:
         part_min_bytes=args.part_min_bytes,
         part_size_bytes=args.part_size_bytes,
         visibility_timeout=args.visibility_timeout,
+        function_timeout=args.function_timeout,
+        table_backend=args.tables,
+        fresh=args.fresh,
         run_poller=not args.no_poller,
         log_level=args.log_level.upper(),
     )
@@ -73,7 +92,8 @@ def _up(args: argparse.Namespace) -> int:
             f"audiolift local stack is up ({info.startup_seconds:.1f} s, S3: {info.s3_backend})\n"
             f"  API:          {info.api_url}   (docs: {info.api_url}/docs)\n"
             f"  S3 endpoint:  {info.s3_endpoint}   bucket {info.bucket}\n"
-            f"  moto:         {info.aws_endpoint}   (DynamoDB {info.table}, SQS)\n"
+            f"  DynamoDB:     {info.dynamodb_endpoint}   (table {info.table})\n"
+            f"  SQS (moto):   {info.aws_endpoint}\n"
             f"  dev API key:  {info.api_key}\n"
             + (f"  web page:     {info.web_url}\n" if info.web_url else "")
             + f"  written to:   {stack.stack_file}\n"

@@ -30,6 +30,7 @@ PYTHONPATH = [
     ROOT / "layers" / "core",
     ROOT / "functions" / "api",
     ROOT / "functions" / "processor",
+    ROOT / "functions" / "sweeper",
     ROOT / "devstack",
     ROOT / "clients" / "python",
 ]

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import urllib.request
 from typing import Any
 
 from .net import LOOPBACK, Service
@@ -62,10 +63,20 @@ class MotoServer(Service):
 
         self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=self._port, verbose=False)
         self._server.start()
+        # moto keeps its backends per process: a server started after another in the same
+        # process (tests) would see its queues and tables. Start empty, as a server does.
+        self.reset()
         self.startup_seconds = time.monotonic() - started
         return self
 
+    def reset(self) -> None:
+        """Forget every resource (moto's own ``/moto-api/reset``)."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
     def stop(self) -> None:
         if self._server is not None:
+            self.reset()
             self._server.stop()
             self._server = None

@@ -103,3 +103,27 @@ def stop_server(server: ThreadingHTTPServer | None, thread: threading.Thread | N
         server.server_close()
     if thread is not None:
         thread.join(timeout=5)
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child gets SIGKILL when the thread
+    that started it dies (Linux's PR_SET_PDEATHSIG), so a SIGKILLed stack leaves no
+    server behind. Start children from a thread that lives as long as they should (the
+    stack starts them from the thread that runs it). Elsewhere than Linux: nothing."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child only calls into it
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: no signal would come
+            os._exit(1)
+
+    return in_child

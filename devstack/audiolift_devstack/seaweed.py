@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .net import LOOPBACK, Service, free_port, http_status, wait_until
+from .net import LOOPBACK, Service, die_with_parent, free_port, http_status, wait_until
 
 # Go's soft memory limit for each weed process; S3 GETs stream from disk, so this is ample.
 DEFAULT_MEMORY_LIMIT = "512MiB"
@@ -127,16 +127,17 @@ class SeaweedFS(Service):
     s3_port: int | None = None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     volume_size_limit_mb: int = 1024
-    fresh: bool = True  # wipe earlier data: the rest of the stack (moto) keeps no state
+    fresh: bool = True  # wipe earlier data (the local stack keeps it: fresh=False)
     start_timeout: float = 30.0
     stop_timeout: float = 5.0
     # The filer's graceful stop waits for its own metadata subscription and never ends:
-    # after this, SIGKILL (the data is disposable, and leveldb recovers from its journal).
+    # after this, SIGKILL (its leveldb store recovers from its journal on the next start).
     filer_grace: float = 0.5
     ports: SeaweedPorts | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_seconds: float = 0.0
     shutdown_seconds: float = 0.0
+    _started: float = 0.0
 
     @property
     def s3_endpoint(self) -> str:
@@ -206,6 +207,8 @@ class SeaweedFS(Service):
                 # killpg reaches all of them and Ctrl-C in a terminal reaches none directly
                 # (the stack stops them in order).
                 process_group=0 if group is None else group,
+                # And each dies with the stack even when the stack is SIGKILLed.
+                preexec_fn=die_with_parent(),
             )
         finally:
             log.close()
@@ -230,7 +233,16 @@ class SeaweedFS(Service):
     # --- start / stop ----------------------------------------------------------------------
 
     def start(self) -> SeaweedFS:
-        started = time.monotonic()
+        try:
+            return self.spawn().wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def spawn(self) -> SeaweedFS:
+        """Start the four processes (from the calling thread: they die with it) without
+        waiting for them; ``wait_ready`` waits."""
+        self._started = time.monotonic()
         self._prepare()
         ports = self.ports = SeaweedPorts.pick(self.s3_port)
         master_address = f"{LOOPBACK}:{ports.master}.{ports.master_grpc}"
@@ -294,36 +306,42 @@ class SeaweedFS(Service):
                     f"-localFilerSocket={root / 'run' / 'filer.sock'}",
                 ),
             )
-            # All four start at once (each retries its upstream); then wait for the whole.
-            wait_until(
-                lambda: http_status(f"http://{LOOPBACK}:{ports.master}/cluster/status") == 200,
-                timeout=self.start_timeout,
-                what="SeaweedFS master",
-                alive=self._died,
-            )
-            wait_until(
-                self._volume_registered,
-                timeout=self.start_timeout,
-                what="SeaweedFS volume server",
-                alive=self._died,
-            )
-            wait_until(
-                lambda: http_status(f"{self.filer_url}/?pretty=y") == 200,
-                timeout=self.start_timeout,
-                what="SeaweedFS filer",
-                alive=self._died,
-            )
-            # Unsigned requests get 403 once the gateway runs with its identities loaded.
-            wait_until(
-                lambda: http_status(f"{self.s3_endpoint}/") == 403,
-                timeout=self.start_timeout,
-                what="SeaweedFS S3 gateway",
-                alive=self._died,
-            )
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def wait_ready(self) -> SeaweedFS:
+        """Wait until every part answers (the S3 gateway with its identities loaded)."""
+        ports = self.ports
+        assert ports is not None, "spawn() first"
+        # All four start at once (each retries its upstream); then wait for the whole.
+        wait_until(
+            lambda: http_status(f"http://{LOOPBACK}:{ports.master}/cluster/status") == 200,
+            timeout=self.start_timeout,
+            what="SeaweedFS master",
+            alive=self._died,
+        )
+        wait_until(
+            self._volume_registered,
+            timeout=self.start_timeout,
+            what="SeaweedFS volume server",
+            alive=self._died,
+        )
+        wait_until(
+            lambda: http_status(f"{self.filer_url}/?pretty=y") == 200,
+            timeout=self.start_timeout,
+            what="SeaweedFS filer",
+            alive=self._died,
+        )
+        # Unsigned requests get 403 once the gateway runs with its identities loaded.
+        wait_until(
+            lambda: http_status(f"{self.s3_endpoint}/") == 403,
+            timeout=self.start_timeout,
+            what="SeaweedFS S3 gateway",
+            alive=self._died,
+        )
+        self.startup_seconds = time.monotonic() - self._started
         return self
 
     def _volume_registered(self) -> bool:

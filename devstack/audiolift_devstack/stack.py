@@ -1,15 +1,18 @@
-"""The whole pipeline on one machine, no Docker: moto (DynamoDB, SQS), SeaweedFS (S3; or
-moto's S3), the bridge (filer events -> S3 notifications on the queue), the upload API under
-uvicorn, and the poller that feeds the processor's Lambda handler.
+"""The whole pipeline on one machine, no Docker: SeaweedFS (S3; or moto's S3), dynalite
+(the jobs table, on disk; or moto's DynamoDB), moto (SQS), the bridge (filer events -> S3
+notifications on the queue), the upload API under uvicorn, and the poller that feeds the
+processor's Lambda handler.
 
 Everything listens on 127.0.0.1 and keeps its state under ``state_dir``. moto, the bridge,
-uvicorn and the poller run as threads of this process; SeaweedFS as child processes in one
-process group. ``Stack`` is a context manager; ``python -m audiolift_devstack up`` runs one
-until Ctrl-C / SIGTERM.
+uvicorn and the poller run as threads of this process; SeaweedFS (one process group) and
+dynalite as child processes that die with it, even when it is SIGKILLed. ``Stack`` is a
+context manager; ``python -m audiolift_devstack up`` runs one until Ctrl-C / SIGTERM.
 
-The stack is fresh on every start (moto keeps no state, so SeaweedFS's data is wiped too).
-It writes ``<state_dir>/stack.json`` (api_url, s3_endpoint, api_key, ...) once everything
-answers, and removes it on a clean stop.
+The stack keeps its state: started again on the same ``state_dir`` it has every job,
+object and result it had (``fresh=True`` wipes them first). Queue messages are not kept
+(moto's SQS is memory only); the sweeper re-drives jobs that were in flight. It writes
+``<state_dir>/stack.json`` (api_url, s3_endpoint, api_key, ...) once everything answers,
+and removes it on a clean stop.
 
 The stack sets AWS_* and the functions' variables in ``os.environ`` before importing the
 API and the processor (their settings and boto3 clients are read once): run one stack per
@@ -20,23 +23,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 import secrets
-import socket
+import shutil
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .bridge import NotificationBridge
 from .clients import clients_for
+from .clients import s3_client_for as s3_client_for  # its home is .clients; kept importable here
+from .dynalite import Dynalite
 from .moto_server import MotoServer
 from .net import LOOPBACK, Service, bound_socket, http_status, wait_until
 from .poller import Handler, SqsPoller
+from .schedule import ScheduledFunction
 from .seaweed import SeaweedFS, WebhookTarget
 from .template_resources import (
     PROCESSOR_ID,
@@ -48,6 +56,7 @@ from .template_resources import (
     create_resources,
     load_template,
     upload_prefix,
+    visibility_timeout_for,
 )
 from .web import WebServer
 
@@ -59,6 +68,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("audiolift_devstack")
 
 S3Backend = Literal["seaweedfs", "moto"]
+SWEEPER_HANDLER = "audiolift_sweeper.handler.handler"
+SWEEP_INTERVAL_SECONDS = 60.0
+TableBackend = Literal["dynalite", "moto"]
 STACK_FILE = "stack.json"
 DEV_OWNER = "dev"
 
@@ -124,7 +136,9 @@ class StackConfig:
     api_key: str | None = None  # None: a new random dev key
     part_min_bytes: int | None = None  # PART_MIN_BYTES for the API (None: S3's 5 MiB)
     part_size_bytes: int | None = None  # PART_SIZE_BYTES (the API's preferred part size)
-    visibility_timeout: int | None = None  # None: the template's (6x the function timeout)
+    table_backend: TableBackend = "dynalite"
+    fresh: bool = False  # wipe the state kept from an earlier run first
+    visibility_timeout: int | None = None  # None: 6x the function timeout, as the template
     function_timeout: int | None = None  # None: the template's
     run_api: bool = True
     run_poller: bool = True
@@ -134,6 +148,9 @@ class StackConfig:
     seaweed_memory_limit: str = "512MiB"
     template_path: Path = TEMPLATE_PATH
     extra_environment: Mapping[str, str] = field(default_factory=dict)
+    # Functions run on a timer, as EventBridge schedules run them: (dotted handler path or
+    # callable, interval in seconds). None: the sweeper, every minute, when it is installed.
+    schedules: Sequence[tuple[Handler | str, float]] | None = None
 
 
 @dataclass
@@ -171,8 +188,50 @@ class StackInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
+def function_environment(
+    function: FunctionSettings,
+    resources: CreatedResources,
+    *,
+    api_key: str,
+    timeout_seconds: int,
+    log_level: str = "WARNING",
+    part_min_bytes: int | None = None,
+    part_size_bytes: int | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The functions' settings on the local stack: the processor's variables as the template
+    gives them to the deployed functions, the created resources' names, the dev API key's
+    hash (never the key), and ``extra`` last (it wins)."""
+    environment = dict(function.environment)
+    environment.pop("POWERTOOLS_SERVICE_NAME", None)  # one per function
+    environment.update(
+        {
+            "JOBS_TABLE": resources.table_name,
+            "UPLOAD_BUCKET": resources.bucket_name,
+            "POWERTOOLS_METRICS_NAMESPACE": "audiolift",
+            "POWERTOOLS_LOG_LEVEL": log_level,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
+            "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),
+            "AUTH_MODE": "api_key",
+            "API_KEY_HASHES": f"{DEV_OWNER}:{hashlib.sha256(api_key.encode()).hexdigest()}",
+            "CORS_ALLOW_ORIGINS": "*",
+        }
+    )
+    if part_min_bytes is not None:
+        environment["PART_MIN_BYTES"] = str(part_min_bytes)
+    if part_size_bytes is not None:
+        environment["PART_SIZE_BYTES"] = str(part_size_bytes)
+    environment.update(extra or {})
+    return environment
+
+
 class Stack(Service):
-    """``with Stack(StackConfig(...)) as stack: stack.info.api_url ...``"""
+    """``with Stack(StackConfig(...)) as stack: stack.info.api_url ...``
+
+    Each start step registers how to undo itself on one ``ExitStack``; ``stop()`` unwinds
+    it, newest first, after signalling the child processes (they take longest to exit)."""
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
@@ -181,19 +240,20 @@ class Stack(Service):
         self.names = ResourceNames.with_prefix(self.config.name_prefix)
         self.moto: MotoServer | None = None
         self.seaweed: SeaweedFS | None = None
+        self.dynalite: Dynalite | None = None
         self.bridge: NotificationBridge | None = None
         self.poller: SqsPoller | None = None
+        self.schedules: list[ScheduledFunction] = []
+        self.web: WebServer | None = None
         self.resources: CreatedResources | None = None
         self.info: StackInfo | None = None
-        self._uvicorn: Any = None
-        self._uvicorn_thread: threading.Thread | None = None
-        self._api_socket: socket.socket | None = None
         self.s3: S3Client | None = None
         self.dynamodb: DynamoDBClient | None = None
         self.sqs: SQSClient | None = None
         self.timings: dict[str, float] = {}
+        self._exits = contextlib.ExitStack()
+        self._stop_started = 0.0
         self._saved_environment: dict[str, str | None] = {}
-        self.web: WebServer | None = None
 
     @property
     def stack_file(self) -> Path:
@@ -217,60 +277,120 @@ class Stack(Service):
     def _timed(self, name: str, since: float) -> None:
         self.timings[name] = round(time.monotonic() - since, 3)
 
+    def _on_stop(self, name: str, stop: Callable[[], object]) -> None:
+        """Register ``stop`` to run on ``stop()``, timed as ``stop_<name>``."""
+
+        def timed_stop() -> None:
+            stop()
+            self._timed(f"stop_{name}", self._stop_started)
+
+        self._exits.callback(timed_stop)
+
     def _start(self) -> None:
         config = self.config
+        if config.s3_backend not in ("seaweedfs", "moto"):
+            raise ValueError(f"Unknown S3 backend {config.s3_backend!r} (seaweedfs or moto).")
+        if config.table_backend not in ("dynalite", "moto"):
+            raise ValueError(f"Unknown table backend {config.table_backend!r} (dynalite, moto).")
+        self._prepare_state_dir()
+        function = processor_function_settings(config.template_path, region=config.region)
+        timeout = config.function_timeout or function.timeout_seconds
+        self._exits.callback(self._restore_environment)
+        # The child processes start first and come up while this process starts moto.
+        self._spawn_children()
+        self._start_moto()
+        self._wait_for_children()
+        resources = self._create_resources(timeout)
+        self._set_environment(
+            function_environment(
+                function,
+                resources,
+                api_key=self.api_key,
+                timeout_seconds=timeout,
+                log_level=config.log_level,
+                part_min_bytes=config.part_min_bytes,
+                part_size_bytes=config.part_size_bytes,
+                extra=config.extra_environment,
+            )
+        )
+        api_url = self._start_api() if config.run_api else ""
+        if config.run_poller:
+            self._start_poller(function, timeout, resources)
+            self._start_schedules()
+        web_url = self._start_web(api_url) if config.run_api else ""
+        # Runs first on stop: the child processes exit while the threads are stopped.
+        self._exits.callback(self._signal_children)
+        self.info = self._describe(resources, api_url=api_url, web_url=web_url)
+
+    def _prepare_state_dir(self) -> None:
+        if self.config.fresh:
+            for kept in ("seaweedfs", "dynamodb"):
+                shutil.rmtree(self.state_dir / kept, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.stack_file.unlink()  # a stale file from a killed stack
-        prefix = upload_prefix(config.template_path)
-        function = processor_function_settings(config.template_path, region=config.region)
 
-        # SeaweedFS starts in the background (its own processes) while this process imports
-        # and starts moto, which is the slower half.
-        seaweed_error: list[BaseException] = []
-        seaweed_thread: threading.Thread | None = None
+    def _spawn_children(self) -> None:
+        """SeaweedFS (with the bridge its filer notifies) and dynalite, started from this
+        thread: they die with it."""
+        config = self.config
+        since = time.monotonic()
         if config.s3_backend == "seaweedfs":
-            since = time.monotonic()
             self.bridge = NotificationBridge(
-                bucket=self.names.bucket, prefix=prefix, region=config.region
+                bucket=self.names.bucket,
+                prefix=upload_prefix(config.template_path),
+                region=config.region,
             ).start()
+            self._on_stop("bridge", self.bridge.stop)
             self.seaweed = SeaweedFS(
                 state_dir=self.state_dir,
                 webhook=WebhookTarget(self.bridge.url, path_prefixes=(self.bridge.watched_path,)),
                 s3_port=config.s3_port,
                 memory_limit=config.seaweed_memory_limit,
+                fresh=False,
             )
-            seaweed = self.seaweed
+            self._on_stop("seaweedfs", self.seaweed.stop)
+            self.seaweed.spawn()
+        if config.table_backend == "dynalite":
+            self.dynalite = Dynalite(self.state_dir)
+            self._on_stop("dynalite", self.dynalite.stop)
+            self.dynalite.spawn()
+        self._timed("spawn", since)
 
-            def start_seaweed() -> None:
-                try:
-                    seaweed.start()
-                    self._timed("seaweedfs", since)
-                except BaseException as error:
-                    seaweed_error.append(error)
-
-            seaweed_thread = threading.Thread(target=start_seaweed, name="seaweedfs-start")
-            seaweed_thread.start()
-        elif config.s3_backend != "moto":
-            raise ValueError(f"Unknown S3 backend {config.s3_backend!r} (seaweedfs or moto).")
-
+    def _start_moto(self) -> None:
         since = time.monotonic()
+        config = self.config
         self.moto = MotoServer(
             config.moto_port,
             s3_part_min_bytes=(config.part_min_bytes if config.s3_backend == "moto" else None),
         ).start()
+        self._on_stop("moto", self.moto.stop)
         self._timed("moto", since)
 
-        if seaweed_thread is not None:
-            seaweed_thread.join()
-            if seaweed_error:
-                raise seaweed_error[0]
+    def _wait_for_children(self) -> None:
+        since = time.monotonic()
+        if self.seaweed is not None:
+            self.seaweed.wait_ready()
+            self._timed("seaweedfs", since)
+        if self.dynalite is not None:
+            self.dynalite.wait_ready()
+            self._timed("dynalite", since)
+
+    def _signal_children(self) -> None:
+        for child in (self.seaweed, self.dynalite):
+            if child is not None:
+                child.terminate()
+
+    def _create_resources(self, function_timeout: int) -> CreatedResources:
+        """The AWS variables for the functions, clients, and the template's resources (the
+        table and bucket may exist from an earlier run)."""
         assert self.moto is not None
+        since = time.monotonic()
+        config = self.config
         s3_endpoint = self.seaweed.s3_endpoint if self.seaweed else self.moto.endpoint
+        table_endpoint = self.dynalite.endpoint if self.dynalite else self.moto.endpoint
         access_key = self.seaweed.access_key if self.seaweed else "audiolift-dev"
         secret_key = self.seaweed.secret_key if self.seaweed else "audiolift-dev-secret"
-
-        since = time.monotonic()
         self._set_environment(
             {
                 "AWS_ACCESS_KEY_ID": access_key,
@@ -278,113 +398,43 @@ class Stack(Service):
                 "AWS_DEFAULT_REGION": config.region,
                 "AWS_REGION": config.region,
                 "AWS_ENDPOINT_URL_S3": s3_endpoint,
-                "AWS_ENDPOINT_URL_DYNAMODB": self.moto.endpoint,
+                "AWS_ENDPOINT_URL_DYNAMODB": table_endpoint,
                 "AWS_ENDPOINT_URL_SQS": self.moto.endpoint,
             }
         )
-        self._make_clients(s3_endpoint, access_key, secret_key)
-        assert self.s3 is not None and self.dynamodb is not None and self.sqs is not None
+        clients = clients_for(
+            {
+                "region": config.region,
+                "s3_endpoint": s3_endpoint,
+                "aws_access_key_id": access_key,
+                "aws_secret_access_key": secret_key,
+                "aws_endpoint": self.moto.endpoint,
+                "dynamodb_endpoint": table_endpoint,
+            }
+        )
+        self.s3, self.dynamodb, self.sqs = clients.s3, clients.dynamodb, clients.sqs
         # SeaweedFS keeps no lifecycle rules that matter locally; its S3 API refuses some.
         self.resources = create_resources(
-            self.s3,
-            self.dynamodb,
-            self.sqs,
+            clients.s3,
+            clients.dynamodb,
+            clients.sqs,
             names=self.names,
             template_path=config.template_path,
             with_notifications=config.s3_backend == "moto",
             with_lifecycle=config.s3_backend == "moto",
-            visibility_timeout=config.visibility_timeout,
+            with_table_housekeeping=config.table_backend == "moto",
+            visibility_timeout=config.visibility_timeout
+            or visibility_timeout_for(function_timeout, template_path=config.template_path),
         )
-        resources = self.resources
         if self.bridge is not None:
             configuration = bucket_notification_configuration(
-                resources.queue_arn, template_path=config.template_path
+                self.resources.queue_arn, template_path=config.template_path
             )
             ids = [c.get("Id") for c in configuration.get("QueueConfigurations", [])]
             self.bridge.configuration_id = str(ids[0]) if ids and ids[0] else "queue-0"
-            self.bridge.connect(self.sqs, resources.queue_url, self.s3)
+            self.bridge.connect(clients.sqs, self.resources.queue_url, clients.s3)
         self._timed("resources", since)
-
-        api_key_hash = hashlib.sha256(self.api_key.encode()).hexdigest()
-        # The functions' settings, as the template gives them to the deployed functions.
-        function_environment = dict(function.environment)
-        function_environment.update(
-            {
-                "JOBS_TABLE": resources.table_name,
-                "UPLOAD_BUCKET": resources.bucket_name,
-                "POWERTOOLS_METRICS_NAMESPACE": "audiolift",
-                "POWERTOOLS_LOG_LEVEL": config.log_level,
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-                "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
-                "AUTH_MODE": "api_key",
-                "API_KEY_HASHES": f"{DEV_OWNER}:{api_key_hash}",
-                "CORS_ALLOW_ORIGINS": "*",
-            }
-        )
-        function_environment.pop("POWERTOOLS_SERVICE_NAME", None)  # one per function
-        if config.part_min_bytes is not None:
-            function_environment["PART_MIN_BYTES"] = str(config.part_min_bytes)
-        if config.part_size_bytes is not None:
-            function_environment["PART_SIZE_BYTES"] = str(config.part_size_bytes)
-        function_environment.update(config.extra_environment)
-        self._set_environment(function_environment)
-
-        api_url = ""
-        if config.run_api:
-            since = time.monotonic()
-            api_url = self._start_api()
-            self._timed("api", since)
-
-        if config.run_poller:
-            since = time.monotonic()
-            timeout = config.function_timeout or function.timeout_seconds
-            self.poller = SqsPoller(
-                self.sqs,
-                resources.queue_url,
-                queue_arn=resources.queue_arn,
-                handler=config.processor_handler,
-                function_name=f"{config.name_prefix}-processor",
-                timeout_seconds=timeout,
-                memory_limit_in_mb=function.memory_mb,
-                batch_size=resources.queue_settings.batch_size,
-                report_batch_item_failures=resources.queue_settings.report_batch_item_failures,
-                wait_seconds=config.poll_wait_seconds,
-                region=config.region,
-            )
-            _ = self.poller.handler  # import the processor now, not on the first upload
-            self.poller.start()
-            self._timed("poller", since)
-
-        web_url = ""
-        if config.run_api:
-            page = WebServer()
-            if page.built:
-                self.web = page.start()
-                web_url = self.web.page_url(api_url, self.api_key)
-
-        self.info = StackInfo(
-            web_url=web_url,
-            api_url=api_url,
-            s3_endpoint=s3_endpoint,
-            api_key=self.api_key,
-            region=config.region,
-            bucket=resources.bucket_name,
-            table=resources.table_name,
-            queue_url=resources.queue_url,
-            dlq_url=resources.dlq_url,
-            pid=os.getpid(),
-            s3_backend=config.s3_backend,
-            aws_endpoint=self.moto.endpoint,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            queue_arn=resources.queue_arn,
-            dlq_arn=resources.dlq_arn,
-            max_receive_count=resources.queue_settings.max_receive_count,
-            visibility_timeout=resources.queue_settings.visibility_timeout,
-            state_dir=str(self.state_dir),
-            startup_seconds=0.0,
-        )
+        return self.resources
 
     def _set_environment(self, values: Mapping[str, str]) -> None:
         for name in _FOREIGN_AWS_VARIABLES:
@@ -394,6 +444,7 @@ class Stack(Service):
         for name, value in values.items():
             self._saved_environment.setdefault(name, os.environ.get(name))
             os.environ[name] = value
+        _forget_cached_clients()
 
     def _restore_environment(self) -> None:
         for name, value in self._saved_environment.items():
@@ -402,44 +453,35 @@ class Stack(Service):
             else:
                 os.environ[name] = value
         self._saved_environment.clear()
-
-    def _make_clients(self, s3_endpoint: str, access_key: str, secret_key: str) -> None:
-        assert self.moto is not None
-        clients = clients_for(
-            {
-                "region": self.config.region,
-                "s3_endpoint": s3_endpoint,
-                "aws_access_key_id": access_key,
-                "aws_secret_access_key": secret_key,
-                "aws_endpoint": self.moto.endpoint,
-            }
-        )
-        self.s3, self.dynamodb, self.sqs = clients.s3, clients.dynamodb, clients.sqs
+        _forget_cached_clients()
 
     def _start_api(self) -> str:
         import uvicorn
         from audiolift_api.app import create_app
 
-        app = create_app()
-        self._api_socket = bound_socket(LOOPBACK, self.config.api_port)
-        port = self._api_socket.getsockname()[1]
+        since = time.monotonic()
+        api_socket = bound_socket(LOOPBACK, self.config.api_port)
+        self._exits.callback(api_socket.close)
         server = uvicorn.Server(
             uvicorn.Config(
-                app,
+                create_app(),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=3,
             )
         )
-        self._uvicorn = server
-        sock = self._api_socket
-        self._uvicorn_thread = threading.Thread(
-            target=lambda: server.run(sockets=[sock]), name="audiolift-api", daemon=True
+        thread = threading.Thread(
+            target=lambda: server.run(sockets=[api_socket]), name="audiolift-api", daemon=True
         )
-        self._uvicorn_thread.start()
-        api_url = f"http://{LOOPBACK}:{port}"
-        thread = self._uvicorn_thread
+        thread.start()
+
+        def stop_api() -> None:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+        self._on_stop("api", stop_api)
+        api_url = f"http://{LOOPBACK}:{api_socket.getsockname()[1]}"
         wait_until(
             lambda: bool(server.started) and http_status(f"{api_url}/health") == 200,
             timeout=30,
@@ -447,7 +489,83 @@ class Stack(Service):
             alive=lambda: None if thread.is_alive() else "uvicorn stopped",
             interval=0.02,
         )
+        self._timed("api", since)
         return api_url
+
+    def _start_poller(
+        self, function: FunctionSettings, timeout: int, resources: CreatedResources
+    ) -> None:
+        assert self.sqs is not None
+        since = time.monotonic()
+        config = self.config
+        self.poller = SqsPoller(
+            self.sqs,
+            resources.queue_url,
+            queue_arn=resources.queue_arn,
+            handler=config.processor_handler,
+            function_name=f"{config.name_prefix}-processor",
+            timeout_seconds=timeout,
+            memory_limit_in_mb=function.memory_mb,
+            batch_size=resources.queue_settings.batch_size,
+            report_batch_item_failures=resources.queue_settings.report_batch_item_failures,
+            wait_seconds=config.poll_wait_seconds,
+            region=config.region,
+        )
+        _ = self.poller.handler  # import the processor now, not on the first upload
+        self.poller.start()
+        self._on_stop("poller", self.poller.stop)
+        self._timed("poller", since)
+
+    def _start_schedules(self) -> None:
+        schedules = self.config.schedules
+        if schedules is None:
+            installed = importlib.util.find_spec(SWEEPER_HANDLER.split(".")[0]) is not None
+            schedules = [(SWEEPER_HANDLER, SWEEP_INTERVAL_SECONDS)] if installed else []
+        self.schedules = []
+        for number, (handler, interval) in enumerate(schedules):
+            scheduled = ScheduledFunction(
+                handler,
+                interval_seconds=interval,
+                function_name=f"{self.config.name_prefix}-scheduled-{number}",
+                region=self.config.region,
+            ).start()
+            self._on_stop(f"schedule_{number}", scheduled.stop)
+            self.schedules.append(scheduled)
+
+    def _start_web(self, api_url: str) -> str:
+        page = WebServer()
+        if not page.built:
+            return ""
+        self.web = page.start()
+        self._on_stop("web", self.web.stop)
+        return self.web.page_url(api_url, self.api_key)
+
+    def _describe(self, resources: CreatedResources, *, api_url: str, web_url: str) -> StackInfo:
+        assert self.moto is not None and self.s3 is not None
+        environment = os.environ
+        return StackInfo(
+            web_url=web_url,
+            api_url=api_url,
+            s3_endpoint=environment["AWS_ENDPOINT_URL_S3"],
+            api_key=self.api_key,
+            region=self.config.region,
+            bucket=resources.bucket_name,
+            table=resources.table_name,
+            queue_url=resources.queue_url,
+            dlq_url=resources.dlq_url,
+            pid=os.getpid(),
+            s3_backend=self.config.s3_backend,
+            aws_endpoint=self.moto.endpoint,
+            dynamodb_endpoint=environment["AWS_ENDPOINT_URL_DYNAMODB"],
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+            queue_arn=resources.queue_arn,
+            dlq_arn=resources.dlq_arn,
+            max_receive_count=resources.queue_settings.max_receive_count,
+            visibility_timeout=resources.queue_settings.visibility_timeout,
+            state_dir=str(self.state_dir),
+            startup_seconds=0.0,
+        )
 
     def _write_stack_file(self) -> None:
         assert self.info is not None
@@ -460,39 +578,22 @@ class Stack(Service):
 
     def stop(self) -> None:
         """Stop everything that was started, newest first. Safe to call twice."""
-        started = time.monotonic()
-        with contextlib.suppress(FileNotFoundError):
-            if self.info is not None and self.stack_file.exists():
+        self._stop_started = time.monotonic()
+        if self.info is not None:
+            with contextlib.suppress(FileNotFoundError):
                 self.stack_file.unlink()
-        # SeaweedFS's processes take a moment to exit: signal them first, reap them last.
-        if self.seaweed is not None:
-            self.seaweed.terminate()
-        if self.web is not None:
-            self.web.stop()
-            self.web = None
-        if self.poller is not None:
-            self.poller.stop()
-            self.poller = None
-            self._timed("stop_poller", started)
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-            if self._uvicorn_thread is not None:
-                self._uvicorn_thread.join(timeout=10)
-            self._uvicorn = None
-            self._uvicorn_thread = None
-            self._timed("stop_api", started)
-        if self._api_socket is not None:
-            self._api_socket.close()
-            self._api_socket = None
-        if self.bridge is not None:
-            self.bridge.stop()
-            self.bridge = None
-        if self.seaweed is not None:
-            self.seaweed.stop()
-            self.seaweed = None
-            self._timed("stop_seaweedfs", started)
-        if self.moto is not None:
-            self.moto.stop()
-            self.moto = None
-        self._restore_environment()
-        self._timed("shutdown", started)
+        try:
+            self._exits.close()
+        finally:
+            self.poller = self.web = self.bridge = None
+            self.seaweed = self.dynalite = self.moto = None
+            self._timed("shutdown", self._stop_started)
+
+
+def _forget_cached_clients() -> None:
+    """The functions' boto3 clients are made once per process from the environment: after
+    the stack changes it, make them again (an in-process stack in a test session)."""
+    aws = sys.modules.get("audiolift_core.aws")
+    if aws is not None:
+        aws.s3_client.cache_clear()
+        aws.dynamodb_client.cache_clear()

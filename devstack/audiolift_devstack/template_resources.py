@@ -316,15 +316,7 @@ def table_definition(
     """``create_table`` keyword arguments for the jobs table, from the template (keys, GSI,
     billing mode). TTL and point-in-time recovery are separate calls: see ``create_table``."""
     resolver = Resolver.for_template(load_template(template_path), parameters=parameters)
-    return _table_kwargs(resource_properties(resolver, TABLE_ID), table_name)
-
-
-def table_ttl_attribute(template_path: Path | str = TEMPLATE_PATH) -> str:
-    resolver = Resolver.for_template(load_template(template_path))
-    return str(resource_properties(resolver, TABLE_ID)["TimeToLiveSpecification"]["AttributeName"])
-
-
-def _table_kwargs(properties: Mapping[str, Any], table_name: str) -> dict[str, Any]:
+    properties = resource_properties(resolver, TABLE_ID)
     kwargs: dict[str, Any] = {
         "TableName": table_name,
         "AttributeDefinitions": properties["AttributeDefinitions"],
@@ -346,14 +338,24 @@ def create_table(
     *,
     template_path: Path | str = TEMPLATE_PATH,
     parameters: Mapping[str, Any] | None = None,
+    with_housekeeping: bool = True,
 ) -> str:
-    """Create the jobs table with the template's keys and GSI, then its TTL and PITR."""
+    """Create the jobs table with the template's keys and GSI (unless it exists: a local
+    stack keeps its table), then its TTL and PITR. ``with_housekeeping=False`` for servers
+    without TTL and backups (dynalite)."""
     resolver = Resolver.for_template(load_template(template_path), parameters=parameters)
     properties = resource_properties(resolver, TABLE_ID)
-    dynamodb.create_table(**_table_kwargs(properties, table_name))
+    try:
+        dynamodb.create_table(
+            **table_definition(table_name, template_path=template_path, parameters=parameters)
+        )
+    except dynamodb.exceptions.ResourceInUseException:
+        return table_name
     dynamodb.get_waiter("table_exists").wait(
         TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
+    if not with_housekeeping:
+        return table_name
     ttl = properties.get("TimeToLiveSpecification")
     if ttl and ttl.get("Enabled"):
         dynamodb.update_time_to_live(
@@ -379,6 +381,20 @@ _QUEUE_ATTRIBUTES = (
     "ReceiveMessageWaitTimeSeconds",
     "VisibilityTimeout",
 )
+
+
+def visibility_timeout_for(
+    function_timeout: int, *, template_path: Path | str = TEMPLATE_PATH
+) -> int:
+    """The processing queue's visibility timeout for a processor timeout, by the template's
+    rule: its ``VisibilityByTimeout`` row when the timeout is on the template's menu, else
+    the same multiple of the timeout (six) that every row of the mapping has."""
+    rows = load_template(template_path)["Mappings"]["VisibilityByTimeout"]
+    ratios = {int(row["Seconds"]) // int(timeout) for timeout, row in rows.items()}
+    if len(ratios) != 1:
+        raise ValueError(f"VisibilityByTimeout has no single multiple: {sorted(ratios)}")
+    row = rows.get(str(function_timeout))
+    return int(row["Seconds"]) if row else ratios.pop() * function_timeout
 
 
 def queue_settings(
@@ -489,16 +505,6 @@ def bucket_cors_rules(
     return _cors_rules(_bucket_properties(resolver))
 
 
-def bucket_lifecycle_rules(
-    *,
-    template_path: Path | str = TEMPLATE_PATH,
-    parameters: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """The bucket's lifecycle rules in the S3 API's shape."""
-    resolver = Resolver.for_template(load_template(template_path), parameters=parameters)
-    return _lifecycle_rules(_bucket_properties(resolver))
-
-
 def bucket_notification_configuration(
     queue_arn: str,
     *,
@@ -578,6 +584,9 @@ def _notification_configuration(properties: Mapping[str, Any]) -> dict[str, Any]
     return {"QueueConfigurations": queue_configurations} if queue_configurations else {}
 
 
+_BUCKET_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
+
+
 def create_bucket(
     s3: S3Client,
     bucket_name: str,
@@ -600,14 +609,21 @@ def create_bucket(
     properties = _bucket_properties(resolver)
 
     region = s3.meta.region_name or "us-east-1"
-    if region == "us-east-1":
-        s3.create_bucket(Bucket=bucket_name)
-    else:
-        s3.create_bucket(
-            Bucket=bucket_name,
-            CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
-        )
-    cors_rules = _cors_rules(properties)
+    from botocore.exceptions import ClientError
+
+    try:
+        if region == "us-east-1":
+            s3.create_bucket(Bucket=bucket_name)
+        else:
+            s3.create_bucket(
+                Bucket=bucket_name,
+                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+            )
+    except ClientError as error:
+        # A local stack's bucket from an earlier run: set its configuration again.
+        if error.response.get("Error", {}).get("Code") not in _BUCKET_EXISTS:
+            raise
+    cors_rules = bucket_cors_rules(template_path=template_path, parameters=parameters)
     if cors_rules:
         s3.put_bucket_cors(
             Bucket=bucket_name,
@@ -643,11 +659,18 @@ def create_resources(
     parameters: Mapping[str, Any] | None = None,
     with_notifications: bool = True,
     with_lifecycle: bool = True,
+    with_table_housekeeping: bool = True,
     visibility_timeout: int | None = None,
 ) -> CreatedResources:
     """Create the table, the queues and the bucket (in that order: the bucket's notification
     needs the queue's ARN) as template.yaml defines them, under the caller's names."""
-    create_table(dynamodb, names.table, template_path=template_path, parameters=parameters)
+    create_table(
+        dynamodb,
+        names.table,
+        template_path=template_path,
+        parameters=parameters,
+        with_housekeeping=with_table_housekeeping,
+    )
     queues = create_queues(
         sqs,
         names.queue,

@@ -1,38 +1,38 @@
-"""The live local stack, started once per test session: ``python -m audiolift_devstack up``
-in a child process (its own environment: moto's server, SeaweedFS, the bridge, uvicorn and
-the poller), found through the stack.json it writes.
+"""The live local stack for integration tests, built on the devstack's own pieces.
 
-``local_stack`` yields a ``LocalStack`` (stack_support.py) with the URLs, the dev API key,
-boto3 clients for the stack's S3 (SeaweedFS, with the dev credentials), DynamoDB and SQS
-(moto), and the resource names. The stack runs in a child process so that nothing in this
-process (moto's in-process mock in unit tests, environment variables) can reach it, and so
-that its shutdown can be checked: the fixture stops it with SIGTERM at the end of the
-session and fails if it does not exit cleanly or leaves a process behind.
+- ``local_stack`` (session): ``python -m audiolift_devstack up`` (SeaweedFS as S3) in a
+  child process, so nothing in this process (moto's in-process mock, environment
+  variables) can reach it, and so that its shutdown can be checked: at the end of the
+  session it is stopped with SIGTERM and the fixture fails if it does not exit cleanly
+  or leaves a process behind. It yields the devstack's ``StackProcess``: ``.info`` (the
+  ``StackInfo`` of its stack.json), ``.clients`` (S3, DynamoDB, SQS), ``.auth``.
+- ``moto_stack`` (module): the devstack's ``Stack`` in this process on moto's S3 (no
+  SeaweedFS), API only, with parts down to ``SMALL_PART_BYTES``.
 
-Tests that need their own stack (start/stop tests) use ``start_stack_process``.
+Tests that need a stack of their own (start/stop, restart) call ``start_stack_process``.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import pytest
-from stack_support import (
+from audiolift_devstack.stack import Stack, StackConfig
+from audiolift_testkit import (
+    API_KEYS,
+    SMALL_PART_BYTES,
     TEST_PART_BYTES,
     TEST_VISIBILITY_TIMEOUT,
-    LocalStack,
-    stack_clients,
+    StackProcess,
     start_stack_process,
 )
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """One stack (SeaweedFS S3) for the whole session; checked to stop cleanly."""
-    state_dir = tmp_path_factory.mktemp("stack")
     handle = start_stack_process(
-        state_dir,
+        tmp_path_factory.mktemp("stack"),
         "--part-size-bytes",
         str(TEST_PART_BYTES),
         "--visibility-timeout",
@@ -40,32 +40,30 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         "--log-level",
         "INFO",
     )
-    info = handle.info
-    s3, dynamodb, sqs = stack_clients(info)
     try:
-        yield LocalStack(
-            handle=handle,
-            api_url=info["api_url"],
-            s3_endpoint=info["s3_endpoint"],
-            api_key=info["api_key"],
-            region=info["region"],
-            bucket=info["bucket"],
-            table=info["table"],
-            queue_url=info["queue_url"],
-            dlq_url=info["dlq_url"],
-            aws_endpoint=info["aws_endpoint"],
-            access_key=info["aws_access_key_id"],
-            secret_key=info["aws_secret_access_key"],
-            max_receive_count=int(info["max_receive_count"]),
-            visibility_timeout=int(info["visibility_timeout"]),
-            s3=s3,
-            dynamodb=dynamodb,
-            sqs=sqs,
-        )
+        yield handle
     finally:
-        handle.stop(signal.SIGTERM)
-        survivors = handle.survivors()
-        for process in survivors:
-            process.kill()
-        assert handle.process.returncode == 0, handle.log_tail()
-        assert not survivors, f"left behind: {survivors}"
+        handle.stop_checked()
+
+
+@pytest.fixture(scope="module")
+def moto_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack in this process on moto (S3, DynamoDB, SQS), without the processor: the
+    API under uvicorn signs URLs for moto's S3. The dev key is alice's."""
+    import moto.s3.models
+
+    with pytest.MonkeyPatch.context() as patch:
+        # moto checks S3's part minimum with a constant it read at import.
+        patch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", SMALL_PART_BYTES)
+        config = StackConfig(
+            state_dir=tmp_path_factory.mktemp("moto-stack"),
+            s3_backend="moto",
+            table_backend="moto",
+            run_poller=False,
+            api_key=API_KEYS["alice"],
+            part_min_bytes=SMALL_PART_BYTES,
+            part_size_bytes=SMALL_PART_BYTES,
+            extra_environment={"PRESIGN_TTL_SECONDS": "120"},
+        )
+        with Stack(config) as stack:
+            yield stack

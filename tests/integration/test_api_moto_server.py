@@ -1,101 +1,60 @@
-"""An upload that really travels over HTTP: the API (in process) signs part URLs for moto's
-server, the test PUTs the bytes to them with httpx, completes through the API, and reads
-the object back. moto does not check SigV4 signatures or expiry: that a URL is signed
-right and refused once expired is for the local stack's real S3 (SeaweedFS) to prove."""
+"""An upload that really travels over HTTP: the API (uvicorn, the devstack's in-process
+stack on moto) signs part URLs for moto's server, the test PUTs the bytes to them with
+httpx, completes through the API, and reads the object back. moto does not check SigV4
+signatures or expiry: that a URL is signed right and refused once expired is for the local
+stack's real S3 (SeaweedFS) to prove."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-import boto3
 import httpx
 import pytest
-from audiolift_api.app import create_app
-from audiolift_api.service import UploadService
 from audiolift_core.jobs import JobStatus
 from audiolift_core.jobs_table import JobsTable
-from audiolift_core.settings import ApiSettings, StorageSettings
 from audiolift_core.storage import UploadStore, result_key
-from audiolift_devstack.template_resources import ResourceNames, create_resources
-from audiolift_testkit import SMALL_PART_BYTES, api_key_hashes, bearer
-from botocore.config import Config
-from fastapi.testclient import TestClient
+from audiolift_devstack.stack import Stack
+from audiolift_testkit import SMALL_PART_BYTES, bearer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def moto_server(
-    aws_credentials: None, small_s3_parts: int, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    # Bucket CORS answers instead of moto's allow-everything default.
-    monkeypatch.setenv("MOTO_DISABLE_GLOBAL_CORS", "true")
-    # The server runs in this process: small_s3_parts has lowered its part minimum; the
-    # variable is for anything that imports moto afresh.
-    monkeypatch.setenv("S3_UPLOAD_PART_MIN_SIZE", str(small_s3_parts))
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @dataclass
-class Stack:
-    client: TestClient
+class MotoPipeline:
+    """The stack's API over HTTP, and its resources for assertions on side effects."""
+
+    client: httpx.Client
     s3: Any
     sqs: Any
     bucket: str
     queue_url: str
     jobs: JobsTable
+    store: UploadStore
 
 
 @pytest.fixture
-def stack(moto_server: str) -> Iterator[Stack]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_server,
-        region_name="us-east-1",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-    dynamodb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
-    sqs = boto3.client("sqs", endpoint_url=moto_server, region_name="us-east-1")
-    # moto's server keeps its state for the whole process: names unique to this test.
-    names = ResourceNames.with_prefix(f"it-api-{uuid.uuid4().hex[:8]}")
-    created = create_resources(s3, dynamodb, sqs, names=names)
-    settings = ApiSettings(
-        storage=StorageSettings(jobs_table=created.table_name, upload_bucket=created.bucket_name),
-        auth_mode="api_key",
-        api_key_hashes=api_key_hashes(),
-        part_min_bytes=SMALL_PART_BYTES,
-        preferred_part_bytes=SMALL_PART_BYTES,
-        presign_ttl_seconds=120,
-    )
-    jobs = JobsTable(dynamodb, created.table_name)
-    service = UploadService(settings, jobs, UploadStore(s3, created.bucket_name))
-    with TestClient(create_app(service=service)) as client:
-        yield Stack(client, s3, sqs, created.bucket_name, created.queue_url, jobs)
+def stack(moto_stack: Stack) -> Iterator[MotoPipeline]:
+    info = moto_stack.info
+    assert info is not None and moto_stack.s3 is not None
+    assert moto_stack.dynamodb is not None and moto_stack.sqs is not None
+    with httpx.Client(base_url=info.api_url, timeout=30) as client:
+        yield MotoPipeline(
+            client=client,
+            s3=moto_stack.s3,
+            sqs=moto_stack.sqs,
+            bucket=info.bucket,
+            queue_url=info.queue_url,
+            jobs=JobsTable(moto_stack.dynamodb, info.table),
+            store=UploadStore(moto_stack.s3, info.bucket),
+        )
 
 
-def test_put_bytes_to_presigned_urls_and_complete(stack: Stack) -> None:
+def test_put_bytes_to_presigned_urls_and_complete(stack: MotoPipeline) -> None:
     payload = os.urandom(5 * SMALL_PART_BYTES + 321)
     created = stack.client.post(
         "/v1/uploads",
@@ -147,7 +106,7 @@ def test_put_bytes_to_presigned_urls_and_complete(stack: Stack) -> None:
     assert f"uploads/{job_id}" in announced
 
 
-def test_just_in_time_signing_then_put(stack: Stack) -> None:
+def test_just_in_time_signing_then_put(stack: MotoPipeline) -> None:
     payload = os.urandom(3 * SMALL_PART_BYTES)
     body = stack.client.post(
         "/v1/uploads",
@@ -170,11 +129,7 @@ def test_just_in_time_signing_then_put(stack: Stack) -> None:
     assert stored == payload
 
 
-def test_large_result_redirect_is_downloadable(stack: Stack) -> None:
-    from dataclasses import replace
-
-    service: UploadService = stack.client.app.state.service  # type: ignore[attr-defined]
-    service.settings = replace(service.settings, result_inline_max_bytes=16)
+def test_large_result_redirect_is_downloadable(stack: MotoPipeline) -> None:
     body = stack.client.post(
         "/v1/uploads", json={"filename": "r.wav", "size": 10}, headers=bearer("alice")
     ).json()
@@ -183,9 +138,10 @@ def test_large_result_redirect_is_downloadable(stack: Stack) -> None:
         assert http.put(body["parts"][0]["url"], content=b"0123456789").status_code == 200
     stack.client.post(f"/v1/uploads/{job_id}/complete", headers=bearer("alice"))
     stack.jobs.claim(job_id, object_etag="e", lease_token="t", lease_seconds=60)
-    document = {"loudness": {"integrated_lufs": -16.0}, "waveform": list(range(50))}
+    # Larger than the API's inline limit (4 MiB): answered with a redirect to S3.
+    document = {"loudness": {"integrated_lufs": -16.0}, "waveform": list(range(700_000))}
     key = result_key("results/", job_id)
-    service.store.put_json(key, document)
+    stack.store.put_json(key, document)
     stack.jobs.transition(
         job_id, JobStatus.COMPLETED, lease_token="t", set_fields={"result_key": key}
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-import boto3
 import pytest
 from audiolift_devstack.bridge import (
     CreatedObject,
@@ -25,8 +24,7 @@ from audiolift_devstack.bridge import (
     object_created_record,
 )
 from audiolift_devstack.seaweed import SeaweedFS, WebhookTarget
-from botocore.config import Config
-from stack_support import LocalStack
+from audiolift_testkit import StackProcess, s3_client_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +46,26 @@ class Bridged:
 
 
 @pytest.fixture(scope="module")
-def bridged(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bridged]:
-    bridge = NotificationBridge(bucket=BUCKET, prefix="uploads/", region=local_stack.region)
+def bridged(
+    local_stack: StackProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bridged]:
+    bridge = NotificationBridge(bucket=BUCKET, prefix="uploads/", region=local_stack.info.region)
     bridge.start()
     # Every event type and path: the bridge must do all the filtering itself.
     webhook = WebhookTarget(bridge.url, event_types=("create", "update", "delete", "rename"))
     seaweed = SeaweedFS(state_dir=Path(tmp_path_factory.mktemp("bridge")), webhook=webhook)
     try:
         seaweed.start()
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=seaweed.s3_endpoint,
-            region_name=local_stack.region,
-            aws_access_key_id=seaweed.access_key,
-            aws_secret_access_key=seaweed.secret_key,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        s3 = s3_client_for(
+            {
+                "region": local_stack.info.region,
+                "s3_endpoint": seaweed.s3_endpoint,
+                "aws_access_key_id": seaweed.access_key,
+                "aws_secret_access_key": seaweed.secret_key,
+            }
         )
         s3.create_bucket(Bucket=BUCKET)
-        yield Bridged(s3=s3, sqs=local_stack.sqs, bridge=bridge, seaweed=seaweed)
+        yield Bridged(s3=s3, sqs=local_stack.clients.sqs, bridge=bridge, seaweed=seaweed)
     finally:
         seaweed.stop()
         bridge.stop()

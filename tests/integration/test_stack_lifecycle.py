@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 from audiolift_devstack.samples import write_sample_recording
-from stack_support import StackProcess, start_stack_process
+from audiolift_testkit import StackProcess, start_stack_process
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def port_open(port: int) -> bool:
 
 
 def check_running(stack: StackProcess) -> set[tuple[str, int]]:
-    info = stack.info
+    info = json.loads(stack.stack_file.read_text())
     assert set(info) >= STACK_FILE_KEYS
     assert info["pid"] == stack.process.pid
     assert stack.stack_file.stat().st_mode & 0o077 == 0  # it holds the dev key
@@ -107,7 +107,7 @@ def test_moto_s3_stack_runs_a_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -
     )
     try:
         addresses = check_running(stack)
-        info = stack.info
+        info = stack.info.as_dict()
         assert info["s3_backend"] == "moto"
         assert not [p for p in stack.descendants if p.name() == "weed"]
 

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from audiolift_devstack.poller import LambdaContext, SqsPoller
+from audiolift_devstack.poller import SqsPoller
 from audiolift_devstack.template_resources import CreatedQueues, create_queues, queue_settings
-from stack_support import LocalStack
+from audiolift_testkit import StackProcess
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +55,16 @@ def raise_error(event: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def queues(local_stack: LocalStack) -> CreatedQueues:
+def queues(local_stack: StackProcess) -> CreatedQueues:
     stamp = time.time_ns()
     return create_queues(
-        local_stack.sqs, f"poller-{stamp}", f"poller-{stamp}-dlq", visibility_timeout=1
+        local_stack.clients.sqs, f"poller-{stamp}", f"poller-{stamp}-dlq", visibility_timeout=1
     )
 
 
 @pytest.fixture
 def make_poller(
-    local_stack: LocalStack, queues: CreatedQueues
+    local_stack: StackProcess, queues: CreatedQueues
 ) -> Iterator[Callable[..., SqsPoller]]:
     pollers: list[SqsPoller] = []
 
@@ -71,12 +72,12 @@ def make_poller(
         options.setdefault("batch_size", queues.settings.batch_size)
         options.setdefault("timeout_seconds", 30)
         poller = SqsPoller(
-            local_stack.sqs,
+            local_stack.clients.sqs,
             queues.queue_url,
             queue_arn=queues.queue_arn,
             handler=handler,
             wait_seconds=1,
-            region=local_stack.region,
+            region=local_stack.info.region,
             **options,
         )
         pollers.append(poller)
@@ -87,8 +88,8 @@ def make_poller(
         poller.stop()
 
 
-def queue_counts(local_stack: LocalStack, url: str) -> tuple[int, int]:
-    attributes = local_stack.sqs.get_queue_attributes(
+def queue_counts(local_stack: StackProcess, url: str) -> tuple[int, int]:
+    attributes = local_stack.clients.sqs.get_queue_attributes(
         QueueUrl=url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -98,10 +99,10 @@ def queue_counts(local_stack: LocalStack, url: str) -> tuple[int, int]:
     )
 
 
-def dlq_messages(local_stack: LocalStack, queues: CreatedQueues, *, timeout: float) -> list[Any]:
+def dlq_messages(local_stack: StackProcess, queues: CreatedQueues, *, timeout: float) -> list[Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = local_stack.sqs.receive_message(
+        got = local_stack.clients.sqs.receive_message(
             QueueUrl=queues.dlq_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=1,
@@ -113,9 +114,9 @@ def dlq_messages(local_stack: LocalStack, queues: CreatedQueues, *, timeout: flo
 
 
 def test_the_template_redrive_is_what_the_queue_has(
-    local_stack: LocalStack, queues: CreatedQueues
+    local_stack: StackProcess, queues: CreatedQueues
 ) -> None:
-    attributes = local_stack.sqs.get_queue_attributes(
+    attributes = local_stack.clients.sqs.get_queue_attributes(
         QueueUrl=queues.queue_url, AttributeNames=["RedrivePolicy"]
     )["Attributes"]
     policy = json.loads(attributes["RedrivePolicy"])
@@ -124,10 +125,10 @@ def test_the_template_redrive_is_what_the_queue_has(
 
 
 def test_a_success_is_deleted_and_the_event_is_lambda_shaped(
-    local_stack: LocalStack, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
+    local_stack: StackProcess, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
 ) -> None:
     body = json.dumps({"Records": [{"eventSource": "aws:s3"}]})
-    sent = local_stack.sqs.send_message(
+    sent = local_stack.clients.sqs.send_message(
         QueueUrl=queues.queue_url,
         MessageBody=body,
         MessageAttributes={"origin": {"DataType": "String", "StringValue": "test"}},
@@ -147,7 +148,7 @@ def test_a_success_is_deleted_and_the_event_is_lambda_shaped(
     assert record["md5OfBody"] == hashlib.md5(body.encode()).hexdigest()
     assert record["eventSource"] == "aws:sqs"
     assert record["eventSourceARN"] == queues.queue_arn
-    assert record["awsRegion"] == local_stack.region
+    assert record["awsRegion"] == local_stack.info.region
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert {"SentTimestamp", "ApproximateFirstReceiveTimestamp"} <= set(record["attributes"])
     assert record["messageAttributes"]["origin"]["stringValue"] == "test"
@@ -166,13 +167,13 @@ def test_a_success_is_deleted_and_the_event_is_lambda_shaped(
 
 @pytest.mark.parametrize("respond", [fail_all, raise_error], ids=["batchItemFailures", "raises"])
 def test_a_failing_message_is_retried_then_dead_lettered(
-    local_stack: LocalStack,
+    local_stack: StackProcess,
     queues: CreatedQueues,
     make_poller: Callable[..., SqsPoller],
     respond: Callable[[dict[str, Any]], Any],
 ) -> None:
     max_receive_count = queues.settings.max_receive_count
-    sent = local_stack.sqs.send_message(QueueUrl=queues.queue_url, MessageBody='{"n": 1}')
+    sent = local_stack.clients.sqs.send_message(QueueUrl=queues.queue_url, MessageBody='{"n": 1}')
     handler = Recorder(respond)
     poller = make_poller(handler).start()
 
@@ -187,10 +188,12 @@ def test_a_failing_message_is_retried_then_dead_lettered(
 
 
 def test_only_the_reported_failures_of_a_batch_come_back(
-    local_stack: LocalStack, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
+    local_stack: StackProcess, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
 ) -> None:
     ids = [
-        local_stack.sqs.send_message(QueueUrl=queues.queue_url, MessageBody=f"m{i}")["MessageId"]
+        local_stack.clients.sqs.send_message(QueueUrl=queues.queue_url, MessageBody=f"m{i}")[
+            "MessageId"
+        ]
         for i in range(3)
     ]
     failing = ids[1]
@@ -213,9 +216,9 @@ def test_only_the_reported_failures_of_a_batch_come_back(
 
 
 def test_an_unknown_item_identifier_fails_the_whole_batch(
-    local_stack: LocalStack, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
+    local_stack: StackProcess, queues: CreatedQueues, make_poller: Callable[..., SqsPoller]
 ) -> None:
-    sent = local_stack.sqs.send_message(QueueUrl=queues.queue_url, MessageBody="x")
+    sent = local_stack.clients.sqs.send_message(QueueUrl=queues.queue_url, MessageBody="x")
     handler = Recorder(lambda event: {"batchItemFailures": [{"itemIdentifier": "not-in-batch"}]})
     poller = make_poller(handler)
     outcome = poller.poll_once(wait_seconds=5)
@@ -225,13 +228,3 @@ def test_an_unknown_item_identifier_fails_the_whole_batch(
     time.sleep(1.5)
     again = poller.poll_once(wait_seconds=2)
     assert again is not None and again.retried == (sent["MessageId"],)
-
-
-def test_the_context_counts_down_from_the_function_timeout() -> None:
-    context = LambdaContext(function_name="f", timeout_seconds=2)
-    first = context.get_remaining_time_in_millis()
-    time.sleep(0.2)
-    second = context.get_remaining_time_in_millis()
-    assert 1_900 <= first <= 2_000
-    assert first - second >= 150
-    assert context.invoked_function_arn.endswith(":function:f")

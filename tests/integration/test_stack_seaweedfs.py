@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from stack_support import LocalStack
+from audiolift_testkit import StackProcess, s3_client_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +27,16 @@ def flip_last_hex_digit(value: str) -> str:
 
 
 @pytest.fixture
-def part_url(local_stack: LocalStack) -> tuple[str, str, str]:
+def part_url(local_stack: StackProcess) -> tuple[str, str, str]:
     """A presigned UploadPart URL for a fresh multipart upload: (url, key, upload id)."""
     key = f"uploads/presign-{time.time_ns()}"
-    upload_id = local_stack.s3.create_multipart_upload(Bucket=local_stack.bucket, Key=key)[
-        "UploadId"
-    ]
-    url = local_stack.s3.generate_presigned_url(
+    upload_id = local_stack.clients.s3.create_multipart_upload(
+        Bucket=local_stack.info.bucket, Key=key
+    )["UploadId"]
+    url = local_stack.clients.s3.generate_presigned_url(
         "upload_part",
         Params={
-            "Bucket": local_stack.bucket,
+            "Bucket": local_stack.info.bucket,
             "Key": key,
             "UploadId": upload_id,
             "PartNumber": 1,
@@ -46,13 +46,15 @@ def part_url(local_stack: LocalStack) -> tuple[str, str, str]:
     return url, key, upload_id
 
 
-def uploaded_parts(local_stack: LocalStack, key: str, upload_id: str) -> list[int]:
-    listing = local_stack.s3.list_parts(Bucket=local_stack.bucket, Key=key, UploadId=upload_id)
+def uploaded_parts(local_stack: StackProcess, key: str, upload_id: str) -> list[int]:
+    listing = local_stack.clients.s3.list_parts(
+        Bucket=local_stack.info.bucket, Key=key, UploadId=upload_id
+    )
     return [part["PartNumber"] for part in listing.get("Parts", [])]
 
 
 def test_a_presigned_part_url_works_as_signed(
-    local_stack: LocalStack, part_url: tuple[str, str, str]
+    local_stack: StackProcess, part_url: tuple[str, str, str]
 ) -> None:
     url, key, upload_id = part_url
     response = httpx.put(url, content=b"a" * 1000)
@@ -66,7 +68,7 @@ def test_a_presigned_part_url_works_as_signed(
     ["signature", "part_number", "expiry", "key"],
 )
 def test_a_tampered_presigned_url_is_refused(
-    local_stack: LocalStack, part_url: tuple[str, str, str], tamper: str
+    local_stack: StackProcess, part_url: tuple[str, str, str], tamper: str
 ) -> None:
     url, key, upload_id = part_url
     query = parse_qs(urlsplit(url).query)
@@ -86,33 +88,38 @@ def test_a_tampered_presigned_url_is_refused(
     assert uploaded_parts(local_stack, key, upload_id) == []
 
 
-def test_an_expired_presigned_url_is_refused(local_stack: LocalStack) -> None:
+def test_an_expired_presigned_url_is_refused(local_stack: StackProcess) -> None:
     key = f"results/expiry-{time.time_ns()}.json"
-    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=b"{}")
-    url = local_stack.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": local_stack.bucket, "Key": key}, ExpiresIn=1
+    local_stack.clients.s3.put_object(Bucket=local_stack.info.bucket, Key=key, Body=b"{}")
+    url = local_stack.clients.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": local_stack.info.bucket, "Key": key}, ExpiresIn=1
     )
     time.sleep(2.2)
     response = httpx.get(url)
     assert response.status_code == 403, response.text
     assert "expired" in response.text.lower()
     # ... and a fresh one for the same object works (the refusal is about time only).
-    fresh = local_stack.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": local_stack.bucket, "Key": key}, ExpiresIn=60
+    fresh = local_stack.clients.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": local_stack.info.bucket, "Key": key}, ExpiresIn=60
     )
     assert httpx.get(fresh).content == b"{}"
 
 
 def test_an_expired_part_url_uploads_nothing(
-    local_stack: LocalStack,
+    local_stack: StackProcess,
 ) -> None:
     key = f"uploads/expired-part-{time.time_ns()}"
-    upload_id = local_stack.s3.create_multipart_upload(Bucket=local_stack.bucket, Key=key)[
-        "UploadId"
-    ]
-    url = local_stack.s3.generate_presigned_url(
+    upload_id = local_stack.clients.s3.create_multipart_upload(
+        Bucket=local_stack.info.bucket, Key=key
+    )["UploadId"]
+    url = local_stack.clients.s3.generate_presigned_url(
         "upload_part",
-        Params={"Bucket": local_stack.bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1},
+        Params={
+            "Bucket": local_stack.info.bucket,
+            "Key": key,
+            "UploadId": upload_id,
+            "PartNumber": 1,
+        },
         ExpiresIn=1,
     )
     time.sleep(2.2)
@@ -121,35 +128,29 @@ def test_an_expired_part_url_uploads_nothing(
     assert uploaded_parts(local_stack, key, upload_id) == []
 
 
-def test_unsigned_and_wrongly_signed_requests_are_refused(local_stack: LocalStack) -> None:
+def test_unsigned_and_wrongly_signed_requests_are_refused(local_stack: StackProcess) -> None:
     key = f"results/unsigned-{time.time_ns()}"
-    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=b"secret")
-    assert httpx.get(f"{local_stack.s3_endpoint}/{local_stack.bucket}/{key}").status_code == 403
+    local_stack.clients.s3.put_object(Bucket=local_stack.info.bucket, Key=key, Body=b"secret")
+    assert (
+        httpx.get(f"{local_stack.info.s3_endpoint}/{local_stack.info.bucket}/{key}").status_code
+        == 403
+    )
 
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    stranger = boto3.client(
-        "s3",
-        endpoint_url=local_stack.s3_endpoint,
-        region_name=local_stack.region,
-        aws_access_key_id=local_stack.access_key,
-        aws_secret_access_key="not-the-secret",
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    stranger = s3_client_for({**local_stack.info.as_dict(), "aws_secret_access_key": "wrong"})
     with pytest.raises(ClientError) as refused:
-        stranger.get_object(Bucket=local_stack.bucket, Key=key)
+        stranger.get_object(Bucket=local_stack.info.bucket, Key=key)
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_bucket_cors_comes_from_the_template(local_stack: LocalStack) -> None:
+def test_bucket_cors_comes_from_the_template(local_stack: StackProcess) -> None:
     from audiolift_devstack.template_resources import bucket_cors_rules
 
-    assert local_stack.s3.get_bucket_cors(Bucket=local_stack.bucket)["CORSRules"] == (
+    assert local_stack.clients.s3.get_bucket_cors(Bucket=local_stack.info.bucket)["CORSRules"] == (
         bucket_cors_rules()
     )
-    object_url = f"{local_stack.s3_endpoint}/{local_stack.bucket}/uploads/anything"
+    object_url = f"{local_stack.info.s3_endpoint}/{local_stack.info.bucket}/uploads/anything"
     origin = "http://localhost:5173"
     preflight = httpx.options(
         object_url,
@@ -172,13 +173,13 @@ def test_bucket_cors_comes_from_the_template(local_stack: LocalStack) -> None:
     assert "DELETE" not in refused.headers.get("access-control-allow-methods", "")
 
 
-def test_ranged_gets_serve_exact_bytes(local_stack: LocalStack) -> None:
+def test_ranged_gets_serve_exact_bytes(local_stack: StackProcess) -> None:
     key = f"results/ranged-{time.time_ns()}"
     body = bytes(range(256)) * 4096  # 1 MiB
-    local_stack.s3.put_object(Bucket=local_stack.bucket, Key=key, Body=body)
+    local_stack.clients.s3.put_object(Bucket=local_stack.info.bucket, Key=key, Body=body)
     for first, last in ((0, 0), (1000, 70_000), (len(body) - 10, len(body) - 1)):
-        response = local_stack.s3.get_object(
-            Bucket=local_stack.bucket, Key=key, Range=f"bytes={first}-{last}"
+        response = local_stack.clients.s3.get_object(
+            Bucket=local_stack.info.bucket, Key=key, Range=f"bytes={first}-{last}"
         )
         assert response["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
         assert response["Body"].read() == body[first : last + 1]

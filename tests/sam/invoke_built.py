@@ -7,38 +7,30 @@ layers' ``python/`` directories on ``sys.path`` in Lambda's order, imports the h
 invokes it on each event, and writes the responses plus where every imported module came
 from (so the test can prove that nothing leaked in from the development environment).
 
-Standard library only: it runs before anything else is importable.
+Standard library only: it runs before anything else is importable. The Lambda context is
+the devstack's, loaded from its file once the layers (Powertools) are on ``sys.path``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 import sysconfig
-import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 
-class FakeLambdaContext:
-    """The attributes Lambda's context object has, and Powertools reads."""
-
-    def __init__(self, function_name: str, timeout_seconds: float) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 1024
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        )
-        self.aws_request_id = "00000000-0000-4000-8000-000000000000"
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "2026/11/22/[$LATEST]smoke"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+def load_context_class(path: str) -> Any:
+    """The devstack's ``LocalLambdaContext``, from its file (the devstack is not on this
+    interpreter's path; Powertools, which it subclasses, comes from the built layer)."""
+    spec = importlib.util.spec_from_file_location("audiolift_lambda_context", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LocalLambdaContext
 
 
 def module_origins() -> dict[str, str]:
@@ -66,8 +58,11 @@ def main() -> int:
     try:
         module_name, attribute = spec["handler"].rsplit(".", 1)
         handler = getattr(importlib.import_module(module_name), attribute)
+        context_class = load_context_class(spec["context_module"])
         for event in spec["events"]:
-            context = FakeLambdaContext(spec["function_name"], spec.get("timeout_seconds", 60))
+            context = context_class(
+                spec["function_name"], timeout_seconds=spec.get("timeout_seconds", 60)
+            )
             out["responses"].append(handler(event, context))
     except BaseException:  # reported to the test, which fails with the traceback
         out["errors"].append(traceback.format_exc())

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 import soundfile as sf
+from audiolift_devstack import lambda_context
+from audiolift_devstack.clients import clients_for
+from audiolift_devstack.net import free_port
 from audiolift_devstack.template_resources import (
     CreatedResources,
     Resolver,
@@ -52,6 +54,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 RUNNER = Path(__file__).with_name("invoke_built.py")
+LAMBDA_CONTEXT_FILE = str(Path(lambda_context.__file__).resolve())
 NAMES = ResourceNames.with_prefix("sam-smoke")
 API_KEY = "smoke-test-key-0001"
 REGION = "us-east-1"
@@ -72,13 +75,6 @@ def runtime_python() -> str:
 
 
 # --- moto's server and the resources ------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -123,17 +119,16 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto(moto_endpoint: str) -> Moto:
-    def client(service: str) -> Any:
-        factory: Any = boto3.client
-        return factory(
-            service,
-            region_name=REGION,
-            endpoint_url=moto_endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    s3, dynamodb, sqs = client("s3"), client("dynamodb"), client("sqs")
+    clients = clients_for(
+        {
+            "region": REGION,
+            "s3_endpoint": moto_endpoint,
+            "aws_endpoint": moto_endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+    )
+    s3, dynamodb, sqs = clients.s3, clients.dynamodb, clients.sqs
     created = create_resources(s3, dynamodb, sqs, names=NAMES)
     return Moto(moto_endpoint, s3, dynamodb, sqs, created)
 
@@ -225,6 +220,9 @@ def invoke(
                 "output": str(out_path),
                 "must_not_import": list(must_not_import),
                 "timeout_seconds": 120,
+                # The devstack's Lambda context, loaded by path: its only import is
+                # Powertools, which the built layer provides.
+                "context_module": LAMBDA_CONTEXT_FILE,
             }
         )
     )
@@ -255,7 +253,8 @@ def assert_only_build_output_imported(function: BuiltFunction, invocation: Invoc
     strays = {
         name: path
         for name, path in invocation.modules.items()
-        if path != str(RUNNER) and not any(path.startswith(root + os.sep) for root in allowed)
+        if path not in (str(RUNNER), LAMBDA_CONTEXT_FILE)
+        and not any(path.startswith(root + os.sep) for root in allowed)
     }
     assert not strays, f"imported from outside the build output: {strays}"
 

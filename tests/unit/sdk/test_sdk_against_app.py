@@ -76,7 +76,7 @@ def app_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AppSt
     from audiolift_core.jobs_table import JobsTable
     from audiolift_core.settings import ApiSettings, StorageSettings
     from audiolift_core.storage import UploadStore
-    from audiolift_devstack._net import free_port
+    from audiolift_devstack.net import free_port
     from audiolift_devstack.template_resources import ResourceNames, create_resources
     from moto.server import ThreadedMotoServer
 

@@ -1,21 +1,15 @@
-"""The SDK and CLI against the live local stack (``python -m audiolift_devstack up`` in a
-child process): SeaweedFS as S3 — which, unlike moto, checks presigned signatures and
-expiry — moto's server for DynamoDB/SQS, the API under uvicorn, and the processor's
-poller. Real refusals from S3 are provoked by tampering with a URL on its way out (an
-old X-Amz-Date: "Request has expired"; a changed signature: SignatureDoesNotMatch), in a
-transport wrapped around the real one."""
+"""The SDK and CLI against the live local stack (the session's ``local_stack``):
+SeaweedFS as S3 — which, unlike moto, checks presigned signatures and expiry — moto's
+server for SQS, the API under uvicorn, and the processor's poller. Real refusals from S3
+are provoked by tampering with a URL on its way out (an old X-Amz-Date: "Request has
+expired"; a changed signature: SignatureDoesNotMatch), in a transport wrapped around the
+real one."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,68 +18,35 @@ import httpx
 import pytest
 from audiolift import Client, JobFailedError, RetryConfig, TransportError
 from audiolift.cli import main
-from audiolift_devstack.stack import s3_client_for
+from audiolift_testkit import TEST_PART_BYTES, StackProcess
 from sdk_fakes import Faulty, dropped, is_put
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
-PART_BYTES = 5 * 1024 * 1024  # SeaweedFS, like S3, refuses smaller parts (but the last)
-PYTHONPATH = ["clients/python", "layers/core", "functions/api", "functions/processor", "devstack"]
+
+@pytest.fixture
+def stack(local_stack: StackProcess) -> StackProcess:
+    return local_stack
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state_dir = tmp_path_factory.mktemp("sdk-stack")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in PYTHONPATH)
-    command = [
-        *(sys.executable, "-m", "audiolift_devstack", "up", "--state-dir", str(state_dir)),
-        *("--part-size-bytes", str(PART_BYTES), "--part-min-bytes", str(PART_BYTES)),
-    ]
-    with open(state_dir / "stack.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    stack_file = state_dir / "stack.json"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if stack_file.exists():
-                info: dict[str, Any] = json.loads(stack_file.read_text())
-                if info.get("pid") == process.pid:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                log_tail = (state_dir / "stack.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"the local stack did not start:\n{log_tail}")
-            time.sleep(0.2)
-        info["stack_file"] = str(stack_file)
-        yield info
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def s3_of(stack: StackProcess) -> Any:
+    return stack.clients.s3
 
 
-def s3_of(stack: dict[str, Any]) -> Any:
-    return s3_client_for(stack)
-
-
-def client_for(stack: dict[str, Any], storage: httpx.BaseTransport | None = None) -> Client:
+def client_for(stack: StackProcess, storage: httpx.BaseTransport | None = None) -> Client:
     retry = RetryConfig(max_attempts=3, initial_backoff=0.05, max_backoff=0.2)
-    return Client(stack["api_url"], stack["api_key"], s3_transport=storage, retry=retry)
+    return Client(stack.info.api_url, stack.info.api_key, s3_transport=storage, retry=retry)
 
 
 @pytest.fixture
 def noise(tmp_path: Path) -> Path:
     """Three parts (the last short) of bytes no decoder accepts."""
     path = tmp_path / "noise.wav"
-    path.write_bytes(hashlib.shake_256(b"noise").digest(2 * PART_BYTES + 12345))
+    path.write_bytes(hashlib.shake_256(b"noise").digest(2 * TEST_PART_BYTES + 12345))
     return path
 
 
-def test_cli_upload_wait_then_every_command(stack: dict[str, Any], tmp_path: Path) -> None:
+def test_cli_upload_wait_then_every_command(stack: StackProcess, tmp_path: Path) -> None:
     from audiolift_devstack.samples import write_sample_recording
 
     recording = write_sample_recording(tmp_path / "concert.wav", 8.0)
@@ -93,7 +54,7 @@ def test_cli_upload_wait_then_every_command(stack: dict[str, Any], tmp_path: Pat
     def run(*argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         env = {"AUDIOLIFT_STATE_DIR": str(tmp_path / "state")}
-        code = main(["--stack-file", stack["stack_file"], *argv], stdout=out, stderr=err,
+        code = main(["--stack-file", str(stack.stack_file), *argv], stdout=out, stderr=err,
                     stdin=io.StringIO(), env=env)  # fmt: skip
         return code, out.getvalue(), err.getvalue()
 
@@ -114,7 +75,7 @@ def test_cli_upload_wait_then_every_command(stack: dict[str, Any], tmp_path: Pat
     assert code == 1 and "already completed" in err
 
 
-def test_upload_resigns_urls_real_s3_refuses(stack: dict[str, Any], noise: Path) -> None:
+def test_upload_resigns_urls_real_s3_refuses(stack: StackProcess, noise: Path) -> None:
     storage = Faulty(httpx.HTTPTransport())
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ")
 
@@ -133,7 +94,7 @@ def test_upload_resigns_urls_real_s3_refuses(stack: dict[str, Any], noise: Path)
     storage.inject(is_put(2), forged)
     with client_for(stack, storage) as client:
         job = client.upload(noise, concurrency=3)
-        stored = s3_of(stack).get_object(Bucket=stack["bucket"], Key=f"uploads/{job.job_id}")
+        stored = s3_of(stack).get_object(Bucket=stack.info.bucket, Key=f"uploads/{job.job_id}")
         assert stored["Body"].read() == noise.read_bytes()
         assert len(storage.puts(1)) == 2 and len(storage.puts(2)) == 2 and len(storage.puts(3)) == 1
         # Not audio: the processor fails the job, and wait says why.
@@ -143,7 +104,7 @@ def test_upload_resigns_urls_real_s3_refuses(stack: dict[str, Any], noise: Path)
     assert caught.value.job.status == "failed"
 
 
-def test_resume_and_cancel_against_real_s3(stack: dict[str, Any], noise: Path) -> None:
+def test_resume_and_cancel_against_real_s3(stack: StackProcess, noise: Path) -> None:
     storage = Faulty(httpx.HTTPTransport())
     storage.inject(is_put(3), dropped, times=100)
     with client_for(stack, storage) as client, pytest.raises(TransportError) as caught:
@@ -156,7 +117,7 @@ def test_resume_and_cancel_against_real_s3(stack: dict[str, Any], noise: Path) -
         job = client.resume(job_id, noise)
         assert [r.url.params["partNumber"] for r in fresh.puts()] == ["3"]
         assert job.status in ("uploaded", "processing", "failed")
-        stored = s3_of(stack).get_object(Bucket=stack["bucket"], Key=f"uploads/{job_id}")
+        stored = s3_of(stack).get_object(Bucket=stack.info.bucket, Key=f"uploads/{job_id}")
         assert stored["Body"].read() == noise.read_bytes()
 
         # An interrupted upload, cancelled: S3 drops its parts.
@@ -167,5 +128,5 @@ def test_resume_and_cancel_against_real_s3(stack: dict[str, Any], noise: Path) -
             client.upload(noise, concurrency=1)
         other = str(caught.value.job_id)
         assert client.cancel(other).status == "cancelled"
-    uploads = s3_of(stack).list_multipart_uploads(Bucket=stack["bucket"]).get("Uploads", [])
+    uploads = s3_of(stack).list_multipart_uploads(Bucket=stack.info.bucket).get("Uploads", [])
     assert f"uploads/{other}" not in {u["Key"] for u in uploads}
