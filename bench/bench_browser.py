@@ -59,7 +59,12 @@ def make_wav(path: Path, size: int) -> None:
 
 
 def page_upload(
-    browser: Any, stack: dict[str, Any], path: Path, *, checksums: bool = True
+    browser: Any,
+    stack: dict[str, Any],
+    path: Path,
+    *,
+    checksums: bool = True,
+    parallel: int | None = None,
 ) -> dict[str, Any]:
     """One upload through the page in a fresh browser context; the page's own timing."""
     if not stack.get("web_url"):
@@ -69,7 +74,10 @@ def page_upload(
         page = context.new_page()
         puts: list[int] = []
         page.on("request", lambda r: puts.append(1) if r.method == "PUT" else None)
-        page.goto(f"{stack['web_url']}&checksums={'on' if checksums else 'off'}")
+        query = f"&checksums={'on' if checksums else 'off'}"
+        if parallel:
+            query += f"&parallel={parallel}"
+        page.goto(stack["web_url"] + query)
         page.wait_for_selector("body[data-ready=true]")
         started = time.perf_counter()
         page.set_input_files("#file-input", str(path))
@@ -127,7 +135,9 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
                     if kind == "sdk":
                         result = sdk_upload(stack, path)
                     else:
-                        result = page_upload(browser, stack, path, checksums=kind == "page")
+                        result = page_upload(
+                            browser, stack, path, checksums=kind == "page", parallel=args.parallel
+                        )
                     key = f"uploads/{result['job_id']}"
                     head = s3.head_object(Bucket=stack["bucket"], Key=key)
                     assert head["ContentLength"] == size, head
@@ -163,6 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--parallel", type=int, default=None, help="the page's parts in flight (default: its own)"
+    )
     parser.add_argument(
         "--page-only-with-checksums",
         action="store_true",

@@ -9,7 +9,7 @@ import * as fmt from './format.js'
 import { findUpload, forgetUpload, pendingUploads, rememberUpload } from './pending.js'
 import { renderResult } from './result.js'
 import { loadSettings, normalizeApiUrl, saveSettings } from './settings.js'
-import { sniffFile } from './sniff.js'
+import { ACCEPTED_EXTENSIONS, sniffFile } from './sniff.js'
 import { MultipartUpload } from './uploader.js'
 
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
@@ -171,6 +171,7 @@ async function offerResume(file, pending) {
     'are already in S3.'
   offer.dataset.jobId = pending.jobId
   show($('#picker'), false)
+  show($('#pending'), false)
   show(offer)
   const choose = (resume) => {
     show(offer, false)
@@ -473,6 +474,8 @@ function wireDropZone() {
 }
 
 function start() {
+  // What the file dialog offers comes from the same table the sniffer uses.
+  $('#file-input').accept = ['audio/*', ...ACCEPTED_EXTENSIONS].join(',')
   fillSettingsForm()
   wireDropZone()
   $('#settings-form').addEventListener('submit', onSaveSettings)

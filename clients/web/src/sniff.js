@@ -33,6 +33,7 @@ const OTHERS = table.not_audio.map((entry) => ({ what: entry.what, signatures: c
 const MP3 = table.formats.find((entry) => entry.name === 'mp3')
 
 export const SUPPORTED_LABELS = table.formats.map((entry) => entry.label).join(', ')
+export const ACCEPTED_EXTENSIONS = table.formats.flatMap((entry) => entry.extensions)
 
 function matches(head, signature) {
   return signature.every(({ offset, bytes, mask }) => {
