@@ -222,7 +222,7 @@ export class MultipartUpload {
     const signal = this.controller.signal
     const queue = this.missingParts()
     this.rate = { since: performance.now(), sentAtStart: this.sentBytes }
-    this.reportProgress()
+    this.reportProgress(true)
     const preparer = new PartPreparer(this, queue, signal)
     const worker = async () => {
       for (;;) {
@@ -236,7 +236,7 @@ export class MultipartUpload {
     } catch (error) {
       this.inFlight.clear()
       if (error?.name === 'AbortError' && (this.paused || this.cancelled)) {
-        this.reportProgress()
+        this.reportProgress(true)
         return null
       }
       this.controller.abort() // stop the other workers
@@ -264,7 +264,7 @@ export class MultipartUpload {
         this.inFlight.delete(part.number)
         this.etags.set(part.number, etag)
         this.hooks.partDone?.(part.number)
-        this.reportProgress()
+        this.reportProgress(true)
         return
       } catch (error) {
         this.inFlight.delete(part.number)
@@ -284,7 +284,12 @@ export class MultipartUpload {
     }
   }
 
-  reportProgress() {
+  /** Tells the page how far the upload is: at most every 100 ms (a DOM update per
+   *  progress event of six PUTs costs the CPU the upload needs), and always when forced. */
+  reportProgress(force = false) {
+    const now = performance.now()
+    if (!force && now - (this.lastReport || 0) < 100) return
+    this.lastReport = now
     const total = this.file.size
     const sent = Math.min(this.sentBytes, total)
     const seconds = (performance.now() - this.rate.since) / 1000
