@@ -41,7 +41,7 @@ INSTALL_HINT = "run scripts/install_browser.sh"
 
 
 def _bundle_is_stale() -> bool:
-    bundles = [WEB_ROOT / "dist" / "app.js", WEB_ROOT / "dist" / "uppy.js"]
+    bundles = [WEB_ROOT / "dist" / name for name in ("app.js", "uppy.js", "md5-worker.js")]
     if not all(bundle.exists() for bundle in bundles):
         return True
     built = min(bundle.stat().st_mtime for bundle in bundles)

@@ -134,14 +134,19 @@ def test_upload_goes_straight_to_s3_in_parallel_parts_and_the_job_follows(
     assert ("POST", "/v1/uploads") in paths
     assert ("POST", f"/v1/uploads/{job_id}/complete") in paths
 
-    # Every part was signed with its MD5, in one batch; each PUT sent what the API
-    # said to send with it.
+    # Every part was signed with its MD5, in batches (fewer calls than parts); each PUT
+    # sent what the API said to send with it.
     signs = [
         r for r in network.requests if r.method == "POST" and r.url.endswith(f"{job_id}/parts")
     ]
-    assert len(signs) == 1
-    assert json.loads(signs[0].post_data)["content_md5"] == part_md5s(audio)
-    signed = {p["part_number"]: p.get("headers") or {} for p in signs[0].response().json()["parts"]}
+    assert 1 <= len(signs) < 3
+    md5s = {k: v for r in signs for k, v in json.loads(r.post_data)["content_md5"].items()}
+    assert md5s == part_md5s(audio)
+    signed = {
+        p["part_number"]: p.get("headers") or {}
+        for r in signs
+        for p in r.response().json()["parts"]
+    }
     for request in network.requests:
         if request.method == "PUT":
             wanted = signed[part_number(request.url)].get("Content-MD5")

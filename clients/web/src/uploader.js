@@ -5,23 +5,15 @@
 // resume (also after a reload: the parts S3 already holds are not sent again) and cancel.
 //
 // Memory: a part is never held as a whole. Its MD5 is computed over 4 MiB slices read
-// one at a time, and the PUT sends the File's own slice (a Blob), which the browser
-// streams from disk.
-
-import { createMD5 } from 'hash-wasm'
+// one at a time (md5.js, in a worker), and the PUT sends the File's own slice (a Blob),
+// which the browser streams from disk.
 
 import { ApiError } from './api.js'
+import { partMd5 } from './md5.js'
 
 export const DEFAULT_CONCURRENCY = 6
-const HASH_SLICE_BYTES = 4 * 1024 * 1024
 const MAX_ATTEMPTS = 5
 const SIGN_BATCH_MAX = 100
-
-function base64(bytes) {
-  let binary = ''
-  for (const byte of bytes) binary += String.fromCharCode(byte)
-  return btoa(binary)
-}
 
 function delay(ms, signal) {
   return new Promise((resolve, reject) => {
@@ -31,17 +23,6 @@ function delay(ms, signal) {
       reject(new DOMException('stopped', 'AbortError'))
     })
   })
-}
-
-/** The base64 MD5 of a Blob, read in slices (never the whole Blob at once). */
-export async function blobMd5(blob) {
-  const hasher = await createMD5()
-  hasher.init()
-  for (let offset = 0; offset < blob.size; offset += HASH_SLICE_BYTES) {
-    const slice = blob.slice(offset, Math.min(offset + HASH_SLICE_BYTES, blob.size))
-    hasher.update(new Uint8Array(await slice.arrayBuffer()))
-  }
-  return base64(hasher.digest('binary'))
 }
 
 class PartError extends Error {
@@ -310,7 +291,8 @@ export class MultipartUpload {
  * Hands the workers their parts, each with a signed URL (and the headers to send with
  * it). Signing is done ahead, in batches: when fewer than ``concurrency`` signed parts
  * are waiting, the next batch (with checksums: each part hashed first) is signed in one
- * call, so the API is asked about once per ``concurrency`` parts, not once per part.
+ * call, so the API is asked about once per ``concurrency`` parts, not once per part
+ * (after the first few batches, which are smaller to start sooner).
  */
 class PartPreparer {
   constructor(upload, queue, signal) {
@@ -319,6 +301,9 @@ class PartPreparer {
     this.signal = signal
     this.ready = []
     this.preparing = null
+    // The first batches are small, so the first PUTs start after one part is hashed,
+    // not ``concurrency`` parts; they double up to ``concurrency``.
+    this.batchSize = 1
   }
 
   async next() {
@@ -339,7 +324,8 @@ class PartPreparer {
     if (this.preparing || !this.queue.length || this.ready.length >= upload.concurrency) {
       return this.preparing
     }
-    const batch = this.queue.splice(0, Math.min(upload.concurrency, SIGN_BATCH_MAX))
+    const batch = this.queue.splice(0, Math.min(this.batchSize, SIGN_BATCH_MAX))
+    this.batchSize = Math.min(this.batchSize * 2, upload.concurrency)
     this.preparing = this.prepare(batch).finally(() => {
       this.preparing = null
     })
@@ -365,7 +351,7 @@ class PartPreparer {
     if (upload.checksums) {
       contentMd5 = {}
       for (const number of numbers) {
-        contentMd5[String(number)] = await blobMd5(upload.partBlob(number))
+        contentMd5[String(number)] = await partMd5(upload.partBlob(number))
         if (this.signal.aborted) throw new DOMException('stopped', 'AbortError')
       }
     }
