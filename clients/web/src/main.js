@@ -282,7 +282,8 @@ async function finishUpload(current, running, startedAt) {
   $('#upload-progress').value = 100
   show($('#pause-upload'), false)
   show($('#cancel-upload'), false)
-  $('#upload-text').textContent = `Uploaded ${fmt.bytes(current.file.size)} in ${seconds.toFixed(1)} s.`
+  const average = seconds > 0 ? ` (${fmt.rate(current.file.size / seconds)})` : ''
+  $('#upload-text').textContent = `Uploaded ${fmt.bytes(current.file.size)} in ${seconds.toFixed(1)} s${average}.`
   followJob(job.job_id, { filename: current.file.name, size: current.file.size })
 }
 
