@@ -31,6 +31,7 @@ def main() -> int:
             [py, str(HERE / "bench_formats.py"), "--seconds", "30"],
             [py, str(HERE / "bench_reader.py"), "--size", "128MiB", "--rss-sizes", ""],
             [py, str(HERE / "bench_upload.py"), "--size-mib", "128", "--rounds", "1"],
+            [py, str(HERE / "bench_browser.py"), "--size-mib", "64", "--rounds", "1"],
         ]
     else:
         runs = [
@@ -46,6 +47,7 @@ def main() -> int:
             [py, str(HERE / "bench_formats.py")],
             [py, str(HERE / "bench_reader.py")],
             [py, str(HERE / "bench_upload.py")],
+            [py, str(HERE / "bench_browser.py")],
         ]
     if shutil.which("ffmpeg") is None:
         print("note: ffmpeg is not installed (apt-get install ffmpeg); bench_analysis needs it")

@@ -3,8 +3,8 @@
 #  - Debian's chromium and chromium-driver (apt; Playwright's own browser downloads are
 #    not used: the tests launch /usr/bin/chromium).
 #  - Playwright for Python into the project's venv (the driver only, no browsers).
-#  - the page's npm packages (Uppy, esbuild) from clients/web/package-lock.json, and the
-#    bundle in clients/web/dist/.
+#  - the page's npm packages (hash-wasm, Uppy for the Companion example, esbuild) from
+#    clients/web/package-lock.json, and the bundles in clients/web/dist/.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

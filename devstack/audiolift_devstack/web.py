@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from .net import LOOPBACK, Service, serve_in_thread, stop_server
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
-SERVED_TOP_LEVEL = frozenset({"", "index.html", "style.css", "dist", "favicon.ico"})
+SERVED_TOP_LEVEL = frozenset({"", "index.html", "uppy.html", "style.css", "dist", "favicon.ico"})
 
 
 class _PageHandler(SimpleHTTPRequestHandler):

@@ -83,6 +83,51 @@ export class ApiClient {
     return this.request('/v1/jobs?limit=1')
   }
 
+  /** The service's limits (max_upload_bytes, ...); null from an API that has no /v1/limits. */
+  async limits() {
+    try {
+      return await this.request('/v1/limits')
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null
+      throw error
+    }
+  }
+
+  createUpload({ filename, size, content_type }) {
+    return this.request('/v1/uploads', { method: 'POST', body: { filename, size, content_type } })
+  }
+
+  /** Signed URLs for these parts; with ``contentMd5`` ({"<n>": base64}) each URL requires it. */
+  async signParts(jobId, partNumbers, contentMd5, signal) {
+    const body = { part_numbers: partNumbers }
+    if (contentMd5) body.content_md5 = contentMd5
+    const answer = await this.request(`/v1/uploads/${encodeURIComponent(jobId)}/parts`, {
+      method: 'POST',
+      body,
+      signal,
+    })
+    return answer.parts
+  }
+
+  /** The parts S3 holds for an unfinished upload, one per part number (the latest). */
+  async uploadedParts(jobId) {
+    const answer = await this.request(`/v1/uploads/${encodeURIComponent(jobId)}/parts`)
+    const latest = new Map()
+    for (const part of answer.parts || []) latest.set(part.part_number, part)
+    return [...latest.values()]
+  }
+
+  completeUpload(jobId, parts) {
+    return this.request(`/v1/uploads/${encodeURIComponent(jobId)}/complete`, {
+      method: 'POST',
+      body: { parts },
+    })
+  }
+
+  abortUpload(jobId) {
+    return this.request(`/v1/uploads/${encodeURIComponent(jobId)}`, { method: 'DELETE' })
+  }
+
   job(jobId, signal) {
     return this.request(`/v1/jobs/${encodeURIComponent(jobId)}`, { signal })
   }

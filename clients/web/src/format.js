@@ -66,3 +66,14 @@ export function text(value) {
   if (value === null || value === undefined || value === '') return DASH
   return String(value)
 }
+
+/** Time left, as the CLI shows it: "45 s", "3 min 05 s", "1 h 02 min". */
+export function eta(seconds) {
+  if (!isNumber(seconds) || seconds < 0) return DASH
+  const whole = Math.ceil(seconds)
+  if (whole < 60) return `${whole} s`
+  const h = Math.floor(whole / 3600)
+  const m = Math.floor((whole % 3600) / 60)
+  const s = String(whole % 60).padStart(2, '0')
+  return h ? `${h} h ${String(m).padStart(2, '0')} min` : `${m} min ${s} s`
+}

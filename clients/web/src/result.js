@@ -281,11 +281,16 @@ function waveformCard(doc) {
  */
 export function renderResult(container, doc, job) {
   const wave = waveformCard(doc)
+  // The hash the processor computed over the bytes it analysed (job view or document).
+  const verified = job?.verified_sha256 || pick(doc, 'source.sha256')
   const summaryLine = h(
     'p',
     { class: 'result-title' },
     h('strong', {}, fmt.text(job?.filename)),
     ` · ${fmt.bytes(job?.size ?? pick(doc, 'source.size', 'size'))}`,
+    typeof verified === 'string' && verified
+      ? h('span', { class: 'sha256 muted small', title: verified }, ` · SHA-256 ${verified.slice(0, 16)}…`)
+      : null,
   )
   container.replaceChildren(
     summaryLine,

@@ -1,8 +1,12 @@
-// Where the API is and which key to send: from the query string (?api=…&key=…) or the
-// settings form, remembered in localStorage. A key that came in the query string is
-// removed from the address bar at once, so it does not stay in history or bookmarks.
+// Where the API is, which key to send, and how to upload (parts in flight per file,
+// per-part checksums): from the query string (?api=…&key=…&parallel=…&checksums=off)
+// or the settings form, remembered in localStorage. A key that came in the query string
+// is removed from the address bar at once, so it does not stay in history or bookmarks.
+
+import { DEFAULT_CONCURRENCY } from './uploader.js'
 
 const STORAGE_KEY = 'audiolift.settings'
+export const MAX_PARALLEL = 16
 
 export function normalizeApiUrl(raw) {
   const value = String(raw || '').trim()
@@ -14,6 +18,11 @@ export function normalizeApiUrl(raw) {
   return url.href.replace(/\/+$/, '')
 }
 
+function normalizeParallel(raw) {
+  const n = Math.floor(Number(raw))
+  return Number.isFinite(n) && n >= 1 ? Math.min(n, MAX_PARALLEL) : DEFAULT_CONCURRENCY
+}
+
 function readStored() {
   try {
     const parsed = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || '{}')
@@ -23,18 +32,24 @@ function readStored() {
   }
 }
 
+/** Saves the settings; returns them as saved (bounded, defaults filled in). */
 export function saveSettings(settings) {
-  window.localStorage.setItem(
-    STORAGE_KEY,
-    JSON.stringify({ apiUrl: settings.apiUrl, apiKey: settings.apiKey }),
-  )
+  const saved = {
+    apiUrl: settings.apiUrl,
+    apiKey: settings.apiKey,
+    parallel: normalizeParallel(settings.parallel),
+    checksums: settings.checksums !== false,
+  }
+  window.localStorage.setItem(STORAGE_KEY, JSON.stringify(saved))
+  return saved
 }
 
 /** Settings from the query string (which wins, and is then saved) or localStorage. */
 export function loadSettings() {
   const stored = readStored()
   const params = new URLSearchParams(window.location.search)
-  const fromQuery = params.has('api') || params.has('key')
+  const names = ['api', 'key', 'parallel', 'checksums']
+  const fromQuery = names.some((name) => params.has(name))
   let apiUrl = params.get('api') ?? stored.apiUrl ?? ''
   const apiKey = (params.get('key') ?? stored.apiKey ?? '').trim()
   try {
@@ -42,14 +57,19 @@ export function loadSettings() {
   } catch {
     apiUrl = ''
   }
-  const settings = { apiUrl, apiKey }
-  if (fromQuery) {
-    saveSettings(settings)
-    params.delete('api')
-    params.delete('key')
-    const query = params.toString()
-    const clean = `${window.location.pathname}${query ? `?${query}` : ''}${window.location.hash}`
-    window.history.replaceState(null, '', clean)
+  const checksums = params.has('checksums')
+    ? !['off', 'false', '0', 'no'].includes(params.get('checksums').toLowerCase())
+    : stored.checksums !== false
+  const settings = {
+    apiUrl,
+    apiKey,
+    parallel: normalizeParallel(params.get('parallel') ?? stored.parallel),
+    checksums,
   }
-  return settings
+  if (!fromQuery) return settings
+  for (const name of names) params.delete(name)
+  const query = params.toString()
+  const clean = `${window.location.pathname}${query ? `?${query}` : ''}${window.location.hash}`
+  window.history.replaceState(null, '', clean)
+  return saveSettings(settings)
 }

@@ -1,0 +1,214 @@
+"""Benchmark: the browser page's upload throughput vs the SDK's, same file, same local
+stack, same run.
+
+    .venv/bin/python bench/bench_browser.py                     # 256 MiB, 3 rounds each
+    .venv/bin/python bench/bench_browser.py --size-mib 64 --rounds 1
+
+The local stack runs as in ``make dev`` but without the processor
+(``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (it checks the presigned
+signatures and the bucket's CORS), moto's server for DynamoDB, the API under uvicorn, and
+the page served by the stack itself. The page runs in headless Chromium (Debian's, driven
+by Playwright); its own clock (from the pick to the completed upload, as it shows the
+person) gives its time. The SDK uploads the same file from this process with its defaults.
+Rounds alternate page, page without per-part MD5s, SDK, ... so drift in the machine's
+load hits all; the figures are medians, the ratio is page MiB/s (with its per-part MD5s,
+as it ships) over SDK MiB/s (goal >= 0.8); the page without MD5s gives their cost. Objects are
+deleted after each round. Results also go to bench/out/bench_browser.json.
+
+The file is a valid WAV header over random samples: the page and the SDK both look at a
+file's first bytes before they upload it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from audiolift_devstack.launcher import start_stack_process
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+CHROMIUM = os.environ.get("AUDIOLIFT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
+UPLOADED_TEXT = re.compile(r"Uploaded .* in ([0-9.]+) s")
+
+
+def make_wav(path: Path, size: int) -> None:
+    """A 48 kHz 16-bit stereo WAV of ``size`` bytes: a canonical header, random samples
+    (incompressible: nothing on the way can shrink them)."""
+    data_bytes = size - 44
+    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2, 48_000, 48_000 * 4, 4, 16)
+    header += b"data" + struct.pack("<I", data_bytes)
+    with open(path, "wb") as out:
+        out.write(header)
+        left = data_bytes
+        while left:
+            count = min(16 * MiB, left)
+            out.write(os.urandom(count))
+            left -= count
+
+
+def page_upload(
+    browser: Any,
+    stack: dict[str, Any],
+    path: Path,
+    *,
+    checksums: bool = True,
+    parallel: int | None = None,
+) -> dict[str, Any]:
+    """One upload through the page in a fresh browser context; the page's own timing."""
+    if not stack.get("web_url"):
+        raise RuntimeError("the stack serves no page: build it (scripts/install_browser.sh)")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        puts: list[int] = []
+        page.on("request", lambda r: puts.append(1) if r.method == "PUT" else None)
+        query = f"&checksums={'on' if checksums else 'off'}"
+        if parallel:
+            query += f"&parallel={parallel}"
+        page.goto(stack["web_url"] + query)
+        page.wait_for_selector("body[data-ready=true]")
+        started = time.perf_counter()
+        page.set_input_files("#file-input", str(path))
+        page.wait_for_selector('#upload[data-state="done"]', timeout=1_800_000)
+        wall = time.perf_counter() - started
+        text = page.inner_text("#upload-text")
+        match = UPLOADED_TEXT.search(text)
+        if match is None:
+            raise RuntimeError(f"the page did not say how long it took: {text!r}")
+        job_id = page.get_attribute("#upload", "data-job-id") or page.get_attribute(
+            "#job", "data-job-id"
+        )
+        # data-seconds (ms precision) where the page sets it; else its text (0.1 s).
+        exact = page.get_attribute("#upload", "data-seconds")
+        seconds = float(exact) if exact else float(match.group(1)) or wall
+        return {"seconds": seconds, "wall_seconds": wall, "job_id": job_id, "puts": len(puts)}
+    finally:
+        context.close()
+
+
+def sdk_upload(stack: dict[str, Any], path: Path) -> dict[str, Any]:
+    from audiolift import Client
+
+    with Client(stack["api_url"], stack["api_key"]) as client:
+        started = time.perf_counter()
+        job = client.upload(path)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "job_id": job.job_id, "part_count": job.part_count}
+
+
+def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    rates = [size / MiB / run["seconds"] for run in runs]
+    return {
+        "mib_per_s_median": round(statistics.median(rates), 1),
+        "mib_per_s_each": [round(r, 1) for r in rates],
+        "seconds_each": [round(run["seconds"], 2) for run in runs],
+    }
+
+
+def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> dict[str, Any]:
+    from audiolift_devstack.clients import s3_client_for
+    from playwright.sync_api import sync_playwright
+
+    size = args.size_mib * MiB
+    s3 = s3_client_for(stack)
+    kinds = ["page", "sdk"] if args.page_only_with_checksums else ["page", "page_no_md5", "sdk"]
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            for round_number in range(1, args.rounds + 1):
+                for kind in kinds:
+                    if kind == "sdk":
+                        result = sdk_upload(stack, path)
+                    else:
+                        result = page_upload(
+                            browser, stack, path, checksums=kind == "page", parallel=args.parallel
+                        )
+                    key = f"uploads/{result['job_id']}"
+                    head = s3.head_object(Bucket=stack["bucket"], Key=key)
+                    assert head["ContentLength"] == size, head
+                    s3.delete_object(Bucket=stack["bucket"], Key=key)
+                    runs[kind].append(result)
+                    print(
+                        f"round {round_number} {kind:11}: {size / MiB / result['seconds']:7.1f} "
+                        f"MiB/s  ({result['seconds']:.2f} s)",
+                        flush=True,
+                    )
+        finally:
+            browser.close()
+    page = summarize(runs["page"], size)
+    sdk = summarize(runs["sdk"], size)
+    report = {
+        "file_mib": args.size_mib,
+        "rounds": args.rounds,
+        "server": "SeaweedFS (local stack, 127.0.0.1)",
+        "page": {**page, "part_puts": runs["page"][0]["puts"]},
+        "sdk": {**sdk, "part_count": runs["sdk"][0]["part_count"]},
+        "ratio_page_over_sdk": round(page["mib_per_s_median"] / sdk["mib_per_s_median"], 3),
+        "goal": ">= 0.8",
+    }
+    if "page_no_md5" in runs:
+        plain = summarize(runs["page_no_md5"], size)
+        report["page_without_checksums"] = plain
+        # What per-part MD5s cost the page: its time with them over its time without.
+        report["checksum_cost"] = round(plain["mib_per_s_median"] / page["mib_per_s_median"], 3)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--parallel", type=int, default=None, help="the page's parts in flight (default: its own)"
+    )
+    parser.add_argument(
+        "--page-only-with-checksums",
+        action="store_true",
+        help="skip the page's rounds without per-part MD5s (which measure their cost)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="audiolift-bench-browser-") as temporary:
+        work = Path(temporary)
+        path = work / "bench.wav"
+        print(f"writing a {args.size_mib} MiB WAV ...", flush=True)
+        make_wav(path, args.size_mib * MiB)
+        state_dir = work / "stack"
+        state_dir.mkdir()
+        print("starting the local stack (SeaweedFS, moto, API, page; no processor) ...")
+        handle = start_stack_process(state_dir, "--no-poller")
+        try:
+            report = run_rounds(args, path, handle.info.as_dict())
+        finally:
+            handle.stop()
+    print()
+    print(f"file: {args.size_mib} MiB, {args.rounds} round(s) each, medians")
+    print(f"  page (headless Chromium): {report['page']['mib_per_s_median']:.1f} MiB/s")
+    if "page_without_checksums" in report:
+        plain = report["page_without_checksums"]["mib_per_s_median"]
+        print(f"  page without per-part MD5s: {plain:.1f} MiB/s  (MD5s cost "
+              f"{(report['checksum_cost'] - 1) * 100:+.0f} % of the time)")  # fmt: skip
+    print(f"  SDK (defaults):           {report['sdk']['mib_per_s_median']:.1f} MiB/s")
+    print(f"  ratio page / SDK: {report['ratio_page_over_sdk']:.2f}x  (goal >= 0.8)")
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_browser.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["ratio_page_over_sdk"] >= 0.8 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
