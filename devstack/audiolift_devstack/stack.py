@@ -637,5 +637,4 @@ def _forget_cached_clients() -> None:
     the stack changes it, make them again (an in-process stack in a test session)."""
     aws = sys.modules.get("audiolift_core.aws")
     if aws is not None:
-        aws.s3_client.cache_clear()
-        aws.dynamodb_client.cache_clear()
+        aws.forget_clients()

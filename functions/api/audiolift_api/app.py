@@ -9,9 +9,15 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from audiolift_core.api_keys import ApiKeyStore, ssm_client
-from audiolift_core.aws import credentials, dynamodb_client, s3_client
-from audiolift_core.job_events import JobEvents, events_client
+from audiolift_core.api_keys import ApiKeyStore
+from audiolift_core.aws import (
+    credentials,
+    dynamodb_client,
+    events_client,
+    s3_client,
+    ssm_client,
+)
+from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.observability import logger, metrics
 from audiolift_core.settings import ApiSettings

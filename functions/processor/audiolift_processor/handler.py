@@ -8,8 +8,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from audiolift_core.aws import dynamodb_client, s3_client
-from audiolift_core.job_events import JobEvents, events_client
+from audiolift_core.aws import dynamodb_client, events_client, s3_client
+from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore

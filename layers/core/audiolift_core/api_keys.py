@@ -17,10 +17,8 @@ they carry, so unknown keys cannot drive SSM traffic.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -28,10 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .aws import error_code, is_transient
-from .errors import AudioliftError, ConfigurationError, InvalidRequest, NotFound, TransientError
+from .aws import translate, translated
+from .errors import ConfigurationError, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -106,23 +102,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _translate(error: BaseException, what: str) -> AudioliftError:
-    if is_transient(error):
-        return TransientError("The API key store is unavailable for now; retry shortly.")
-    return AudioliftError(f"{what} failed.")
-
-
-@functools.cache
-def ssm_client() -> SSMClient:
-    import boto3
-    from botocore.config import Config
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(retries={"mode": "standard", "max_attempts": 3})
-    client: SSMClient = boto3.client("ssm", region_name=region, config=config)
-    return client
-
-
 class ApiKeyStore:
     """The one adapter of the API keys' SSM path: cached lookups for the API, and the
     add / revoke / list of ``scripts/api_keys.py``."""
@@ -163,7 +142,7 @@ class ApiKeyStore:
         except GetParameterError as error:
             # Powertools wraps every failure; the botocore error is the one it was raised from.
             cause = error.__cause__ or error.__context__ or error
-            raise _translate(cause, "Reading the API keys") from None
+            raise translate(cause, "Reading the API keys") from None
         if raw is not self._raw:  # a fresh fetch: parse it once, not on every request
             self._by_digest = {r.sha256: r.owner for r in _records(raw)}
             self._raw = raw
@@ -183,7 +162,8 @@ class ApiKeyStore:
         """Store one record under a new name (an existing key is never overwritten)."""
         if not _KEY_ID.fullmatch(record.key_id):
             raise InvalidRequest("A key id is 12 lower-case letters or digits.")
-        try:
+        exists = InvalidRequest(f"A key with the id {record.key_id} exists already.")
+        with translated("Storing the API key", codes={"ParameterAlreadyExists": exists}):
             self.ssm.put_parameter(
                 Name=f"{self.path}/{record.key_id}",
                 Description=f"audiolift API key of {record.owner}"[:1024],
@@ -192,29 +172,18 @@ class ApiKeyStore:
                 Overwrite=False,
                 Tier="Standard",
             )
-        except ClientError as error:
-            if error_code(error) == "ParameterAlreadyExists":
-                raise InvalidRequest(f"A key with the id {record.key_id} exists already.") from None
-            raise _translate(error, "Storing the API key") from None
-        except BotoCoreError as error:
-            raise _translate(error, "Storing the API key") from None
 
     def revoke(self, key_id: str) -> None:
         if not _KEY_ID.fullmatch(key_id):
             raise NotFound(f"No API key has the id {key_id!r}.")
-        try:
+        unknown = NotFound(f"No API key has the id {key_id!r}.")
+        with translated("Revoking the API key", codes={"ParameterNotFound": unknown}):
             self.ssm.delete_parameter(Name=f"{self.path}/{key_id}")
-        except ClientError as error:
-            if error_code(error) == "ParameterNotFound":
-                raise NotFound(f"No API key has the id {key_id!r}.") from None
-            raise _translate(error, "Revoking the API key") from None
-        except BotoCoreError as error:
-            raise _translate(error, "Revoking the API key") from None
 
     def records(self) -> list[ApiKeyRecord]:
         """Every stored key, oldest first (read now, not from the cache)."""
         values: dict[str, str] = {}
-        try:
+        with translated("Listing the API keys"):
             pages = self.ssm.get_paginator("get_parameters_by_path").paginate(
                 Path=self.path, Recursive=False, WithDecryption=True
             )
@@ -222,8 +191,6 @@ class ApiKeyStore:
                 for parameter in page.get("Parameters", []):
                     name = parameter["Name"].rsplit("/", 1)[-1]
                     values[name] = parameter["Value"]
-        except (ClientError, BotoCoreError) as error:
-            raise _translate(error, "Listing the API keys") from None
         return sorted(_records(values), key=lambda r: (r.created_at, r.key_id))
 
 

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     import boto3
     from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
 
 # Codes that may pass on a retry: throttling, a busy or failing service, a timeout.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -195,8 +197,30 @@ def dynamodb_client() -> DynamoDBClient:
     return client
 
 
+@functools.cache
+def ssm_client() -> SSMClient:
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 3})
+    client: SSMClient = session().client("ssm", config=config)
+    return client
+
+
+@functools.cache
+def events_client() -> EventBridgeClient:
+    from botocore.config import Config
+
+    # Short timeouts: a job event is announced after the job's state is written, and a
+    # slow bus must not hold the request or the analysis up.
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
+    )
+    client: EventBridgeClient = session().client("events", config=config)
+    return client
+
+
 def forget_clients() -> None:
     """Drop the cached session and clients: the next use makes them again from the
     environment (tests that change region, endpoints or credentials)."""
-    for factory in (session, s3_client, dynamodb_client):
+    for factory in (session, s3_client, dynamodb_client, ssm_client, events_client):
         factory.cache_clear()

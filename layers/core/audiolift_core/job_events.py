@@ -16,9 +16,7 @@ moving part for every deployment; PutEvents is retried by botocore first.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -81,19 +79,6 @@ def job_event_entry(job: Job, *, bus_name: str, bucket: str) -> PutEventsRequest
         "EventBusName": bus_name,
         "Resources": [],
     }
-
-
-@functools.cache
-def events_client() -> EventBridgeClient:
-    import boto3
-    from botocore.config import Config
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
-    )
-    client: EventBridgeClient = boto3.client("events", region_name=region, config=config)
-    return client
 
 
 class JobEvents:
