@@ -247,20 +247,31 @@ class JobsTable:
         )
 
     def claim(
-        self, job_id: str, *, object_etag: str, lease_token: str, lease_seconds: float
+        self,
+        job_id: str,
+        *,
+        object_etag: str,
+        lease_token: str,
+        lease_seconds: float,
+        keep_progress: bool = False,
+        phase: str | None = None,
     ) -> Job:
         """Take the job for processing: from awaiting_upload or uploaded, or from
-        processing whose lease has run out (a crashed invocation). Refused (ClaimRefused)
-        when the job is finished, cancelled, or held by a live lease."""
+        processing whose lease has run out (a crashed invocation, or one that handed the
+        job on). Refused (ClaimRefused) when the job is finished, cancelled, or held by a
+        live lease. ``keep_progress``: the analysis continues from a checkpoint."""
         now = self._clock()
-        updates = {
+        updates: dict[str, Any] = {
             "status": JobStatus.PROCESSING.value,
             "lease_token": lease_token,
             "lease_expires_at": now + lease_seconds,
             "object_etag": object_etag,
-            "progress": 0,
             "updated_at": isoformat(utc_now()),
         }
+        if not keep_progress:
+            updates["progress"] = 0
+        if phase is not None:
+            updates["phase"] = phase
         condition, values = claim_condition(now)
         values[":one"] = {"N": "1"}
         try:
@@ -278,20 +289,29 @@ class JobsTable:
             raise ClaimRefused(job, str(refused)) from None
 
     def heartbeat(
-        self, job_id: str, *, lease_token: str, progress: int, lease_seconds: float
+        self,
+        job_id: str,
+        *,
+        lease_token: str,
+        progress: int,
+        lease_seconds: float,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
     ) -> Job:
-        """Record progress and extend the lease. JobCancelled if the job was cancelled
+        """Record progress (and ``set_fields``, e.g. a checkpoint) and extend the lease
+        (a negative ``lease_seconds`` releases it). JobCancelled if the job was cancelled
         meanwhile; Conflict if another invocation took the lease."""
         values = {":processing": {"S": JobStatus.PROCESSING.value}, ":lease": {"S": lease_token}}
         try:
             return self._update(
                 job_id,
                 {
+                    **(set_fields or {}),
                     "progress": max(0, min(99, int(progress))),
                     "lease_expires_at": self._clock() + lease_seconds,
                     "updated_at": isoformat(utc_now()),
                 },
-                (),
+                remove_fields,
                 "#status = :processing AND lease_token = :lease",
                 values,
                 what="Recording progress",
