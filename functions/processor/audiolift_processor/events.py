@@ -2,8 +2,8 @@
 
 Three shapes arrive: S3 notifications wrapped in SQS message bodies (the deployed path),
 direct S3 notifications, and EventBridge "Object Created" events. They all end in the
-same per-object function. A fourth, only in SQS bodies, is the processor's own hand-on
-(``continuation_body``): the same object, and the checkpoint the analysis continues from.
+same per-object function. A fourth, only in SQS bodies, continues an analysis
+(``audiolift_core.continuation``): the same object, and the checkpoint it continues from.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
+
+from audiolift_core.continuation import CONTINUATION_KIND, continuation_message
 
 
 class MalformedEvent(ValueError):
@@ -30,19 +32,11 @@ class ObjectRef:
     checkpoint: int = 0
 
 
-CONTINUATION = "audiolift.continue"
-
-
 def continuation_body(ref: ObjectRef, *, job_id: str, checkpoint: int) -> dict[str, Any]:
     """The message that hands an analysis on to the next invocation."""
-    return {
-        "kind": CONTINUATION,
-        "job_id": job_id,
-        "bucket": ref.bucket,
-        "key": ref.key,
-        "etag": ref.etag,
-        "checkpoint": checkpoint,
-    }
+    return continuation_message(
+        job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=checkpoint
+    )
 
 
 def ref_from_continuation(payload: Mapping[str, Any]) -> ObjectRef:
@@ -127,7 +121,7 @@ def refs_from_sqs_body(body: str) -> list[ObjectRef]:
         raise MalformedEvent("The SQS message body is not JSON.") from None
     if not isinstance(payload, Mapping):
         raise MalformedEvent("The SQS message body is not a JSON object.")
-    if payload.get("kind") == CONTINUATION:
+    if payload.get("kind") == CONTINUATION_KIND:
         return [ref_from_continuation(payload)]
     if is_eventbridge(payload):
         return refs_from_eventbridge(payload)

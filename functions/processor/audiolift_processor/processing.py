@@ -238,6 +238,7 @@ class Processor:
                 # continuing: progress keeps rising across invocations
                 keep_progress=job.checkpoint is not None and job.object_etag == stored.etag,
                 phase=PHASE_ANALYZING,
+                message_checkpoint=ref.checkpoint,
             )
         except ClaimRefused as refused:
             return self._claim_refused(refused, ref)
@@ -479,8 +480,9 @@ class Processor:
             return Outcome.IGNORED
         if job.status is JobStatus.PROCESSING and ref.checkpoint < job.checkpoint_seq:
             # The analysis moved past what this message announces (a duplicated hand-on,
-            # or the object's announcement of an analysis since checkpointed): the
-            # holder, or whoever takes over from its checkpoint, carries it on.
+            # or the object's announcement of an analysis since checkpointed): the lease
+            # holder carries it on (if it dies, its own message comes back), or the
+            # message of a later hand-on does.
             log.info(
                 "stale message for a job that continued; acknowledged",
                 extra={**_ref_log(ref, job.job_id), "checkpoint": job.checkpoint_seq},
@@ -564,9 +566,14 @@ class _Checkpointer:
         if deadline.remaining() < deadline.margin_seconds:
             if processor.hand_on is None:
                 deadline.check()  # raises ProcessingTimeout
+            job_id = self.claim.job.job_id
+            # Released before the message goes out, so its delivery finds the job free;
+            # marked handed on after it went out, so a crash in between leaves the job to
+            # this invocation's own message (older messages are stale only once marked).
             seq = self.save(block, release=True)
             assert processor.hand_on is not None
-            processor.hand_on.hand_on(self.claim.ref, job_id=self.claim.job.job_id, checkpoint=seq)
+            processor.hand_on.hand_on(self.claim.ref, job_id=job_id, checkpoint=seq)
+            processor.table.mark_handed_on(job_id, seq)
             raise HandedOn(seq)
         interval = processor.settings.checkpoint_interval_seconds
         if interval > 0 and processor._clock() - self._last_saved >= interval:
