@@ -231,7 +231,8 @@ class FormatLimitsModel(BaseModel):
         description="Measured analysis speed on the processor's CPU share (null: not measured)."
     )
     max_analysable_bytes: int | None = Field(
-        description="The largest file of this format analysed within the processor's timeout."
+        description="The largest file of this format analysed within one invocation of the "
+        "processor; a larger one is checkpointed and continued in further invocations."
     )
     usd_per_gib_analysed: float | None = Field(
         default=None, description="Lambda compute cost of analysing one GiB of this format."

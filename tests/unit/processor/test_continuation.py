@@ -497,3 +497,49 @@ def test_a_checkpoint_round_trips_through_bytes() -> None:
     )
     assert again.resume.frames == 123 and again.resume.fingerprint == "f" * 64
     assert np.array_equal(again.resume.analysis["power"], np.arange(3.0))
+
+
+def test_a_decoder_landing_elsewhere_is_caught_by_the_fingerprint() -> None:
+    """A resume whose frames do not match the saved fingerprint, after seeking and after
+    decoding from the start, is refused rather than analysed from the wrong place."""
+    from audiolift_processor.decode import Resume, ResumeMismatch
+
+    body = recording("flac", 15)
+    snapshots: list[Resume] = []
+    analyze_stream(
+        io.BytesIO(body), size=len(body), on_block=lambda block: snapshots.append(block.snapshot())
+    )
+    saved = snapshots[0]
+    resumed = analyze_stream(io.BytesIO(body), size=len(body), resume=saved)
+    assert_same_analysis(resumed, straight_through(body))
+    wrong = Resume(saved.frames, saved.analysis, "0" * 64)
+    with pytest.raises(ResumeMismatch):
+        analyze_stream(io.BytesIO(body), size=len(body), resume=wrong)
+
+
+def test_an_unusable_checkpoint_restarts_the_analysis_from_the_start(
+    continuations: Continuations,
+) -> None:
+    """A checkpoint that does not fit (here: its fingerprint spoiled in S3) costs the work
+    before it, never the result."""
+    body = recording("vorbis", 30)
+    expected = straight_through(body)
+    job = continuations.add_job(body, "take.ogg")
+    continuations.first_invocation(job, continuations.poller(continuations.processor()))
+    running = continuations.job(job.job_id)
+    assert running.checkpoint is not None
+    key = running.checkpoint["key"]
+    saved = Checkpoint.decode(continuations.store.get_bytes(key))
+    spoiled = Checkpoint(
+        seq=saved.seq,
+        etag=saved.etag,
+        chunk_size=saved.chunk_size,
+        resume=type(saved.resume)(saved.resume.frames, saved.resume.analysis, "0" * 64),
+        hashed=saved.hashed,
+    )
+    continuations.store.put_bytes(key, spoiled.encode())
+    continuations.run_to_the_end(job.job_id, continuations.processor(), seconds=60.0)
+    document = continuations.result(job)
+    assert_same_analysis(document, expected)
+    assert document["source"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert continuations.checkpoint_keys() == []
