@@ -119,6 +119,11 @@ class BlockDone:
         self._analyzer = analyzer
         self._following = following
 
+    @property
+    def last(self) -> bool:
+        """Nothing follows: only the document is left to make."""
+        return not len(self._following)
+
     def snapshot(self) -> Resume:
         return Resume(self.frames, self._analyzer.state(), _fingerprint(self._following))
 

@@ -563,15 +563,19 @@ class _Checkpointer:
 
     def on_block(self, block: BlockDone) -> None:
         processor, deadline = self.processor, self.claim.deadline
+        if processor.hand_on is None:
+            deadline.check()  # no one to hand on to: ProcessingTimeout when the time is up
+        if block.last:
+            # What is left (the document, the hash of a tail the decoder skipped) takes
+            # far less than the margin: finishing beats a hand-on.
+            return
         if deadline.remaining() < deadline.margin_seconds:
-            if processor.hand_on is None:
-                deadline.check()  # raises ProcessingTimeout
             job_id = self.claim.job.job_id
             # Released before the message goes out, so its delivery finds the job free;
             # marked handed on after it went out, so a crash in between leaves the job to
             # this invocation's own message (older messages are stale only once marked).
             seq = self.save(block, release=True)
-            assert processor.hand_on is not None
+            assert processor.hand_on is not None  # checked above
             processor.hand_on.hand_on(self.claim.ref, job_id=job_id, checkpoint=seq)
             processor.table.mark_handed_on(job_id, seq)
             raise HandedOn(seq)
