@@ -29,6 +29,7 @@ def main() -> int:
             [py, str(HERE / "bench_api.py"), "--runs", "3", "--requests", "50"],
             [py, str(HERE / "bench_analysis.py"), "64", "--repeat", "1"],
             [py, str(HERE / "bench_formats.py"), "--seconds", "30"],
+            [py, str(HERE / "bench_continuation.py"), "--seconds", "60", "--pieces", "4"],
             [py, str(HERE / "bench_reader.py"), "--size", "128MiB", "--rss-sizes", ""],
             [py, str(HERE / "bench_upload.py"), "--size-mib", "128", "--rounds", "1"],
         ]
@@ -44,6 +45,7 @@ def main() -> int:
                 "--both",
             ],
             [py, str(HERE / "bench_formats.py")],
+            [py, str(HERE / "bench_continuation.py")],
             [py, str(HERE / "bench_reader.py")],
             [py, str(HERE / "bench_upload.py")],
         ]
