@@ -543,3 +543,22 @@ def test_an_unusable_checkpoint_restarts_the_analysis_from_the_start(
     assert_same_analysis(document, expected)
     assert document["source"]["sha256"] == hashlib.sha256(body).hexdigest()
     assert continuations.checkpoint_keys() == []
+
+
+def test_the_hand_on_message_as_lambda_delivers_it() -> None:
+    from pathlib import Path
+
+    from audiolift_processor.events import MalformedEvent, refs_from_sqs_body
+
+    events = Path(__file__).resolve().parents[3] / "events"
+    (record,) = json.loads((events / "sqs-continuation.json").read_text())["Records"]
+    (ref,) = refs_from_sqs_body(record["body"])
+    assert (ref.key, ref.checkpoint, ref.event_name) == (
+        "uploads/0f8e2c4a9b7d4e1f8a6c3b5d7e9f1a2b",
+        3,
+        "Continue",
+    )
+    body = json.loads(record["body"])
+    for broken in ({**body, "checkpoint": 0}, {**body, "checkpoint": "3"}, {"kind": body["kind"]}):
+        with pytest.raises(MalformedEvent):
+            refs_from_sqs_body(json.dumps(broken))
