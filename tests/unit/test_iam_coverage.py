@@ -416,7 +416,7 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
     processor = Processor(
         settings, api.jobs, api.store, api.aws.s3, hand_on=HandOnQueue(api.aws.sqs, queue_url)
     )
-    ref = ObjectRef(api.bucket, job.object_key, None, None, "ObjectCreated:Put")
+    ref: ObjectRef | None = ObjectRef(api.bucket, job.object_key, None, None, "ObjectCreated:Put")
     outcomes = []
     while ref is not None:
         context = LocalLambdaContext("processor", timeout_seconds=60)
