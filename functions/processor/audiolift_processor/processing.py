@@ -49,6 +49,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from .events import ObjectRef
 from .observability import log, processor_metrics
+from .resumable_sha256 import available as sha256_resumable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -535,6 +536,8 @@ class _Checkpointer:
         self.reader: S3RangeReader | None = None
         self.progress = claim.job.progress
         self._last_saved = processor._clock()
+        # Continuation needs a queue to hand on to and a hash state that can be saved.
+        self.enabled = processor.hand_on is not None and sha256_resumable()
 
     @property
     def seq(self) -> int:
@@ -545,7 +548,7 @@ class _Checkpointer:
         from .continuation import Checkpoint, UnusableCheckpoint
 
         record, job = self.record, self.claim.job
-        if not record or job.object_etag != self.claim.stored.etag:
+        if not record or not self.enabled or job.object_etag != self.claim.stored.etag:
             return None
         try:
             checkpoint = Checkpoint.decode(
@@ -563,8 +566,9 @@ class _Checkpointer:
 
     def on_block(self, block: BlockDone) -> None:
         processor, deadline = self.processor, self.claim.deadline
-        if processor.hand_on is None:
+        if not self.enabled:
             deadline.check()  # no one to hand on to: ProcessingTimeout when the time is up
+            return
         if block.last:
             # What is left (the document, the hash of a tail the decoder skipped) takes
             # far less than the margin: finishing beats a hand-on.
@@ -575,7 +579,7 @@ class _Checkpointer:
             # marked handed on after it went out, so a crash in between leaves the job to
             # this invocation's own message (older messages are stale only once marked).
             seq = self.save(block, release=True)
-            assert processor.hand_on is not None  # checked above
+            assert processor.hand_on is not None  # self.enabled
             processor.hand_on.hand_on(self.claim.ref, job_id=job_id, checkpoint=seq)
             processor.table.mark_handed_on(job_id, seq)
             raise HandedOn(seq)

@@ -36,6 +36,7 @@ and the caller must call :meth:`S3RangeReader.raise_if_failed` after decoding.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import io
 import random
@@ -72,7 +73,7 @@ from botocore.exceptions import (
 from botocore.response import StreamingBody
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
-from .resumable_sha256 import ResumableSha256
+from .resumable_sha256 import ResumableSha256, ResumableUnavailable, available
 
 if TYPE_CHECKING:
     from collections.abc import Buffer
@@ -248,7 +249,13 @@ class S3RangeReader(io.BufferedIOBase):
         # asks for a few KiB at a time) are served from it without the chunk lock.
         self._current: _Chunk | None = None
         # SHA-256 of the object's first ``_stats.bytes_hashed`` bytes (whole chunks).
-        self._hash = ResumableSha256(hash_state.context if hash_state else None)
+        # A hash that can be saved when libcrypto allows it (it does on Lambda); else
+        # hashlib's, and ``hash_state()`` raises ResumableUnavailable.
+        self._hash: Any = (
+            ResumableSha256(hash_state.context if hash_state else None)
+            if available() or hash_state is not None
+            else hashlib.sha256()
+        )
         self._hash_while_reading = hash_while_reading
         if hash_state is not None:
             self._stats.bytes_hashed = hash_state.hashed_bytes
@@ -297,6 +304,8 @@ class S3RangeReader(io.BufferedIOBase):
     def hash_state(self) -> HashState:
         """The running hash, to continue in another reader (see ``hash_state=``)."""
         with self._io_lock:
+            if not isinstance(self._hash, ResumableSha256):
+                raise ResumableUnavailable("this process cannot save a SHA-256 state")
             return HashState(self._stats.bytes_hashed, self._hash.state())
 
     @property
