@@ -548,7 +548,7 @@ class _Checkpointer:
         from .continuation import Checkpoint, UnusableCheckpoint
 
         record, job = self.record, self.claim.job
-        if not record or not self.enabled or job.object_etag != self.claim.stored.etag:
+        if not record or not self.enabled:
             return None
         try:
             checkpoint = Checkpoint.decode(
@@ -561,7 +561,7 @@ class _Checkpointer:
             )
             return None
         if checkpoint.etag != self.claim.stored.etag or checkpoint.seq != self.seq:
-            return None
+            return None  # of an object since replaced (or not the one the record names)
         return checkpoint
 
     def on_block(self, block: BlockDone) -> None:
