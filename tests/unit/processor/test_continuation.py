@@ -367,13 +367,15 @@ class Killed(BaseException):
     """The invocation dies (Lambda's timeout, out of memory): no handler code runs."""
 
 
+@pytest.mark.parametrize("taken_over_by", ["sweeper", "redelivery"])
 def test_a_killed_invocation_costs_at_most_one_checkpoint_interval(
-    continuations: Continuations,
+    continuations: Continuations, taken_over_by: str
 ) -> None:
     body = recording("mp3", 40)
     expected = straight_through(body)
     job = continuations.add_job(body, "take.mp3")
-    continuations.take_messages()  # the announcement is in flight with the crashed one
+    # the announcement is in flight with the invocation that will die
+    announcements = continuations.take_messages()
     checkpointed: list[int] = []
     analysed_after: list[int] = []
 
@@ -400,27 +402,22 @@ def test_a_killed_invocation_costs_at_most_one_checkpoint_interval(
     assert crashed.checkpoint["frames"] == checkpointed[-1]
     assert continuations.queued() == 0  # no hand-on: the invocation died
 
-    # The lease runs out; the sweeper finds the job quiet and re-drives it (from two
-    # minutes later on its clock and the table's).
+    # The lease runs out (two minutes later, on the clocks of the table and sweeper used
+    # from here on). Then either the sweeper finds the job quiet and re-drives it, or the
+    # announcement comes back after its visibility timeout: it names no checkpoint, but
+    # the job's latest was not handed on, so it takes over.
     later = _later(120.0)
-    sweeper_table = JobsTable(
+    later_table = JobsTable(
         continuations.aws.dynamodb, continuations.resources.table_name, clock=later
     )
-    sweeper = Sweeper(
-        SweeperSettings(
-            storage=StorageSettings(
-                jobs_table=continuations.resources.table_name,
-                upload_bucket=continuations.bucket,
-            ),
-            processing_queue_url=continuations.resources.queue_url,
-        ),
-        sweeper_table,
-        continuations.store,
-        ProcessingQueue(continuations.aws.sqs, continuations.resources.queue_url),
-        clock=later,
-    )
-    report = sweeper.run(lambda: 60.0)
-    assert report.redriven == 1, report
+    if taken_over_by == "sweeper":
+        report = _sweeper(continuations, later_table, later).run(lambda: 60.0)
+        assert report.redriven == 1, report
+    else:
+        for announcement in announcements:
+            continuations.aws.sqs.send_message(
+                QueueUrl=continuations.resources.queue_url, MessageBody=announcement
+            )
 
     def analyze_and_note(reader: Any, **kwargs: Any) -> dict[str, Any]:
         inner = kwargs.pop("on_block")
@@ -431,7 +428,7 @@ def test_a_killed_invocation_costs_at_most_one_checkpoint_interval(
 
         return analyze_stream(reader, on_block=on_block, **kwargs)
 
-    taking_over = continuations.processor(table=sweeper_table, analyze=analyze_and_note)
+    taking_over = continuations.processor(table=later_table, analyze=analyze_and_note)
     continuations.run_to_the_end(job.job_id, taking_over, seconds=60.0)
 
     assert_same_analysis(continuations.result(job), expected)
@@ -442,6 +439,22 @@ def test_a_killed_invocation_costs_at_most_one_checkpoint_interval(
 
 def _later(seconds: float) -> Callable[[], float]:
     return lambda: time.time() + seconds
+
+
+def _sweeper(continuations: Continuations, table: JobsTable, clock: Callable[[], float]) -> Sweeper:
+    return Sweeper(
+        SweeperSettings(
+            storage=StorageSettings(
+                jobs_table=continuations.resources.table_name,
+                upload_bucket=continuations.bucket,
+            ),
+            processing_queue_url=continuations.resources.queue_url,
+        ),
+        table,
+        continuations.store,
+        ProcessingQueue(continuations.aws.sqs, continuations.resources.queue_url),
+        clock=clock,
+    )
 
 
 def test_cancelling_between_invocations_ends_the_job_and_removes_its_checkpoint(
