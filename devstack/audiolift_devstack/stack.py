@@ -213,6 +213,8 @@ def function_environment(
         {
             "JOBS_TABLE": resources.table_name,
             "UPLOAD_BUCKET": resources.bucket_name,
+            # where the processor hands on an analysis longer than one invocation
+            "PROCESSING_QUEUE_URL": resources.queue_url,
             "POWERTOOLS_METRICS_NAMESPACE": "audiolift",
             "POWERTOOLS_LOG_LEVEL": log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",

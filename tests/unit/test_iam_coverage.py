@@ -108,6 +108,9 @@ def required_permissions(
             ("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{e['EventBusName']}")
             for e in params["Entries"]
         ]
+    if service == "sqs" and operation == "SendMessage":
+        name = params["QueueUrl"].rsplit("/", 1)[-1]
+        return [("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")]
     if service == "dynamodb" and operation in DYNAMODB_OPERATIONS:
         arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}"
         if params.get("IndexName"):
@@ -378,6 +381,58 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     assert done is not None and done.status is JobStatus.COMPLETED
     seen = operations(recorder)
     assert {"s3:GetObject", "s3:PutObject", "dynamodb:UpdateItem"} <= seen, seen
+    assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
+
+
+def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api) -> None:
+    """An analysis longer than one invocation: checkpoints written, read back, deleted;
+    the hand-on message sent to the processing queue; the record updated under the lease."""
+    from audiolift_core.jobs import JobStatus
+    from audiolift_core.settings import ProcessorSettings, StorageSettings
+    from audiolift_devstack.lambda_context import LocalLambdaContext
+    from audiolift_processor.continuation import HandOnQueue
+    from audiolift_processor.events import ObjectRef, refs_from_sqs_body
+    from audiolift_processor.processing import Outcome, Processor
+
+    audio = wav_bytes(seconds=60.0)
+    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
+    put_parts(api, CallRecorder(), job_id, audio)
+    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
+    assert completed.status_code == 200, completed.text
+    job = api.jobs.get(job_id)
+    assert job is not None
+    queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
+
+    recorder = CallRecorder()
+    recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
+    settings = ProcessorSettings(
+        storage=StorageSettings(jobs_table=api.table, upload_bucket=api.bucket),
+        read_chunk_bytes=64 * 1024,
+        progress_interval_seconds=0.0,
+        deadline_margin_seconds=59.9,  # one block per invocation, then hand on
+        checkpoint_interval_seconds=1e-6,
+        processing_queue_url=queue_url,
+    )
+    processor = Processor(
+        settings, api.jobs, api.store, api.aws.s3, hand_on=HandOnQueue(api.aws.sqs, queue_url)
+    )
+    ref: ObjectRef | None = ObjectRef(api.bucket, job.object_key, None, None, "ObjectCreated:Put")
+    outcomes = []
+    while ref is not None:
+        context = LocalLambdaContext("processor", timeout_seconds=60)
+        outcomes.append(processor.process(ref, context=context))
+        with recorder.pause():
+            messages = api.aws.sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
+        ref = refs_from_sqs_body(messages[0]["Body"])[0] if messages else None
+    assert outcomes[0] is Outcome.CONTINUED and outcomes[-1] is Outcome.COMPLETED
+    done = api.jobs.get(job_id)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    seen = operations(recorder)
+    assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObjects", "sqs:SendMessage"} <= seen, seen
+    assert any(
+        op == "GetObject" and params["Key"].startswith("checkpoints/")
+        for _, op, params in recorder.calls
+    )
     assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
 
 

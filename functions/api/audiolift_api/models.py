@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import S3_MAX_PARTS
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 # Request numbers are JSON integers only: "10" and true are refused (pydantic's lax mode
 # would read them as 10 and 1).
@@ -150,6 +150,23 @@ class JobView(BaseModel):
     )
     error: ErrorDetail | None = None
     summary: dict[str, Any] | None = None
+    phase: str | None = Field(
+        default=None,
+        description='While processing: "analyzing" (or "merging", when partial analyses are '
+        "joined); null otherwise.",
+    )
+    invocations: int = Field(
+        default=0,
+        ge=0,
+        description="Processor invocations the analysis has used so far: a recording longer "
+        "than one invocation can analyse is checkpointed and continued in the next.",
+    )
+
+    @model_validator(mode="after")
+    def _phase_only_while_processing(self) -> JobView:
+        if self.status is not JobStatus.PROCESSING:
+            self.phase = None
+        return self
 
 
 class JobListResponse(BaseModel):
@@ -214,7 +231,8 @@ class FormatLimitsModel(BaseModel):
         description="Measured analysis speed on the processor's CPU share (null: not measured)."
     )
     max_analysable_bytes: int | None = Field(
-        description="The largest file of this format analysed within the processor's timeout."
+        description="The largest file of this format analysed within one invocation of the "
+        "processor; a larger one is checkpointed and continued in further invocations."
     )
     usd_per_gib_analysed: float | None = Field(
         default=None, description="Lambda compute cost of analysing one GiB of this format."

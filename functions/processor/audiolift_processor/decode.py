@@ -11,6 +11,15 @@ Failure messages are written for the person who uploaded the file: what is wrong
 it, in their terms. libsndfile's own text (which names the file object, and describes
 conditions in its own terms) goes to the log only.
 
+Continuation: ``on_block`` sees every decoded block's position and can take a
+``Resume`` snapshot there (the analysis state, the frame to continue at, and a
+fingerprint of the frames that follow); ``analyze_stream(..., resume=...)`` restores the
+analysis, seeks the decoder to that frame and checks the fingerprint on the first block
+it decodes. libsndfile's seek is sample-exact for PCM, FLAC, Vorbis, Opus and MP3 (the
+tests compare seek-and-continue with straight through for each); where a decoder lands
+elsewhere all the same, the fingerprint differs and the decode restarts from the file's
+start, skipping the frames the state covers, which is exact but costs their decoding.
+
 Speed: blocks are read as int16/int32 whenever the subtype allows (libsndfile's own
 int->float conversion is several times slower than numpy's), into two reused buffers,
 and the analysis of one block runs on worker threads while the next one is read.
@@ -18,6 +27,7 @@ and the analysis of one block runs on worker threads while the next one is read.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +45,8 @@ from .containers import channel_layout, flac_declared_frames, mpeg_declared_fram
 from .sniff import SNIFF_BYTES, identify
 
 ProgressCallback = Callable[[int, int | None], None]
+# Frames of the block after a checkpoint whose bytes identify the decoder's position.
+FINGERPRINT_FRAMES = 4096
 
 log = logger("audiolift-processor")
 
@@ -86,6 +98,45 @@ def read_plan(subtype: str) -> tuple[str, float | None, float]:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Where an analysis stopped: continue it with ``analyze_stream(..., resume=)``."""
+
+    frames: int  # decoded and analysed; decoding continues at this frame
+    analysis: dict[str, Any]  # StreamingAnalyzer.state()
+    fingerprint: str  # of the FINGERPRINT_FRAMES frames from ``frames`` on, as read
+
+
+class ResumeMismatch(Exception):
+    """The decoder does not give the frames the saved state expects after it."""
+
+
+class BlockDone:
+    """Given to ``on_block`` after each analysed block: how far the decoding is, and
+    ``snapshot()``, the state to continue from there."""
+
+    def __init__(self, analyzer: StreamingAnalyzer, frames: int, following: Any):
+        self.frames = frames
+        self._analyzer = analyzer
+        self._following = following
+
+    @property
+    def last(self) -> bool:
+        """Nothing follows: only the document is left to make."""
+        return not len(self._following)
+
+    def snapshot(self) -> Resume:
+        return Resume(self.frames, self._analyzer.state(), _fingerprint(self._following))
+
+
+BlockCallback = Callable[[BlockDone], None]
+
+
+def _fingerprint(block: Any) -> str:
+    head = np.ascontiguousarray(block[:FINGERPRINT_FRAMES])
+    return hashlib.sha256(head.tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
 class _Stream:
     """What the header and the decoder say about the audio before it is decoded."""
 
@@ -104,11 +155,14 @@ def analyze_stream(
     size: int | None = None,
     on_progress: ProgressCallback | None = None,
     options: AnalysisOptions | None = None,
+    resume: Resume | None = None,
+    on_block: BlockCallback | None = None,
 ) -> dict[str, Any]:
     """Analyze the audio in ``fileobj`` (seekable, binary). Returns the analysis document.
 
-    Raises UnsupportedFormat or CorruptAudio for files we cannot analyze; whatever
-    ``on_progress`` or the file object's ``raise_if_failed`` raise propagates untouched.
+    Raises UnsupportedFormat or CorruptAudio for files we cannot analyze, ResumeMismatch
+    when ``resume`` does not fit this file; whatever ``on_progress``, ``on_block`` or the
+    file object's ``raise_if_failed`` raise propagates untouched.
     """
     check = getattr(fileobj, "raise_if_failed", None)
     raise_if_failed: Callable[[], None] = check if callable(check) else _nothing
@@ -124,16 +178,10 @@ def analyze_stream(
         raise_if_failed()
         stream = _describe(sound, container, head)
         dtype, scale, clip_level = read_plan(stream.subtype)
-        analyzer = StreamingAnalyzer(
-            stream.samplerate,
-            stream.channels,
-            expected_frames=stream.expected,
-            options=options,
-            clip_level=clip_level,
-            layout=stream.layout,
-        )
+        analyzer = _analyzer(stream, options, clip_level, resume)
+        hooks = _Hooks(raise_if_failed, on_progress, on_block)
         try:
-            decoded = _decode(sound, analyzer, dtype, scale, stream, raise_if_failed, on_progress)
+            decoded = _decode(sound, analyzer, dtype, scale, stream, hooks, resume)
             document = analyzer.finish()
         finally:
             analyzer.close()
@@ -149,6 +197,34 @@ def analyze_stream(
         }
     )
     return document
+
+
+def _analyzer(
+    stream: _Stream, options: AnalysisOptions | None, clip_level: float, resume: Resume | None
+) -> StreamingAnalyzer:
+    if resume is None:
+        return StreamingAnalyzer(
+            stream.samplerate,
+            stream.channels,
+            expected_frames=stream.expected,
+            options=options,
+            clip_level=clip_level,
+            layout=stream.layout,
+        )
+    saved = resume.analysis
+    if (saved.get("samplerate"), saved.get("channels")) != (stream.samplerate, stream.channels):
+        raise ResumeMismatch("the saved state is of another stream")
+    try:
+        return StreamingAnalyzer.restore(saved)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ResumeMismatch(f"the saved state cannot be restored: {error}") from error
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    raise_if_failed: Callable[[], None]
+    on_progress: ProgressCallback | None
+    on_block: BlockCallback | None
 
 
 class _Unnamed(io.RawIOBase):
@@ -248,29 +324,66 @@ def _decode(
     dtype: str,
     scale: float | None,
     stream: _Stream,
-    raise_if_failed: Callable[[], None],
-    on_progress: ProgressCallback | None,
+    hooks: _Hooks,
+    resume: Resume | None,
 ) -> int:
     frames_per_block = max(1, BLOCK_SAMPLES // sound.channels)
     buffers = [np.empty((frames_per_block, sound.channels), dtype=dtype) for _ in range(2)]
     expected = stream.expected
-    decoded = 0
+    decoded = resume.frames if resume is not None else 0
     current = 0
-    block = _read(sound, buffers[current], stream, 0, raise_if_failed)
+    if resume is None:
+        block = _read(sound, buffers[current], stream, 0, hooks.raise_if_failed)
+    else:
+        block = _resume(sound, buffers[current], stream, resume, hooks.raise_if_failed)
     while len(block):
         analyzer.submit(block, scale=scale)  # analyzed on the workers ...
         current ^= 1
         following = _read(  # ... while the next block is read
-            sound, buffers[current], stream, decoded + len(block), raise_if_failed
+            sound, buffers[current], stream, decoded + len(block), hooks.raise_if_failed
         )
         analyzer.collect()
         decoded += len(block)
-        raise_if_failed()
-        if on_progress is not None:
+        hooks.raise_if_failed()
+        if hooks.on_progress is not None:
             # a lossy file's length is an estimate: never report more than 100 %
-            on_progress(decoded, max(expected, decoded) if expected is not None else None)
+            hooks.on_progress(decoded, max(expected, decoded) if expected is not None else None)
+        if hooks.on_block is not None:
+            hooks.on_block(BlockDone(analyzer, decoded, following))
         block = following
     return decoded
+
+
+def _resume(
+    sound: sf.SoundFile,
+    buffer: np.ndarray,
+    stream: _Stream,
+    resume: Resume,
+    raise_if_failed: Callable[[], None],
+) -> Any:
+    """The first block after the saved position: sought to, and if the decoder lands
+    elsewhere (the fingerprint differs), decoded to from the file's start."""
+    try:
+        sound.seek(resume.frames)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        raise_if_failed()
+        log.warning("decoder could not seek", extra={"frame": resume.frames})
+    else:
+        block = _read(sound, buffer, stream, resume.frames, raise_if_failed)
+        if _fingerprint(block) == resume.fingerprint:
+            return block
+        log.warning("seek was not sample-exact", extra={"container": stream.container})
+    sound.seek(0)
+    skipped = 0
+    while skipped < resume.frames:
+        part = _read(sound, buffer[: resume.frames - skipped], stream, skipped, raise_if_failed)
+        if not len(part):
+            raise ResumeMismatch("the file ends before the saved position")
+        skipped += len(part)
+    block = _read(sound, buffer, stream, resume.frames, raise_if_failed)
+    if _fingerprint(block) != resume.fingerprint:
+        raise ResumeMismatch("the frames after the saved position differ")
+    return block
 
 
 def _read(

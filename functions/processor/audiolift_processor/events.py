@@ -2,7 +2,8 @@
 
 Three shapes arrive: S3 notifications wrapped in SQS message bodies (the deployed path),
 direct S3 notifications, and EventBridge "Object Created" events. They all end in the
-same per-object function.
+same per-object function. A fourth, only in SQS bodies, continues an analysis
+(``audiolift_core.continuation``): the same object, and the checkpoint it continues from.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
+
+from audiolift_core.continuation import CONTINUATION_KIND, continuation_message
 
 
 class MalformedEvent(ValueError):
@@ -25,6 +28,32 @@ class ObjectRef:
     etag: str | None
     size: int | None
     event_name: str
+    # The checkpoint a hand-on message continues from (0: an announcement of the object).
+    checkpoint: int = 0
+
+
+def continuation_body(ref: ObjectRef, *, job_id: str, checkpoint: int) -> dict[str, Any]:
+    """The message that hands an analysis on to the next invocation."""
+    return continuation_message(
+        job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=checkpoint
+    )
+
+
+def ref_from_continuation(payload: Mapping[str, Any]) -> ObjectRef:
+    try:
+        bucket, key, checkpoint = payload["bucket"], payload["key"], payload["checkpoint"]
+    except KeyError as missing:
+        raise MalformedEvent(f"The hand-on message lacks {missing}.") from None
+    if not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 1:
+        raise MalformedEvent("The hand-on message's checkpoint is not a positive number.")
+    return ObjectRef(
+        bucket=str(bucket),
+        key=str(key),
+        etag=_clean_etag(payload.get("etag")),
+        size=None,
+        event_name="Continue",
+        checkpoint=checkpoint,
+    )
 
 
 def _clean_etag(value: Any) -> str | None:
@@ -92,6 +121,8 @@ def refs_from_sqs_body(body: str) -> list[ObjectRef]:
         raise MalformedEvent("The SQS message body is not JSON.") from None
     if not isinstance(payload, Mapping):
         raise MalformedEvent("The SQS message body is not a JSON object.")
+    if payload.get("kind") == CONTINUATION_KIND:
+        return [ref_from_continuation(payload)]
     if is_eventbridge(payload):
         return refs_from_eventbridge(payload)
     return refs_from_s3_event(payload)

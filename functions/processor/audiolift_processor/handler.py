@@ -8,7 +8,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from audiolift_core.aws import dynamodb_client, events_client, s3_client
+from audiolift_core.aws import dynamodb_client, events_client, s3_client, sqs_client
 from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings
@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from .continuation import HandOnQueue
 from .events import (
     MalformedEvent,
     ObjectRef,
@@ -50,6 +51,9 @@ def default_processor() -> Processor:
             log=log,
             metrics=processor_metrics,
         )
+    hand_on = None
+    if settings.processing_queue_url:
+        hand_on = HandOnQueue(sqs_client(), settings.processing_queue_url)
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
@@ -58,6 +62,7 @@ def default_processor() -> Processor:
         # only it can retry): botocore must not retry underneath it as well.
         s3_client(total_max_attempts=1),
         events=events,
+        hand_on=hand_on,
     )
 
 

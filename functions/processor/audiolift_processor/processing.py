@@ -6,6 +6,14 @@ NOT acknowledged (``LeaseHeld``): the lease may belong to an invocation that cra
 the message goes back to the queue and the delivery after the lease's end takes over.
 The lease lasts the invocation's time budget plus a margin, and the budget is at most
 ``PROCESSOR_TIMEOUT_SECONDS``, the setting the queue's visibility timeout derives from.
+
+An analysis longer than one invocation continues in the next (``continuation``): every
+``checkpoint_interval_seconds`` and when the time left runs low, the analysis is saved
+as a checkpoint the job record names under the lease; at the deadline the lease is
+released and a hand-on message queued. Whoever claims the job next -- that message's
+invocation, a redelivery after a crash, the sweeper's re-drive -- continues from the
+record's latest checkpoint. A message older than that checkpoint, finding the job
+leased, is stale and acknowledged: the sequence number, not the message, decides.
 """
 
 from __future__ import annotations
@@ -41,14 +49,20 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from .events import ObjectRef
 from .observability import log, processor_metrics
+from .resumable_sha256 import available as sha256_resumable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_s3 import S3Client
 
-    from .s3reader import RetryPolicy
+    from .continuation import Checkpoint, HandOnQueue
+    from .decode import BlockDone, Resume
+    from .s3reader import RetryPolicy, S3RangeReader
 
 LEASE_MARGIN_SECONDS = 30.0
+PHASE_ANALYZING = "analyzing"
+# Removed from the record when the job ends: they describe a running analysis.
+_RUNNING_FIELDS = ("lease_token", "lease_expires_at", "checkpoint", "phase")
 
 
 class Outcome(StrEnum):
@@ -58,6 +72,7 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     IGNORED = "ignored"
     BUSY = "busy"  # held by a live lease elsewhere (direct events; SQS: LeaseHeld)
+    CONTINUED = "continued"  # checkpointed and handed on to the next invocation
 
 
 class LeaseHeld(Exception):
@@ -97,6 +112,14 @@ class Deadline:
             )
 
 
+class HandedOn(Exception):
+    """The analysis was checkpointed and handed on: this invocation's part is done."""
+
+    def __init__(self, seq: int):
+        super().__init__(f"handed on at checkpoint {seq}")
+        self.seq = seq
+
+
 Analyze = Callable[..., dict[str, Any]]
 
 
@@ -119,6 +142,7 @@ class Claim:
     lease_token: str
     stored: StoredObject
     deadline: Deadline
+    ref: ObjectRef
 
 
 class Processor:
@@ -133,12 +157,15 @@ class Processor:
         reader_retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         events: JobEvents | None = None,
+        hand_on: HandOnQueue | None = None,
     ):
         """``reader_s3`` is the client the range reader GETs with: the reader retries
         every failed range itself, so botocore must make one attempt per call on it
         (``audiolift_core.aws.s3_client(total_max_attempts=1)``). ``analyze`` replaces
-        ``decode.analyze_stream`` (same signature)."""
+        ``decode.analyze_stream`` (same signature). ``hand_on``: where an analysis that
+        outlasts the invocation is handed on (None: it ends failed, code timeout)."""
         self.settings = settings
+        self.hand_on = hand_on
         self.events = events  # None: no job events are published
         self.table = table
         self.store = store
@@ -189,6 +216,7 @@ class Processor:
             log.warning("no job for this object; acknowledged", extra=_ref_log(ref))
             return Outcome.IGNORED
         if job.status.finished:
+            self._discard_checkpoint(job.checkpoint)  # e.g. cancelled between invocations
             return self._already_finished(job, ref)
         try:
             head = self.store.head(ref.key)
@@ -208,39 +236,54 @@ class Processor:
                 object_etag=stored.etag,
                 lease_token=lease_token,
                 lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
+                # continuing: progress keeps rising across invocations
+                keep_progress=job.checkpoint is not None and job.object_etag == stored.etag,
+                phase=PHASE_ANALYZING,
+                message_checkpoint=ref.checkpoint,
             )
         except ClaimRefused as refused:
             return self._claim_refused(refused, ref)
-        return Claim(claimed, lease_token, stored, deadline)
+        return Claim(claimed, lease_token, stored, deadline, ref)
 
     def _run(self, claim: Claim, receive_count: int) -> Outcome:
-        """Analyze a claimed job and end it. The error policy: a cancellation stops
-        quietly, a ProcessingFailure ends the job ``failed`` at once, anything else is
-        retried (the lease released for the next delivery) until the last delivery,
-        which records the failure before the message goes to the DLQ."""
+        """Analyze a claimed job and end it (or hand it on). The error policy: a
+        cancellation stops quietly, a ProcessingFailure ends the job ``failed`` at once,
+        anything else is retried (the lease released for the next delivery, which
+        continues from the last checkpoint) until the last delivery, which records the
+        failure before the message goes to the DLQ."""
         job_id = claim.job.job_id
         log.info(
             "analysis started",
-            extra={"job_id": job_id, "size": claim.stored.size, "attempt": claim.job.attempts},
+            extra={
+                "job_id": job_id,
+                "size": claim.stored.size,
+                "attempt": claim.job.attempts,
+                "checkpoint": claim.job.checkpoint_seq,
+            },
         )
+        saver = _Checkpointer(self, claim)
         try:
             if claim.stored.size > self.settings.max_object_bytes:
                 raise AudioTooLarge(
                     f"The file is {claim.stored.size} bytes; this service analyzes at most "
                     f"{self.settings.max_object_bytes}."
                 )
-            document, sha256 = self._run_analysis(claim)
-            return self._complete(claim, document, sha256)
+            document, sha256 = self._run_analysis(claim, saver)
+            return self._complete(claim, document, sha256, saver)
+        except HandedOn as handed:
+            log.info("analysis handed on", extra={"job_id": job_id, "checkpoint": handed.seq})
+            return Outcome.CONTINUED
         except JobCancelled:
             log.info("job cancelled during analysis", extra={"job_id": job_id})
+            self._discard_checkpoint(saver.record)
             return Outcome.CANCELLED
         except ProcessingFailure as failure:
-            self._fail(job_id, claim.lease_token, failure)
+            self._fail(job_id, claim.lease_token, failure, saver.record)
             return Outcome.FAILED
         except Exception as error:
             if receive_count >= self.settings.max_receive_count:
                 # The last delivery: record the failure, then let the message go to the DLQ.
-                self._fail(job_id, claim.lease_token, _give_up(error, receive_count))
+                self._fail(job_id, claim.lease_token, _give_up(error, receive_count), saver.record)
             else:
                 self._release(job_id, claim.lease_token)
             log.exception(
@@ -251,31 +294,32 @@ class Processor:
 
     # --- steps ------------------------------------------------------------------------
 
-    def _run_analysis(self, claim: Claim) -> tuple[dict[str, Any], str]:
-        """The analysis document and the object's SHA-256 (hashed as the decoder reads;
-        a declared hash that differs ends the job ``checksum_mismatch``, no result)."""
-        from .decode import analyze_stream  # numpy/soundfile: only when there is work
+    def _run_analysis(self, claim: Claim, saver: _Checkpointer) -> tuple[dict[str, Any], str]:
+        """The analysis document and the object's SHA-256 (hashed as the decoder reads,
+        continued from the checkpoint's hash when there is one; a declared hash that
+        differs ends the job ``checksum_mismatch``, no result)."""
+        from .decode import ResumeMismatch, analyze_stream
         from .s3reader import S3RangeReader
 
         analyze = self._analyze_fn or analyze_stream
         settings = self.settings
         deadline = claim.deadline
+        checkpoint = saver.load()
         last_beat = self._clock()
 
         def on_progress(frames_done: int, frames_total: int | None) -> None:
             nonlocal last_beat
-            deadline.check()
+            saver.progress = int(100 * frames_done / frames_total) if frames_total else 0
             now = self._clock()
             if now - last_beat < settings.progress_interval_seconds:
                 return
             last_beat = now
-            percent = int(100 * frames_done / frames_total) if frames_total else 0
             # The lease lasts as long as this invocation can, plus a margin: a crashed
             # invocation's job is free again by the time SQS redelivers its message.
             self.table.heartbeat(
                 claim.job.job_id,
                 lease_token=claim.lease_token,
-                progress=percent,
+                progress=saver.progress,
                 lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
             )
 
@@ -285,13 +329,25 @@ class Processor:
             claim.job.object_key,
             etag=claim.stored.etag,
             size=claim.stored.size,
-            chunk_size=settings.read_chunk_bytes,
+            chunk_size=checkpoint.chunk_size if checkpoint else settings.read_chunk_bytes,
             cache_chunks=settings.cache_chunks,
             read_ahead=settings.read_ahead_chunks,
             retry=self._reader_retry,
+            hash_state=checkpoint.hashed if checkpoint else None,
         ) as reader:
+            saver.reader = reader
+            resume = checkpoint.resume if checkpoint else None
             try:
-                document = analyze(reader, size=claim.stored.size, on_progress=on_progress)
+                try:
+                    document = self._analyze(analyze, reader, claim, resume, on_progress, saver)
+                except ResumeMismatch as mismatch:
+                    # Never seen with libsndfile's decoders; exact all the same: start over.
+                    log.warning(
+                        "checkpoint does not fit the decoder; analysing from the start",
+                        extra={"job_id": claim.job.job_id, "why": str(mismatch)},
+                    )
+                    reader.seek(0)
+                    document = self._analyze(analyze, reader, claim, None, on_progress, saver)
                 reader.raise_if_failed()
             except (UnsupportedFormat, CorruptAudio):
                 # Bytes damaged on the way look like bad audio: with a declared hash, a
@@ -308,7 +364,23 @@ class Processor:
         _verify(claim.job, sha256)
         return document, sha256
 
-    def _complete(self, claim: Claim, document: dict[str, Any], sha256: str) -> Outcome:
+    @staticmethod
+    def _analyze(
+        analyze: Analyze,
+        reader: S3RangeReader,
+        claim: Claim,
+        resume: Resume | None,
+        on_progress: Callable[[int, int | None], None],
+        saver: _Checkpointer,
+    ) -> dict[str, Any]:
+        extra: dict[str, Any] = {"on_block": saver.on_block}
+        if resume is not None:
+            extra["resume"] = resume
+        return analyze(reader, size=claim.stored.size, on_progress=on_progress, **extra)
+
+    def _complete(
+        self, claim: Claim, document: dict[str, Any], sha256: str, saver: _Checkpointer
+    ) -> Outcome:
         from .analysis import summarize
 
         job, stored = claim.job, claim.stored
@@ -337,14 +409,16 @@ class Processor:
                     "progress": 100,
                     "verified_sha256": sha256,
                 },
-                remove_fields=("lease_token", "lease_expires_at"),
+                remove_fields=_RUNNING_FIELDS,
             )
         except Conflict:
             current = self.table.get(job.job_id)
             if current is not None and current.status is JobStatus.CANCELLED:
                 self.store.delete(key)  # cancelled at the last moment: keep no result
+                self._discard_checkpoint(saver.record)
                 return Outcome.CANCELLED
             raise
+        self._discard_checkpoint(saver.record)
         self._announce(finished)
         processor_metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         # A published metric name (the dashboard and alarms read it): spelled as it was.
@@ -352,18 +426,25 @@ class Processor:
         log.info("analysis completed", extra={"job_id": job.job_id, "size": stored.size})
         return Outcome.COMPLETED
 
-    def _fail(self, job_id: str, lease_token: str, failure: AudioliftError) -> None:
+    def _fail(
+        self,
+        job_id: str,
+        lease_token: str,
+        failure: AudioliftError,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
         try:
             finished = self.table.transition(
                 job_id,
                 JobStatus.FAILED,
                 lease_token=lease_token,
                 set_fields={"error": {"code": failure.code, "message": failure.message}},
-                remove_fields=("lease_token", "lease_expires_at"),
+                remove_fields=_RUNNING_FIELDS,
             )
         except (Conflict, NotFound):
             log.warning("could not record the failure: the job moved on", extra={"job_id": job_id})
             return
+        self._discard_checkpoint(checkpoint)
         self._announce(finished)
         processor_metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         log.warning(
@@ -374,6 +455,12 @@ class Processor:
     def _announce(self, job: Job) -> None:
         if self.events is not None:
             self.events.publish(job)  # logs and counts its own failures; never raises
+
+    def _discard_checkpoint(self, record: dict[str, Any] | None) -> None:
+        """Delete a finished job's checkpoint (a lifecycle rule removes any missed)."""
+        if record and record.get("key"):
+            with contextlib.suppress(AudioliftError):
+                self.store.delete(str(record["key"]))
 
     def _release(self, job_id: str, lease_token: str) -> None:
         """Let the next delivery claim at once instead of waiting for the lease."""
@@ -392,6 +479,16 @@ class Processor:
         job = refused.job
         if job is None:
             return Outcome.IGNORED
+        if job.status is JobStatus.PROCESSING and ref.checkpoint < job.checkpoint_seq:
+            # The analysis moved past what this message announces (a duplicated hand-on,
+            # or the object's announcement of an analysis since checkpointed): the lease
+            # holder carries it on (if it dies, its own message comes back), or the
+            # message of a later hand-on does.
+            log.info(
+                "stale message for a job that continued; acknowledged",
+                extra={**_ref_log(ref, job.job_id), "checkpoint": job.checkpoint_seq},
+            )
+            return Outcome.DUPLICATE
         if job.status is JobStatus.PROCESSING:
             # A live lease, perhaps of an invocation that crashed: not a duplicate to
             # drop. Its message may be this one, so it must come back.
@@ -426,3 +523,103 @@ def _give_up(error: BaseException, deliveries: int) -> ProcessingFailure:
         f"The analysis failed {deliveries} times in a row, once per delivery, and was "
         f"abandoned (last error: {reason})."
     )
+
+
+class _Checkpointer:
+    """Saves the analysis every ``checkpoint_interval_seconds`` and hands it on when the
+    invocation's time runs low; knows the job's latest checkpoint."""
+
+    def __init__(self, processor: Processor, claim: Claim):
+        self.processor = processor
+        self.claim = claim
+        self.record: dict[str, Any] | None = claim.job.checkpoint
+        self.reader: S3RangeReader | None = None
+        self.progress = claim.job.progress
+        self._last_saved = processor._clock()
+        # Continuation needs a queue to hand on to and a hash state that can be saved.
+        self.enabled = processor.hand_on is not None and sha256_resumable()
+
+    @property
+    def seq(self) -> int:
+        return int(self.record["seq"]) if self.record else 0
+
+    def load(self) -> Checkpoint | None:
+        """The checkpoint to continue from, if the record names a usable one."""
+        from .continuation import Checkpoint, UnusableCheckpoint
+
+        record, job = self.record, self.claim.job
+        if not record or not self.enabled:
+            return None
+        try:
+            checkpoint = Checkpoint.decode(
+                self.processor.store.get_bytes(str(record["key"]), what="Reading the checkpoint")
+            )
+        except (NotFound, UnusableCheckpoint) as error:
+            log.warning(
+                "checkpoint unusable; analysing from the start",
+                extra={"job_id": job.job_id, "why": str(error)},
+            )
+            return None
+        if checkpoint.etag != self.claim.stored.etag or checkpoint.seq != self.seq:
+            return None  # of an object since replaced (or not the one the record names)
+        return checkpoint
+
+    def on_block(self, block: BlockDone) -> None:
+        processor, deadline = self.processor, self.claim.deadline
+        if not self.enabled:
+            deadline.check()  # no one to hand on to: ProcessingTimeout when the time is up
+            return
+        if block.last:
+            # What is left (the document, the hash of a tail the decoder skipped) takes
+            # far less than the margin: finishing beats a hand-on.
+            return
+        if deadline.remaining() < deadline.margin_seconds:
+            job_id = self.claim.job.job_id
+            # Released before the message goes out, so its delivery finds the job free;
+            # marked handed on after it went out, so a crash in between leaves the job to
+            # this invocation's own message (older messages are stale only once marked).
+            seq = self.save(block, release=True)
+            assert processor.hand_on is not None  # self.enabled
+            processor.hand_on.hand_on(self.claim.ref, job_id=job_id, checkpoint=seq)
+            processor.table.mark_handed_on(job_id, seq)
+            raise HandedOn(seq)
+        interval = processor.settings.checkpoint_interval_seconds
+        if interval > 0 and processor._clock() - self._last_saved >= interval:
+            self.save(block, release=False)
+
+    def save(self, block: BlockDone, *, release: bool) -> int:
+        """Store a checkpoint and name it in the job record (under the lease; released
+        too when ``release``); the previous one is deleted once it is not named."""
+        from .continuation import Checkpoint, checkpoint_key, record_of
+
+        assert self.reader is not None
+        processor, claim = self.processor, self.claim
+        seq = self.seq + 1
+        checkpoint = Checkpoint(
+            seq=seq,
+            etag=claim.stored.etag,
+            chunk_size=self.reader.chunk_size,
+            resume=block.snapshot(),
+            hashed=self.reader.hash_state(),
+        )
+        key = checkpoint_key(claim.job.job_id, seq)
+        processor.store.put_bytes(key, checkpoint.encode(), what="Storing the checkpoint")
+        lease = -1.0 if release else claim.deadline.remaining() + LEASE_MARGIN_SECONDS
+        try:
+            processor.table.heartbeat(
+                claim.job.job_id,
+                lease_token=claim.lease_token,
+                progress=self.progress,
+                lease_seconds=lease,
+                set_fields={"checkpoint": record_of(checkpoint, key)},
+                # progress was made: the sweeper's count of fruitless re-drives starts over
+                remove_fields=("redrives",),
+            )
+        except AudioliftError:
+            processor.store.delete(key)  # cancelled or taken over: nobody will use it
+            raise
+        previous, self.record = self.record, record_of(checkpoint, key)
+        processor._discard_checkpoint(previous)
+        self._last_saved = processor._clock()
+        processor_metrics.add_metric(name="Checkpoints", unit=MetricUnit.Count, value=1)
+        return seq

@@ -23,7 +23,10 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
 - The object's SHA-256 is computed while it is read, with no second pass where the
   reader of the file reads it in order: each chunk is hashed when it is first used, if
   it continues the hashed prefix; :meth:`S3RangeReader.sha256` then fetches only what was
-  never used (a decoder that stopped early, or a tail it skipped).
+  never used (a decoder that stopped early, or a tail it skipped). The running hash can
+  be saved (:meth:`S3RangeReader.hash_state`) and handed to a later reader of the same
+  object (``hash_state=``), which continues it: an analysis spread over several
+  invocations hashes every byte once.
 
 Errors are *recorded*, not only raised: soundfile calls ``readinto`` from a C callback
 and swallows any exception raised there (a failed GET would become a silent short read,
@@ -70,12 +73,14 @@ from botocore.exceptions import (
 from botocore.response import StreamingBody
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
+from .resumable_sha256 import ResumableSha256, ResumableUnavailable, available
+
 if TYPE_CHECKING:
     from collections.abc import Buffer
 
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "ReaderStats", "RetryPolicy", "S3RangeReader"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "HashState", "ReaderStats", "RetryPolicy", "S3RangeReader"]
 
 MiB: Final = 1024 * 1024
 DEFAULT_CHUNK_SIZE: Final = 8 * MiB
@@ -128,6 +133,14 @@ class ReaderStats:
     bytes_hashed_late: int = 0  # of those, hashed by sha256() after the reading (not used)
 
 
+@dataclass(frozen=True)
+class HashState:
+    """The SHA-256 of an object's first ``hashed_bytes`` bytes, mid-computation."""
+
+    hashed_bytes: int
+    context: bytes
+
+
 class _Cancelled(Exception):
     """A prefetch stopped because the reader closed or its buffer was taken back."""
 
@@ -175,6 +188,8 @@ class S3RangeReader(io.BufferedIOBase):
         read_ahead_threads: concurrent prefetch GETs; default ``min(read_ahead, 4)``.
         hash_while_reading: feed the SHA-256 as chunks are used (False: ``sha256()``
             reads the whole object itself; for measuring what hashing costs).
+        hash_state: continue the hash a reader of the same object (and chunk size)
+            saved with :meth:`hash_state`, instead of starting it from byte 0.
 
     Raises (from the constructor, i.e. normally): ``ObjectChanged`` when the given ETag no
     longer matches, ``ObjectMissing`` when the object is gone although an ETag was given,
@@ -198,6 +213,7 @@ class S3RangeReader(io.BufferedIOBase):
         retry: RetryPolicy | None = None,
         read_ahead_threads: int | None = None,
         hash_while_reading: bool = True,
+        hash_state: HashState | None = None,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
@@ -233,8 +249,16 @@ class S3RangeReader(io.BufferedIOBase):
         # asks for a few KiB at a time) are served from it without the chunk lock.
         self._current: _Chunk | None = None
         # SHA-256 of the object's first ``_stats.bytes_hashed`` bytes (whole chunks).
-        self._hash = hashlib.sha256()
+        # A hash that can be saved when libcrypto allows it (it does on Lambda); else
+        # hashlib's, and ``hash_state()`` raises ResumableUnavailable.
+        self._hash: Any = (
+            ResumableSha256(hash_state.context if hash_state else None)
+            if available() or hash_state is not None
+            else hashlib.sha256()
+        )
         self._hash_while_reading = hash_while_reading
+        if hash_state is not None:
+            self._stats.bytes_hashed = hash_state.hashed_bytes
 
         if etag is not None:
             etag = _quoted(etag)
@@ -245,6 +269,9 @@ class S3RangeReader(io.BufferedIOBase):
         self.etag = _quoted(etag)
         self.size = size
         self._nchunks = -(-size // chunk_size)
+        hashed = self._stats.bytes_hashed
+        if hashed > size or (hashed % chunk_size and hashed != size):
+            raise ValueError("the saved hash does not cover whole chunks of this object")
 
     # --- public API beyond io ----------------------------------------------------------
 
@@ -273,6 +300,13 @@ class S3RangeReader(io.BufferedIOBase):
                 self._hash_if_next(self._ready_chunk(before // self.chunk_size))
                 self._stats.bytes_hashed_late += self._stats.bytes_hashed - before
             return self._hash.hexdigest()
+
+    def hash_state(self) -> HashState:
+        """The running hash, to continue in another reader (see ``hash_state=``)."""
+        with self._io_lock:
+            if not isinstance(self._hash, ResumableSha256):
+                raise ResumableUnavailable("this process cannot save a SHA-256 state")
+            return HashState(self._stats.bytes_hashed, self._hash.state())
 
     @property
     def stats(self) -> ReaderStats:

@@ -1,7 +1,9 @@
 """The processing queue, as the sweeper writes to it: the only module that sends to it.
 
 A re-drive is a new message in the shape S3 itself sends (an S3 event notification as the
-SQS message body), so the processor handles it exactly like the original announcement.
+SQS message body), so the processor handles it exactly like the original announcement; a
+job with a checkpoint gets the processor's own continuation message instead, naming the
+checkpoint, so it continues from there and is not taken for a stale message.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
 from audiolift_core.aws import translate
+from audiolift_core.continuation import continuation_message
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
@@ -53,16 +56,25 @@ class ProcessingQueue:
         self._client = client
         self.queue_url = queue_url
 
-    def announce_object(self, *, bucket: str, key: str, etag: str, size: int) -> str:
-        """Send one ObjectCreated notification for the object; returns the message id."""
-        body = object_created_event(
-            bucket=bucket,
-            key=key,
-            etag=etag,
-            size=size,
-            region=self._client.meta.region_name or "us-east-1",
-            at=datetime.now(UTC),
-        )
+    def announce_object(
+        self, *, bucket: str, key: str, etag: str, size: int, job_id: str = "", checkpoint: int = 0
+    ) -> str:
+        """Send one ObjectCreated notification for the object, or, for a job with a
+        checkpoint, a continuation from it; returns the message id."""
+        body: dict[str, object]
+        if checkpoint > 0:
+            body = continuation_message(
+                job_id=job_id, bucket=bucket, key=key, etag=etag, checkpoint=checkpoint
+            )
+        else:
+            body = object_created_event(
+                bucket=bucket,
+                key=key,
+                etag=etag,
+                size=size,
+                region=self._client.meta.region_name or "us-east-1",
+                at=datetime.now(UTC),
+            )
         try:
             response = self._client.send_message(
                 QueueUrl=self.queue_url, MessageBody=json.dumps(body)

@@ -219,6 +219,9 @@ class Sweeper:
             key=job.object_key,
             etag=str(head.get("ETag", "")).strip('"'),
             size=int(head.get("ContentLength", 0)),
+            # a checkpointed analysis continues from its latest checkpoint
+            job_id=job.job_id,
+            checkpoint=job.checkpoint_seq if job.status is JobStatus.PROCESSING else 0,
         )
         report.redriven += 1
         log.info(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
 # Codes that may pass on a retry: throttling, a busy or failing service, a timeout.
@@ -198,6 +199,15 @@ def dynamodb_client() -> DynamoDBClient:
 
 
 @functools.cache
+def sqs_client() -> SQSClient:
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    client: SQSClient = session().client("sqs", config=config)
+    return client
+
+
+@functools.cache
 def ssm_client() -> SSMClient:
     from botocore.config import Config
 
@@ -222,5 +232,5 @@ def events_client() -> EventBridgeClient:
 def forget_clients() -> None:
     """Drop the cached session and clients: the next use makes them again from the
     environment (tests that change region, endpoints or credentials)."""
-    for factory in (session, s3_client, dynamodb_client, ssm_client, events_client):
+    for factory in (session, s3_client, dynamodb_client, sqs_client, ssm_client, events_client):
         factory.cache_clear()

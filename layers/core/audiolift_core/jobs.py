@@ -91,9 +91,22 @@ class Job:
     object_etag: str | None = None
     lease_token: str | None = None
     lease_expires_at: float | None = None
-    attempts: int = 0
+    attempts: int = 0  # processor invocations that claimed the job
+    # While processing: "analyzing" (or "merging", when partial analyses are joined).
+    phase: str | None = None
+    # The analysis saved so far, while processing: {"key", "seq", "frames"}.
+    checkpoint: dict[str, Any] | None = None
     source: str = "api"  # "api" or "uppy"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def invocations(self) -> int:
+        """Processor invocations the analysis has used (each claims the job once)."""
+        return self.attempts
+
+    @property
+    def checkpoint_seq(self) -> int:
+        return int(self.checkpoint["seq"]) if self.checkpoint else 0
 
     @property
     def plan(self) -> PartPlan:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .aws import Meaning, translated
+from .aws import IGNORE, Meaning, translated
 from .errors import (
     AudioliftError,
     ChecksumConflict,
@@ -247,22 +247,42 @@ class JobsTable:
         )
 
     def claim(
-        self, job_id: str, *, object_etag: str, lease_token: str, lease_seconds: float
+        self,
+        job_id: str,
+        *,
+        object_etag: str,
+        lease_token: str,
+        lease_seconds: float,
+        keep_progress: bool = False,
+        phase: str | None = None,
+        message_checkpoint: int | None = None,
     ) -> Job:
         """Take the job for processing: from awaiting_upload or uploaded, or from
-        processing whose lease has run out (a crashed invocation). Refused (ClaimRefused)
-        when the job is finished, cancelled, or held by a live lease."""
+        processing whose lease has run out (a crashed invocation, or one that handed the
+        job on). Refused (ClaimRefused) when the job is finished, cancelled, or held by a
+        live lease, and, given the checkpoint a message continues from, when a later
+        checkpoint was handed on (its own message exists: this one is stale).
+        ``keep_progress``: the analysis continues from a checkpoint."""
         now = self._clock()
-        updates = {
+        updates: dict[str, Any] = {
             "status": JobStatus.PROCESSING.value,
             "lease_token": lease_token,
             "lease_expires_at": now + lease_seconds,
             "object_etag": object_etag,
-            "progress": 0,
             "updated_at": isoformat(utc_now()),
         }
+        if not keep_progress:
+            updates["progress"] = 0
+        if phase is not None:
+            updates["phase"] = phase
         condition, values = claim_condition(now)
         values[":one"] = {"N": "1"}
+        if message_checkpoint is not None:
+            condition += (
+                " AND (attribute_not_exists(checkpoint.handed_on) OR "
+                "checkpoint.seq <= :message_checkpoint)"
+            )
+            values[":message_checkpoint"] = {"N": str(int(message_checkpoint))}
         try:
             return self._update(
                 job_id,
@@ -278,20 +298,29 @@ class JobsTable:
             raise ClaimRefused(job, str(refused)) from None
 
     def heartbeat(
-        self, job_id: str, *, lease_token: str, progress: int, lease_seconds: float
+        self,
+        job_id: str,
+        *,
+        lease_token: str,
+        progress: int,
+        lease_seconds: float,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Iterable[str] = (),
     ) -> Job:
-        """Record progress and extend the lease. JobCancelled if the job was cancelled
+        """Record progress (and ``set_fields``, e.g. a checkpoint) and extend the lease
+        (a negative ``lease_seconds`` releases it). JobCancelled if the job was cancelled
         meanwhile; Conflict if another invocation took the lease."""
         values = {":processing": {"S": JobStatus.PROCESSING.value}, ":lease": {"S": lease_token}}
         try:
             return self._update(
                 job_id,
                 {
+                    **(set_fields or {}),
                     "progress": max(0, min(99, int(progress))),
                     "lease_expires_at": self._clock() + lease_seconds,
                     "updated_at": isoformat(utc_now()),
                 },
-                (),
+                remove_fields,
                 "#status = :processing AND lease_token = :lease",
                 values,
                 what="Recording progress",
@@ -301,6 +330,25 @@ class JobsTable:
             if job is not None and job.status is JobStatus.CANCELLED:
                 raise JobCancelled() from None
             raise Conflict(f"The job's processing lease was lost: {refused}") from None
+
+    def mark_handed_on(self, job_id: str, seq: int) -> None:
+        """Record that the message continuing from checkpoint ``seq`` was sent (if that
+        is still the job's checkpoint): older messages are stale from now on."""
+        # The job moved on (cancelled, or already claimed and checkpointed again): then
+        # there is nothing to record.
+        with translated("Recording the hand-on", codes={_CONDITION_FAILED: IGNORE}):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET checkpoint.handed_on = :true",
+                ConditionExpression="#status = :processing AND checkpoint.seq = :seq",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":true": {"BOOL": True},
+                    ":processing": {"S": JobStatus.PROCESSING.value},
+                    ":seq": {"N": str(int(seq))},
+                },
+            )
 
     def declare_sha256(self, job_id: str, sha256: str, *, owner: str) -> Job:
         """Record the file's SHA-256 declared at completion: only while the upload is

@@ -209,6 +209,11 @@ class ProcessorSettings:
     # multiple of it, so a message that comes back finds a crashed invocation's lease over.
     processor_timeout_seconds: int = 900
     event_bus_name: str = ""  # EventBridge bus for job events ("" = none are published)
+    # Where an analysis that outlasts one invocation is handed on (a message carrying its
+    # checkpoint); "" = none: such an analysis ends failed, code timeout.
+    processing_queue_url: str = ""
+    # A checkpoint this often, so a crashed invocation loses at most this much work.
+    checkpoint_interval_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -229,6 +234,10 @@ class ProcessorSettings:
             ),
             processor_timeout_seconds=_int(env, "PROCESSOR_TIMEOUT_SECONDS", 900, low=1, high=900),
             event_bus_name=env.get("EVENT_BUS_NAME", "").strip(),
+            processing_queue_url=env.get("PROCESSING_QUEUE_URL", "").strip(),
+            checkpoint_interval_seconds=_float(
+                env, "CHECKPOINT_INTERVAL_SECONDS", 60.0, low=0.0, high=900.0
+            ),
         )
 
 

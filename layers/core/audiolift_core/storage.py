@@ -189,6 +189,18 @@ class UploadStore:
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
             )
 
+    def put_bytes(self, key: str, body: bytes, *, what: str = "Storing a file") -> None:
+        with translated(what):
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/octet-stream"
+            )
+
+    def get_bytes(self, key: str, *, what: str = "Reading a file") -> bytes:
+        with translated(what, gone=NotFound("No such object.")):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            body = bytes(response["Body"].read())
+        return body
+
     def object_size(self, key: str) -> int:
         """The object's size, by listing rather than HeadObject: HeadObject needs
         s3:GetObject, which the API's role must not have on audio objects."""

@@ -73,6 +73,26 @@ def test_get_job_shows_the_contract_fields(api: Api) -> None:
     assert "owner" not in view and "upload_id" not in view and "lease_token" not in view
 
 
+def test_get_job_shows_the_phase_and_the_invocations_of_a_continued_analysis(api: Api) -> None:
+    job_id = complete_upload(api)
+    head = api.aws.s3.head_object(Bucket=api.bucket, Key=f"uploads/{job_id}")
+    for lease in ("first", "second"):  # the second invocation continues the first's work
+        api.jobs.claim(
+            job_id,
+            object_etag=head["ETag"],
+            lease_token=lease,
+            lease_seconds=-1 if lease == "first" else 60,
+            keep_progress=True,
+            phase="analyzing",
+        )
+    view = api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("alice")).json()
+    assert (view["status"], view["phase"], view["invocations"]) == ("processing", "analyzing", 2)
+    assert "checkpoint" not in view
+    api.jobs.transition(job_id, JobStatus.CANCELLED, owner="alice")
+    view = api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("alice")).json()
+    assert (view["status"], view["phase"], view["invocations"]) == ("cancelled", None, 2)
+
+
 def test_get_job_shows_the_failure(api: Api) -> None:
     job_id = complete_upload(api)
     api.jobs.transition(
@@ -355,7 +375,8 @@ def test_the_job_view_shows_only_fields_of_the_job_record() -> None:
 
     from audiolift_api.models import JobView
 
-    assert set(JobView.model_fields) <= {f.name for f in fields(Job)}
+    derived = {name for name, value in vars(Job).items() if isinstance(value, property)}
+    assert set(JobView.model_fields) <= {f.name for f in fields(Job)} | derived
     assert not hasattr(Job, "public")
 
 

@@ -215,7 +215,9 @@ def test_the_template_makes_the_bus_and_lets_both_functions_publish_only_there()
     resources = template["Resources"]
     assert resources["JobEventsBus"]["Type"] == "AWS::Events::EventBus"
     resolver = Resolver.for_template(template)
-    resolver.refs.update({"UploadsBucket": "b", "JobsTable": "t", "JobEventsBus": "the-bus"})
+    resolver.refs.update(
+        {"UploadsBucket": "b", "JobsTable": "t", "JobEventsBus": "the-bus", "ProcessingQueue": "q"}
+    )
     bus_arn = "arn:aws:events:us-east-1:123456789012:event-bus/the-bus"
     resolver.attrs.update(
         {

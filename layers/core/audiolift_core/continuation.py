@@ -1,0 +1,26 @@
+"""The message that continues an analysis from a checkpoint, as an SQS body on the
+processing queue: the processor writes it when it hands an analysis on, the sweeper when
+it re-drives a job that has a checkpoint, and the processor reads it.
+
+``checkpoint`` is the sequence number of the checkpoint the job record named when the
+message was written: a message older than the record's latest hand-on is stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONTINUATION_KIND = "audiolift.continue"
+
+
+def continuation_message(
+    *, job_id: str, bucket: str, key: str, etag: str | None, checkpoint: int
+) -> dict[str, Any]:
+    return {
+        "kind": CONTINUATION_KIND,
+        "job_id": job_id,
+        "bucket": bucket,
+        "key": key,
+        "etag": etag,
+        "checkpoint": checkpoint,
+    }
