@@ -388,9 +388,9 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
     """An analysis longer than one invocation: checkpoints written, read back, deleted;
     the hand-on message sent to the processing queue; the record updated under the lease."""
     from audiolift_core.jobs import JobStatus
+    from audiolift_core.processing_queue import ProcessingQueue
     from audiolift_core.settings import ProcessorSettings, StorageSettings
     from audiolift_devstack.lambda_context import LocalLambdaContext
-    from audiolift_processor.continuation import HandOnQueue
     from audiolift_processor.events import ObjectRef, refs_from_sqs_body
     from audiolift_processor.processing import Outcome, Processor
 
@@ -414,7 +414,7 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
         processing_queue_url=queue_url,
     )
     processor = Processor(
-        settings, api.jobs, api.store, api.aws.s3, hand_on=HandOnQueue(api.aws.sqs, queue_url)
+        settings, api.jobs, api.store, api.aws.s3, hand_on=ProcessingQueue(api.aws.sqs, queue_url)
     )
     ref: ObjectRef | None = ObjectRef(api.bucket, job.object_key, None, None, "ObjectCreated:Put")
     outcomes = []

@@ -10,19 +10,12 @@ sequence number there decides which messages are stale.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from audiolift_core.aws import translate
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .events import ObjectRef, continuation_body
 from .s3reader import HashState
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
-
     from .decode import Resume
 
 # numpy and the decoder are imported when a checkpoint is made or read, not on import:
@@ -96,24 +89,6 @@ class Checkpoint:
             raise
         except (ValueError, KeyError, TypeError, OSError) as error:
             raise UnusableCheckpoint(f"an unreadable checkpoint: {error}") from error
-
-
-class HandOnQueue:
-    """The processing queue, as the processor writes to it: the hand-on messages."""
-
-    def __init__(self, client: SQSClient, queue_url: str):
-        self._client = client
-        self.queue_url = queue_url
-
-    def hand_on(self, ref: ObjectRef, *, job_id: str, checkpoint: int) -> str:
-        body = continuation_body(ref, job_id=job_id, checkpoint=checkpoint)
-        try:
-            response = self._client.send_message(
-                QueueUrl=self.queue_url, MessageBody=json.dumps(body)
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Handing the analysis on") from error
-        return response["MessageId"]
 
 
 def record_of(checkpoint: Checkpoint, key: str) -> dict[str, Any]:

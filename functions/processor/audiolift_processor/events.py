@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from audiolift_core.continuation import CONTINUATION_KIND, continuation_message
+from audiolift_core.continuation import CONTINUATION_KIND
 
 
 class MalformedEvent(ValueError):
@@ -30,13 +30,6 @@ class ObjectRef:
     event_name: str
     # The checkpoint a hand-on message continues from (0: an announcement of the object).
     checkpoint: int = 0
-
-
-def continuation_body(ref: ObjectRef, *, job_id: str, checkpoint: int) -> dict[str, Any]:
-    """The message that hands an analysis on to the next invocation."""
-    return continuation_message(
-        job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=checkpoint
-    )
 
 
 def ref_from_continuation(payload: Mapping[str, Any]) -> ObjectRef:

@@ -11,6 +11,7 @@ from typing import Any
 from audiolift_core.aws import dynamodb_client, events_client, s3_client, sqs_client
 from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore
 from aws_lambda_powertools import Tracer
@@ -22,7 +23,6 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .continuation import HandOnQueue
 from .events import (
     MalformedEvent,
     ObjectRef,
@@ -53,7 +53,7 @@ def default_processor() -> Processor:
         )
     hand_on = None
     if settings.processing_queue_url:
-        hand_on = HandOnQueue(sqs_client(), settings.processing_queue_url)
+        hand_on = ProcessingQueue(sqs_client(), settings.processing_queue_url)
     return Processor(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),

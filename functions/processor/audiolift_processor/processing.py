@@ -52,10 +52,11 @@ from .observability import log, processor_metrics
 from .resumable_sha256 import available as sha256_resumable
 
 if TYPE_CHECKING:
+    from audiolift_core.processing_queue import ProcessingQueue
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_s3 import S3Client
 
-    from .continuation import Checkpoint, HandOnQueue
+    from .continuation import Checkpoint
     from .decode import BlockDone, Resume
     from .s3reader import RetryPolicy, S3RangeReader
 
@@ -157,7 +158,7 @@ class Processor:
         reader_retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         events: JobEvents | None = None,
-        hand_on: HandOnQueue | None = None,
+        hand_on: ProcessingQueue | None = None,
     ):
         """``reader_s3`` is the client the range reader GETs with: the reader retries
         every failed range itself, so botocore must make one attempt per call on it
@@ -580,7 +581,10 @@ class _Checkpointer:
             # this invocation's own message (older messages are stale only once marked).
             seq = self.save(block, release=True)
             assert processor.hand_on is not None  # self.enabled
-            processor.hand_on.hand_on(self.claim.ref, job_id=job_id, checkpoint=seq)
+            ref = self.claim.ref
+            processor.hand_on.continue_from(
+                job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=seq
+            )
             processor.table.mark_handed_on(job_id, seq)
             raise HandedOn(seq)
         interval = processor.settings.checkpoint_interval_seconds

@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from audiolift_core.aws import dynamodb_client, s3_client
+from audiolift_core.aws import dynamodb_client, s3_client, sqs_client
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import SweeperSettings
 from audiolift_core.storage import UploadStore
 from aws_lambda_powertools import Tracer
 
-from .queue import ProcessingQueue
 from .sweep import Sweeper, log, sweeper_metrics
 
 tracer = Tracer(service="audiolift-sweeper")
@@ -25,15 +25,12 @@ DEFAULT_BUDGET_SECONDS = 60.0
 @functools.cache
 def default_sweeper() -> Sweeper:
     """Made on the first event (settings checked then), reused while the sandbox lives."""
-    import boto3
-
     settings = SweeperSettings.from_env()
-    sqs = boto3.client("sqs", region_name=s3_client().meta.region_name)
     return Sweeper(
         settings,
         JobsTable(dynamodb_client(), settings.storage.jobs_table),
         UploadStore(s3_client(), settings.storage.upload_bucket),
-        ProcessingQueue(sqs, settings.processing_queue_url),
+        ProcessingQueue(sqs_client(), settings.processing_queue_url),
     )
 
 

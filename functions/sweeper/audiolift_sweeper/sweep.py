@@ -35,10 +35,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 if TYPE_CHECKING:
     from audiolift_core.jobs_table import JobsTable
+    from audiolift_core.processing_queue import ProcessingQueue
     from audiolift_core.settings import SweeperSettings
     from audiolift_core.storage import UploadStore
-
-    from .queue import ProcessingQueue
 
 log = logger("audiolift-sweeper")
 sweeper_metrics = metrics("audiolift-sweeper")

@@ -20,18 +20,18 @@ import soundfile as sf
 from audiolift_core.aws import s3_client
 from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import ProcessorSettings, StorageSettings, SweeperSettings
 from audiolift_core.storage import UploadStore
 from audiolift_devstack.lambda_context import LocalLambdaContext
 from audiolift_devstack.poller import SqsPoller
 from audiolift_devstack.template_resources import CreatedResources
-from audiolift_processor.continuation import CHECKPOINT_PREFIX, Checkpoint, HandOnQueue
+from audiolift_processor.continuation import CHECKPOINT_PREFIX, Checkpoint
 from audiolift_processor.decode import BLOCK_SAMPLES, BlockDone, analyze_stream
 from audiolift_processor.events import ObjectRef
 from audiolift_processor.handler import handle_event
 from audiolift_processor.processing import Outcome, Processor
 from audiolift_processor.s3reader import RetryPolicy
-from audiolift_sweeper.queue import ProcessingQueue
 from audiolift_sweeper.sweep import Sweeper
 from audiolift_testkit import AwsClients
 
@@ -124,7 +124,7 @@ class Continuations:
             s3_client.__wrapped__(total_max_attempts=1),
             analyze=analyze,
             reader_retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
-            hand_on=HandOnQueue(self.aws.sqs, self.resources.queue_url) if hand_on else None,
+            hand_on=ProcessingQueue(self.aws.sqs, self.resources.queue_url) if hand_on else None,
         )
 
     def add_job(self, body: bytes, filename: str) -> Job:

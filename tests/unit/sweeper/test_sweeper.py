@@ -18,10 +18,10 @@ import soundfile as sf
 from audiolift_core.errors import Conflict
 from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import StorageSettings, SweeperSettings
 from audiolift_core.storage import UploadStore
 from audiolift_devstack.template_resources import CreatedResources
-from audiolift_sweeper.queue import ProcessingQueue
 from audiolift_sweeper.sweep import Sweeper
 from audiolift_testkit import AwsClients
 

@@ -1,9 +1,11 @@
-"""The processing queue, as the sweeper writes to it: the only module that sends to it.
+"""The processing queue, as our functions write to it: the only module that sends to it
+(S3 announces new objects itself).
 
-A re-drive is a new message in the shape S3 itself sends (an S3 event notification as the
-SQS message body), so the processor handles it exactly like the original announcement; a
-job with a checkpoint gets the processor's own continuation message instead, naming the
-checkpoint, so it continues from there and is not taken for a stale message.
+The sweeper's re-drive is a new message in the shape S3 itself sends (an S3 event
+notification as the SQS message body), so the processor handles it exactly like the
+original announcement. A job with a checkpoint gets a continuation message instead,
+naming the checkpoint, so it continues from there and is not taken for a stale message:
+the processor sends the same when it hands an analysis on to its next invocation.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
-from audiolift_core.aws import translate
-from audiolift_core.continuation import continuation_message
-from botocore.exceptions import BotoCoreError, ClientError
+from .aws import translated
+from .continuation import continuation_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -52,6 +53,8 @@ def object_created_event(
 
 
 class ProcessingQueue:
+    """``announce_object`` (the sweeper's re-drive) and ``continue_from`` (a hand-on)."""
+
     def __init__(self, client: SQSClient, queue_url: str):
         self._client = client
         self.queue_url = queue_url
@@ -75,10 +78,20 @@ class ProcessingQueue:
                 region=self._client.meta.region_name or "us-east-1",
                 at=datetime.now(UTC),
             )
-        try:
+        return self._send(body, "Queueing the job for processing")
+
+    def continue_from(
+        self, *, job_id: str, bucket: str, key: str, etag: str | None, checkpoint: int
+    ) -> str:
+        """Hand an analysis on to the next invocation, from ``checkpoint``."""
+        body = continuation_message(
+            job_id=job_id, bucket=bucket, key=key, etag=etag, checkpoint=checkpoint
+        )
+        return self._send(body, "Handing the analysis on")
+
+    def _send(self, body: dict[str, object], what: str) -> str:
+        with translated(what):
             response = self._client.send_message(
                 QueueUrl=self.queue_url, MessageBody=json.dumps(body)
             )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Queueing the job for processing") from error
         return response["MessageId"]
