@@ -17,7 +17,14 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .stack import Stack, StackConfig
+from .stack import SWEEP_INTERVAL_SECONDS, Stack, StackConfig
+
+
+def _non_negative_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the processor's timeout in seconds (default: the template's); the queue's "
         "visibility timeout is six times it",
+    )
+    up.add_argument(
+        "--sweep-interval",
+        type=_non_negative_seconds,
+        default=SWEEP_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="run the sweeper (stuck jobs are re-driven or ended) this often; 0: never "
+        f"(default {SWEEP_INTERVAL_SECONDS:g})",
     )
     up.add_argument(
         "--tables",
@@ -78,6 +93,7 @@ def _up(args: argparse.Namespace) -> int:
         part_size_bytes=args.part_size_bytes,
         visibility_timeout=args.visibility_timeout,
         function_timeout=args.function_timeout,
+        sweep_interval_seconds=args.sweep_interval,
         table_backend=args.tables,
         fresh=args.fresh,
         run_poller=not args.no_poller,

@@ -70,7 +70,10 @@ log = logging.getLogger("audiolift_devstack")
 
 S3Backend = Literal["seaweedfs", "moto"]
 SWEEPER_HANDLER = "audiolift_sweeper.handler.handler"
+SWEEPER_ID = "SweeperFunction"
 SWEEP_INTERVAL_SECONDS = 60.0
+# The sweeper's upload TTL when the template has no sweeper: the bucket's one-day rule.
+DEFAULT_UPLOAD_TTL_SECONDS = 86_400
 TableBackend = Literal["dynalite", "moto"]
 STACK_FILE = "stack.json"
 DEV_OWNER = "dev"
@@ -103,9 +106,26 @@ class FunctionSettings:
 def processor_function_settings(
     template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
 ) -> FunctionSettings:
+    return function_settings(PROCESSOR_ID, template_path, region=region)
+
+
+def sweeper_function_settings(
+    template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
+) -> FunctionSettings | None:
+    """The sweeper as template.yaml defines it (None: the template has none)."""
+    if SWEEPER_ID not in load_template(template_path).get("Resources", {}):
+        return None
+    return function_settings(SWEEPER_ID, template_path, region=region)
+
+
+def function_settings(
+    logical_id: str, template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
+) -> FunctionSettings:
+    """A function of template.yaml: its timeout, memory and the variables that resolve
+    without the deployed resources (the stack sets those)."""
     template = load_template(template_path)
     resolver = Resolver.for_template(template, region=region)
-    properties = template["Resources"][PROCESSOR_ID].get("Properties") or {}
+    properties = template["Resources"][logical_id].get("Properties") or {}
     globals_ = (template.get("Globals") or {}).get("Function") or {}
 
     def value(name: str, default: Any) -> Any:
@@ -150,8 +170,10 @@ class StackConfig:
     template_path: Path = TEMPLATE_PATH
     extra_environment: Mapping[str, str] = field(default_factory=dict)
     # Functions run on a timer, as EventBridge schedules run them: (dotted handler path or
-    # callable, interval in seconds). None: the sweeper, every minute, when it is installed.
+    # callable, interval in seconds). None: the sweeper, every ``sweep_interval_seconds``,
+    # when it is installed.
     schedules: Sequence[tuple[Handler | str, float]] | None = None
+    sweep_interval_seconds: float = SWEEP_INTERVAL_SECONDS  # 0: no sweeper
 
 
 @dataclass
@@ -202,12 +224,17 @@ def function_environment(
     part_min_bytes: int | None = None,
     part_size_bytes: int | None = None,
     keys_and_events: KeysAndEvents | None = None,
+    sweeper: FunctionSettings | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The functions' settings on the local stack: the processor's variables as the template
-    gives them to the deployed functions, the created resources' names, the dev API key's
-    hash (never the key), and ``extra`` last (it wins)."""
-    environment = dict(function.environment)
+    """The functions' settings on the local stack (the functions share one process, so
+    one environment): the sweeper's and the processor's variables as the template gives
+    them to the deployed functions, the created resources' names, the local queue's
+    visibility timeout (the sweeper's idea of a lost message must match the queue it
+    watches), the dev API key's hash (never the key), and ``extra`` last (it wins)."""
+    environment = dict(sweeper.environment) if sweeper is not None else {}
+    environment.setdefault("UPLOAD_TTL_SECONDS", str(DEFAULT_UPLOAD_TTL_SECONDS))
+    environment.update(function.environment)
     environment.pop("POWERTOOLS_SERVICE_NAME", None)  # one per function
     environment.update(
         {
@@ -218,6 +245,8 @@ def function_environment(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
+            "PROCESSING_QUEUE_URL": resources.queue_url,
+            "VISIBILITY_TIMEOUT_SECONDS": str(resources.queue_settings.visibility_timeout),
             "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),
             "AUTH_MODE": "api_key",
             "API_KEY_HASHES": f"{DEV_OWNER}:{hashlib.sha256(api_key.encode()).hexdigest()}",
@@ -322,6 +351,7 @@ class Stack(Service):
                 part_min_bytes=config.part_min_bytes,
                 part_size_bytes=config.part_size_bytes,
                 keys_and_events=keys_and_events,
+                sweeper=sweeper_function_settings(config.template_path, region=config.region),
                 extra=config.extra_environment,
             )
         )
@@ -556,8 +586,9 @@ class Stack(Service):
     def _start_schedules(self) -> None:
         schedules = self.config.schedules
         if schedules is None:
+            interval = self.config.sweep_interval_seconds
             installed = importlib.util.find_spec(SWEEPER_HANDLER.split(".")[0]) is not None
-            schedules = [(SWEEPER_HANDLER, SWEEP_INTERVAL_SECONDS)] if installed else []
+            schedules = [(SWEEPER_HANDLER, interval)] if installed and interval > 0 else []
         self.schedules = []
         for number, (handler, interval) in enumerate(schedules):
             scheduled = ScheduledFunction(
