@@ -248,6 +248,9 @@ def function_environment(
             "PROCESSING_QUEUE_URL": resources.queue_url,
             "VISIBILITY_TIMEOUT_SECONDS": str(resources.queue_settings.visibility_timeout),
             "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),
+            "DEADLINE_MARGIN_SECONDS": environment.get(
+                "DEADLINE_MARGIN_SECONDS", f"{deadline_margin_for(timeout_seconds):g}"
+            ),
             "AUTH_MODE": "api_key",
             "API_KEY_HASHES": f"{DEV_OWNER}:{hashlib.sha256(api_key.encode()).hexdigest()}",
             "CORS_ALLOW_ORIGINS": "*",
@@ -263,6 +266,15 @@ def function_environment(
         environment["PART_SIZE_BYTES"] = str(part_size_bytes)
     environment.update(extra or {})
     return environment
+
+
+def deadline_margin_for(timeout_seconds: int) -> float:
+    """How long before its deadline the processor stops to record a timeout: the core's
+    margin, but at most a quarter of a short local timeout (``up --function-timeout 10``
+    would otherwise time every job out before it starts)."""
+    from audiolift_core.settings import DEADLINE_MARGIN_SECONDS
+
+    return min(DEADLINE_MARGIN_SECONDS, timeout_seconds / 4)
 
 
 class Stack(Service):

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 
 import pytest
-from audiolift_core.settings import SweeperSettings
+from audiolift_core.settings import ProcessorSettings, SweeperSettings
 from audiolift_devstack.__main__ import _parser
 from audiolift_devstack.stack import (
     FunctionSettings,
@@ -170,3 +170,21 @@ def test_up_refuses_a_negative_sweep_interval(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         _parser().parse_args(["up", "--sweep-interval", "-1"])
     assert "0 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("timeout", "margin"), [(900, "20"), (80, "20"), (40, "10"), (10, "2.5")])
+def test_a_short_function_timeout_leaves_the_processor_time_to_work(
+    timeout: int, margin: str
+) -> None:
+    environment = function_environment(FUNCTION, RESOURCES, api_key="k", timeout_seconds=timeout)
+    settings = ProcessorSettings.from_env(environment)
+    assert environment["DEADLINE_MARGIN_SECONDS"] == margin
+    assert settings.deadline_margin_seconds <= settings.processor_timeout_seconds / 4
+
+
+def test_the_templates_deadline_margin_is_kept() -> None:
+    function = dataclasses.replace(
+        FUNCTION, environment={**FUNCTION.environment, "DEADLINE_MARGIN_SECONDS": "5"}
+    )
+    environment = function_environment(function, RESOURCES, api_key="k", timeout_seconds=10)
+    assert environment["DEADLINE_MARGIN_SECONDS"] == "5"
