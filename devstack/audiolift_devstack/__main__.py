@@ -27,6 +27,13 @@ def _non_negative_seconds(text: str) -> float:
     return seconds
 
 
+def _variable(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name.strip(), value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m audiolift_devstack")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         default="dynalite",
         help="the jobs table's server: dynalite keeps it on disk, moto in memory",
     )
+    up.add_argument(
+        "--env",
+        action="append",
+        type=_variable,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the functions, over the template's (repeatable), "
+        "e.g. --env READ_CHUNK_BYTES=1048576",
+    )
     up.add_argument("--fresh", action="store_true", help="wipe the kept state first")
     up.add_argument("--no-poller", action="store_true", help="do not run the processor")
     up.add_argument("--log-level", default="WARNING", help="the functions' log level")
@@ -94,6 +110,7 @@ def _up(args: argparse.Namespace) -> int:
         visibility_timeout=args.visibility_timeout,
         function_timeout=args.function_timeout,
         sweep_interval_seconds=args.sweep_interval,
+        extra_environment=dict(args.env),
         table_backend=args.tables,
         fresh=args.fresh,
         run_poller=not args.no_poller,

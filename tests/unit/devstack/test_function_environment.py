@@ -188,3 +188,19 @@ def test_the_templates_deadline_margin_is_kept() -> None:
     )
     environment = function_environment(function, RESOURCES, api_key="k", timeout_seconds=10)
     assert environment["DEADLINE_MARGIN_SECONDS"] == "5"
+
+
+def test_up_takes_variables_for_the_functions() -> None:
+    args = _parser().parse_args(
+        ["up", "--env", "READ_CHUNK_BYTES=1048576", "--env", "SWEEP_MAX_JOBS=5", "--env", "E="]
+    )
+    assert dict(args.env) == {"READ_CHUNK_BYTES": "1048576", "SWEEP_MAX_JOBS": "5", "E": ""}
+
+
+@pytest.mark.parametrize("variable", ["READ_CHUNK_BYTES", "=1"])
+def test_up_refuses_a_variable_without_a_name_or_value(
+    variable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["up", "--env", variable])
+    assert "NAME=VALUE" in capsys.readouterr().err
