@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -295,6 +296,7 @@ class Stack(Service):
         self.poller: SqsPoller | None = None
         self.schedules: list[ScheduledFunction] = []
         self.web: WebServer | None = None
+        self._api: tuple[Any, threading.Thread, socket.socket] | None = None
         self.resources: CreatedResources | None = None
         self.info: StackInfo | None = None
         self.s3: S3Client | None = None
@@ -535,12 +537,19 @@ class Stack(Service):
         _forget_cached_clients()
 
     def _start_api(self) -> str:
+        since = time.monotonic()
+        self._on_stop("api", self._stop_api)
+        api_url = self._serve_api(self.config.api_port)
+        self._timed("api", since)
+        return api_url
+
+    def _serve_api(self, port: int) -> str:
+        """The API under uvicorn on ``port`` (0: any free one), on a thread of its own;
+        returns its URL once it answers."""
         import uvicorn
         from audiolift_api.app import create_app
 
-        since = time.monotonic()
-        api_socket = bound_socket(LOOPBACK, self.config.api_port)
-        self._exits.callback(api_socket.close)
+        api_socket = bound_socket(LOOPBACK, port)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(),
@@ -553,13 +562,8 @@ class Stack(Service):
         thread = threading.Thread(
             target=lambda: server.run(sockets=[api_socket]), name="audiolift-api", daemon=True
         )
+        self._api = (server, thread, api_socket)
         thread.start()
-
-        def stop_api() -> None:
-            server.should_exit = True
-            thread.join(timeout=10)
-
-        self._on_stop("api", stop_api)
         api_url = f"http://{LOOPBACK}:{api_socket.getsockname()[1]}"
         wait_until(
             lambda: bool(server.started) and http_status(f"{api_url}/health") == 200,
@@ -568,8 +572,27 @@ class Stack(Service):
             alive=lambda: None if thread.is_alive() else "uvicorn stopped",
             interval=0.02,
         )
-        self._timed("api", since)
         return api_url
+
+    def _stop_api(self) -> None:
+        if self._api is None:
+            return
+        server, thread, api_socket = self._api
+        self._api = None
+        server.should_exit = True
+        thread.join(timeout=10)
+        api_socket.close()
+
+    def restart_api(self) -> float:
+        """Stop the API and start it again on the same address, as a new Lambda sandbox
+        would start: a new app with settings and clients made anew, nothing kept from the
+        old one but what the table and S3 hold. Returns how long it did not answer."""
+        assert self.info is not None and self.info.api_url, "the stack runs no API"
+        started = time.monotonic()
+        self._stop_api()
+        _forget_cached_clients()
+        self._serve_api(int(self.info.api_url.rsplit(":", 1)[1]))
+        return time.monotonic() - started
 
     def _start_poller(
         self, function: FunctionSettings, timeout: int, resources: CreatedResources

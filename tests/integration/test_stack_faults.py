@@ -347,7 +347,7 @@ def test_a_stack_killed_mid_upload_keeps_the_parts_and_the_sdk_resumes(
         with Client(second.info.api_url, second.info.api_key, s3_transport=resumed) as client:
             assert [p.part_number for p in client.uploaded_parts(job_id)] == [1, 2]
             job = client.resume(job_id, path)
-            assert [r.url.params["partNumber"] for r in resumed.puts()] == ["3", "4"]
+            assert sorted(r.url.params["partNumber"] for r in resumed.puts()) == ["3", "4"]
             finished = job.wait(timeout=60)
         assert finished.status == "completed"
         stored = second.clients.s3.get_object(Bucket=second.info.bucket, Key=f"uploads/{job_id}")
@@ -355,3 +355,40 @@ def test_a_stack_killed_mid_upload_keeps_the_parts_and_the_sdk_resumes(
         assert s3_state(second, job_id) == completed_keys(job_id)
     finally:
         second.stop_checked()
+
+
+def test_an_api_restarted_mid_upload_keeps_the_parts_and_the_sdk_resumes(
+    stack: StackProcess, tmp_path: Path
+) -> None:
+    """The client loses its connection at part 3 while the API restarts (SIGHUP to
+    ``up``: a new app, new clients, as a new Lambda sandbox); the new API lists the parts
+    S3 kept and the SDK's resume sends only the others."""
+    path = write_sample_recording(tmp_path / "long.wav", 100)  # 19 MB: four parts
+    log = stack.log_path
+    restarts = log.read_text().count("API restarted")
+
+    def restart_the_api(request: httpx.Request) -> httpx.Response:
+        stack.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while log.read_text().count("API restarted") == restarts:
+            assert time.monotonic() < deadline, "the API did not restart"
+            time.sleep(0.05)
+        raise httpx.ConnectError("connection lost", request=request)
+
+    storage = Faulty(httpx.HTTPTransport())
+    storage.inject(is_put(3), restart_the_api)
+    retry = RetryConfig(max_attempts=1)
+    with Client(stack.info.api_url, stack.info.api_key, s3_transport=storage,
+                retry=retry) as client, pytest.raises(TransportError) as caught:  # fmt: skip
+        client.upload(path, concurrency=1)
+    job_id = str(caught.value.job_id)
+    assert {r.url.params["partNumber"] for r in storage.puts()} == {"1", "2", "3"}
+
+    resumed = Faulty(httpx.HTTPTransport())
+    with Client(stack.info.api_url, stack.info.api_key, s3_transport=resumed) as client:
+        assert [p.part_number for p in client.uploaded_parts(job_id)] == [1, 2]
+        job = client.resume(job_id, path)
+        assert sorted(r.url.params["partNumber"] for r in resumed.puts()) == ["3", "4"]
+        assert job.wait(timeout=60).status == "completed"
+    assert fetch_result(stack, job_id)["source"]["size"] == path.stat().st_size
+    assert s3_state(stack, job_id) == completed_keys(job_id)
