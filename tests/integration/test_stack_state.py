@@ -138,6 +138,7 @@ def test_the_sweeper_runs_on_the_stacks_timer_with_the_stacks_settings(tmp_path:
         sweep_interval_seconds=0.2,
     )
     with Stack(config) as stack:
+        assert stack.info is not None
         (sweeper,) = stack.schedules
         deadline = time.monotonic() + 20
         while sweeper.runs < 3 and time.monotonic() < deadline:
