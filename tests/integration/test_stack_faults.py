@@ -7,9 +7,9 @@ deleted.
   ``processing`` with its lease; the sweeper re-drives it once the lease has run out and
   it ends ``completed`` with the result of an uninterrupted run.
 - SeaweedFS stopped (SIGSTOP) for seconds mid-analysis: the job completes, same result.
-- The object deleted before processing: ``failed`` ``object_missing`` at once; replaced
-  before processing: the object as it is then is analysed (the result names its ETag);
-  replaced during the analysis: ``failed`` ``object_changed``, no result.
+- The object deleted before or during processing: ``failed`` ``object_missing`` at once;
+  replaced before processing: the object as it is then is analysed (the result names its
+  ETag); replaced during the analysis: ``failed`` ``object_changed``, no result.
 - A job cancelled mid-analysis, or deleted once completed: nothing of it in S3.
 - The stack SIGKILLed mid-upload: the parts sent before are kept, the SDK's resume sends
   only the rest and the job completes.
@@ -222,6 +222,18 @@ def test_an_object_replaced_mid_analysis_fails_the_job_object_changed(
     assert job["error"]["code"] == "object_changed", job
     # No result of half of one file and half of another; the object is kept for a retry.
     assert s3_state(stack, job_id) == {f"uploads/{job_id}"}
+
+
+def test_an_object_deleted_mid_analysis_fails_the_job_object_missing(
+    stack: StackProcess, recording: Path
+) -> None:
+    job_id = start_analysis(stack, recording)
+    with frozen([psutil.Process(stack.process.pid)]):
+        stack.clients.s3.delete_object(Bucket=stack.info.bucket, Key=f"uploads/{job_id}")
+    job = wait_for_job(stack, job_id)
+    assert job["status"] == "failed", job
+    assert job["error"]["code"] == "object_missing", job
+    assert s3_state(stack, job_id) == set()
 
 
 def test_objects_deleted_or_replaced_before_processing(
