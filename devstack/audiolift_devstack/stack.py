@@ -63,6 +63,7 @@ from .template_resources import (
 from .web import WebServer
 
 if TYPE_CHECKING:
+    import uvicorn
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -296,7 +297,7 @@ class Stack(Service):
         self.poller: SqsPoller | None = None
         self.schedules: list[ScheduledFunction] = []
         self.web: WebServer | None = None
-        self._api: tuple[Any, threading.Thread, socket.socket] | None = None
+        self._api: tuple[uvicorn.Server, threading.Thread, socket.socket] | None = None
         self.resources: CreatedResources | None = None
         self.info: StackInfo | None = None
         self.s3: S3Client | None = None
@@ -549,10 +550,11 @@ class Stack(Service):
         import uvicorn
         from audiolift_api.app import create_app
 
+        app = create_app()  # settings and clients made anew, as in a new sandbox
         api_socket = bound_socket(LOOPBACK, port)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(),
+                app,
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
