@@ -4,8 +4,9 @@ deleted.
 
 - The stack SIGKILLed mid-analysis (the processor runs inside ``up``) and started again
   on the same state directory: the queue's messages died with moto, the job is still
-  ``processing`` with its lease; the sweeper re-drives it once the lease has run out and
-  it ends ``completed`` with the result of an uninterrupted run.
+  ``processing`` with its lease and another is ``uploaded``; the sweeper re-drives both
+  (the first once its lease has run out) and they end ``completed``, the first with the
+  result of an uninterrupted run.
 - SeaweedFS stopped (SIGSTOP) for seconds mid-analysis: the job completes, same result.
 - The object deleted before or during processing: ``failed`` ``object_missing`` at once;
   replaced before processing: the object as it is then is analysed (the result names its
@@ -162,30 +163,48 @@ def frozen(processes: list[psutil.Process]) -> Iterator[None]:
 # --- the processor's process killed mid-analysis --------------------------------------
 
 
-def test_a_stack_killed_mid_analysis_finishes_the_job_after_a_restart(
+def test_a_stack_killed_mid_analysis_finishes_the_jobs_after_a_restart(
     tmp_path: Path, recording: Path, reference: dict[str, Any]
 ) -> None:
+    """Killed with one job mid-analysis and one uploaded whose message still waited in
+    the queue: after the restart, neither has a message; the sweeper re-drives both (the
+    uploaded one once the queue would have given up on its message: visibility timeout x
+    max receives, 5 s x 3 here)."""
+    short = write_sample_recording(tmp_path / "short.flac", 6)
     state = tmp_path / "state"
-    first = start_fault_stack(state, "--api-key", "al_dev_faults-kill-0000000000000001")
+    key = ("--api-key", "al_dev_faults-kill-0000000000000001")
+    first = start_fault_stack(state, *key)
     try:
+        queued = upload_through_api(first, short, content_type=FLAC, complete=False)
+        queued_id = str(queued["job_id"])
         job_id = start_analysis(first, recording)
+        complete_upload(first, queued)  # its message waits behind the analysis
+        assert job_view(first, queued_id)["status"] == "uploaded"
     finally:
         first.stop(signal.SIGKILL)
     killed_at = time.monotonic()
     assert first.survivors(grace=5.0) == []
 
-    second = start_fault_stack(state, "--api-key", "al_dev_faults-kill-0000000000000001")
+    second = start_fault_stack(state, *key, "--visibility-timeout", "5")
     try:
         # Killed mid-analysis: the job is still held by the dead invocation's lease, and
         # no message is left (the queue died with the stack).
         assert job_view(second, job_id)["status"] == "processing"
+        assert job_view(second, queued_id)["status"] == "uploaded"
+        waited = wait_for_job(second, queued_id, timeout=REDRIVE_TIMEOUT)
+        assert waited["status"] == "completed", waited
+        queued_after = time.monotonic() - killed_at
         job = wait_for_job(second, job_id, timeout=REDRIVE_TIMEOUT)
         assert job["status"] == "completed", job
         assert comparable(fetch_result(second, job_id)) == reference
         assert s3_state(second, job_id) == completed_keys(job_id)
-        # The sweeper brought it back: nothing else sends a message for it.
-        assert '"job re-driven"' in second.log_path.read_text()
-        print(f"killed -> completed in {time.monotonic() - killed_at:.0f} s")
+        assert s3_state(second, queued_id) == completed_keys(queued_id)
+        # The sweeper brought them back: nothing else sends a message for them.
+        assert second.log_path.read_text().count('"job re-driven"') == 2
+        print(
+            f"killed -> queued job completed in {queued_after:.0f} s, "
+            f"the one in analysis in {time.monotonic() - killed_at:.0f} s"
+        )
     finally:
         second.stop_checked()
 
