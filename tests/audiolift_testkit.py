@@ -48,6 +48,7 @@ __all__ = [
     "api_key_hashes",
     "bearer",
     "clients_for",
+    "complete_upload",
     "fetch_result",
     "free_port",
     "s3_client_for",
@@ -108,9 +109,11 @@ JOB_TIMEOUT = 120.0  # seconds a test job may take on the live stack
 
 
 def upload_through_api(
-    stack: StackProcess, path: Path, *, content_type: str = "audio/wav"
+    stack: StackProcess, path: Path, *, content_type: str = "audio/wav", complete: bool = True
 ) -> dict[str, Any]:
-    """The client's side of the contract, by hand: create, PUT every part, complete."""
+    """The client's side of the contract, by hand: create, PUT every part, complete
+    (``complete=False``: not yet; ``complete_upload(stack, upload)`` does it, with the
+    parts' ETags in ``upload["sent"]``)."""
     size = path.stat().st_size
     with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
         created = api.post(
@@ -135,9 +138,19 @@ def upload_through_api(
                 put = s3.put(urls[number], content=stream.read(part_size))
                 assert put.status_code == 200, put.text
                 etags.append({"part_number": number, "etag": put.headers["etag"]})
-        completed = api.post(f"/v1/uploads/{upload['job_id']}/complete", json={"parts": etags})
-        assert completed.status_code == 200, completed.text
+    upload["sent"] = etags
+    if complete:
+        complete_upload(stack, upload)
     return upload
+
+
+def complete_upload(stack: StackProcess, upload: dict[str, Any]) -> None:
+    """Complete an upload ``upload_through_api(..., complete=False)`` sent."""
+    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
+        completed = api.post(
+            f"/v1/uploads/{upload['job_id']}/complete", json={"parts": upload["sent"]}
+        )
+        assert completed.status_code == 200, completed.text
 
 
 def wait_for_job(stack: StackProcess, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Starts the local stack, prints where everything is, writes ``<state-dir>/stack.json`` and
 runs until Ctrl-C or SIGTERM, then stops every part (no process left behind; a SIGKILL
-takes its child processes with it). Started again on the same state directory, it has
-every job, object and result (``--fresh`` wipes them).
+takes its child processes with it). SIGHUP restarts the API alone. Started again on the
+same state directory, it has every job, object and result (``--fresh`` wipes them).
 """
 
 from __future__ import annotations
@@ -17,7 +17,21 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .stack import Stack, StackConfig
+from .stack import SWEEP_INTERVAL_SECONDS, Stack, StackConfig
+
+
+def _non_negative_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
+def _variable(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name.strip(), value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,10 +62,27 @@ def _parser() -> argparse.ArgumentParser:
         "visibility timeout is six times it",
     )
     up.add_argument(
+        "--sweep-interval",
+        type=_non_negative_seconds,
+        default=SWEEP_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="run the sweeper (stuck jobs are re-driven or ended) this often; 0: never "
+        f"(default {SWEEP_INTERVAL_SECONDS:g})",
+    )
+    up.add_argument(
         "--tables",
         choices=("dynalite", "moto"),
         default="dynalite",
         help="the jobs table's server: dynalite keeps it on disk, moto in memory",
+    )
+    up.add_argument(
+        "--env",
+        action="append",
+        type=_variable,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the functions, over the template's (repeatable), "
+        "e.g. --env READ_CHUNK_BYTES=1048576",
     )
     up.add_argument("--fresh", action="store_true", help="wipe the kept state first")
     up.add_argument("--no-poller", action="store_true", help="do not run the processor")
@@ -61,12 +92,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _up(args: argparse.Namespace) -> int:
     stop = threading.Event()
+    restart_api = threading.Event()
+    wake = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        (restart_api if signum == signal.SIGHUP else stop).set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     config = StackConfig(
         state_dir=args.state_dir,
         s3_backend=args.s3,
@@ -78,6 +113,8 @@ def _up(args: argparse.Namespace) -> int:
         part_size_bytes=args.part_size_bytes,
         visibility_timeout=args.visibility_timeout,
         function_timeout=args.function_timeout,
+        sweep_interval_seconds=args.sweep_interval,
+        extra_environment=dict(args.env),
         table_backend=args.tables,
         fresh=args.fresh,
         run_poller=not args.no_poller,
@@ -97,10 +134,10 @@ def _up(args: argparse.Namespace) -> int:
             f"  dev API key:  {info.api_key}\n"
             + (f"  web page:     {info.web_url}\n" if info.web_url else "")
             + f"  written to:   {stack.stack_file}\n"
-            "Ctrl-C stops it.",
+            f"Ctrl-C stops it; SIGHUP (kill -HUP {os.getpid()}) restarts the API.",
             flush=True,
         )
-        stop.wait()
+        _serve(stack, stop=stop, restart_api=restart_api, wake=wake)
         print("stopping ...", flush=True)
     finally:
         # Signals during shutdown must not interrupt it half way.
@@ -109,6 +146,19 @@ def _up(args: argparse.Namespace) -> int:
         stack.stop()
     print(f"stopped ({stack.timings.get('shutdown', 0.0):.1f} s)", flush=True)
     return 0
+
+
+def _serve(
+    stack: Stack, *, stop: threading.Event, restart_api: threading.Event, wake: threading.Event
+) -> None:
+    """Wait for a stop, restarting the API whenever asked meanwhile."""
+    while not stop.is_set():
+        wake.wait()
+        wake.clear()
+        if restart_api.is_set() and not stop.is_set():
+            restart_api.clear()
+            if stack.info is not None and stack.info.api_url:
+                print(f"API restarted ({stack.restart_api():.2f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

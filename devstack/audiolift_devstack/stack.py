@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ from .template_resources import (
 from .web import WebServer
 
 if TYPE_CHECKING:
+    import uvicorn
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -70,7 +72,10 @@ log = logging.getLogger("audiolift_devstack")
 
 S3Backend = Literal["seaweedfs", "moto"]
 SWEEPER_HANDLER = "audiolift_sweeper.handler.handler"
+SWEEPER_ID = "SweeperFunction"
 SWEEP_INTERVAL_SECONDS = 60.0
+# The sweeper's upload TTL when the template has no sweeper: the bucket's one-day rule.
+DEFAULT_UPLOAD_TTL_SECONDS = 86_400
 TableBackend = Literal["dynalite", "moto"]
 STACK_FILE = "stack.json"
 DEV_OWNER = "dev"
@@ -103,9 +108,26 @@ class FunctionSettings:
 def processor_function_settings(
     template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
 ) -> FunctionSettings:
+    return function_settings(PROCESSOR_ID, template_path, region=region)
+
+
+def sweeper_function_settings(
+    template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
+) -> FunctionSettings | None:
+    """The sweeper as template.yaml defines it (None: the template has none)."""
+    if SWEEPER_ID not in load_template(template_path).get("Resources", {}):
+        return None
+    return function_settings(SWEEPER_ID, template_path, region=region)
+
+
+def function_settings(
+    logical_id: str, template_path: Path | str = TEMPLATE_PATH, *, region: str = "us-east-1"
+) -> FunctionSettings:
+    """A function of template.yaml: its timeout, memory and the variables that resolve
+    without the deployed resources (the stack sets those)."""
     template = load_template(template_path)
     resolver = Resolver.for_template(template, region=region)
-    properties = template["Resources"][PROCESSOR_ID].get("Properties") or {}
+    properties = template["Resources"][logical_id].get("Properties") or {}
     globals_ = (template.get("Globals") or {}).get("Function") or {}
 
     def value(name: str, default: Any) -> Any:
@@ -150,8 +172,10 @@ class StackConfig:
     template_path: Path = TEMPLATE_PATH
     extra_environment: Mapping[str, str] = field(default_factory=dict)
     # Functions run on a timer, as EventBridge schedules run them: (dotted handler path or
-    # callable, interval in seconds). None: the sweeper, every minute, when it is installed.
+    # callable, interval in seconds). None: the sweeper, every ``sweep_interval_seconds``,
+    # when it is installed.
     schedules: Sequence[tuple[Handler | str, float]] | None = None
+    sweep_interval_seconds: float = SWEEP_INTERVAL_SECONDS  # 0: no sweeper
 
 
 @dataclass
@@ -202,12 +226,17 @@ def function_environment(
     part_min_bytes: int | None = None,
     part_size_bytes: int | None = None,
     keys_and_events: KeysAndEvents | None = None,
+    sweeper: FunctionSettings | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The functions' settings on the local stack: the processor's variables as the template
-    gives them to the deployed functions, the created resources' names, the dev API key's
-    hash (never the key), and ``extra`` last (it wins)."""
-    environment = dict(function.environment)
+    """The functions' settings on the local stack (the functions share one process, so
+    one environment): the sweeper's and the processor's variables as the template gives
+    them to the deployed functions, the created resources' names, the local queue's
+    visibility timeout (the sweeper's idea of a lost message must match the queue it
+    watches), the dev API key's hash (never the key), and ``extra`` last (it wins)."""
+    environment = dict(sweeper.environment) if sweeper is not None else {}
+    environment.setdefault("UPLOAD_TTL_SECONDS", str(DEFAULT_UPLOAD_TTL_SECONDS))
+    environment.update(function.environment)
     environment.pop("POWERTOOLS_SERVICE_NAME", None)  # one per function
     environment.update(
         {
@@ -220,7 +249,12 @@ def function_environment(
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
+            "PROCESSING_QUEUE_URL": resources.queue_url,
+            "VISIBILITY_TIMEOUT_SECONDS": str(resources.queue_settings.visibility_timeout),
             "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),
+            "DEADLINE_MARGIN_SECONDS": environment.get(
+                "DEADLINE_MARGIN_SECONDS", f"{deadline_margin_for(timeout_seconds):g}"
+            ),
             "AUTH_MODE": "api_key",
             "API_KEY_HASHES": f"{DEV_OWNER}:{hashlib.sha256(api_key.encode()).hexdigest()}",
             "CORS_ALLOW_ORIGINS": "*",
@@ -236,6 +270,15 @@ def function_environment(
         environment["PART_SIZE_BYTES"] = str(part_size_bytes)
     environment.update(extra or {})
     return environment
+
+
+def deadline_margin_for(timeout_seconds: int) -> float:
+    """How long before its deadline the processor stops to record a timeout: the core's
+    margin, but at most a quarter of a short local timeout (``up --function-timeout 10``
+    would otherwise time every job out before it starts)."""
+    from audiolift_core.settings import DEADLINE_MARGIN_SECONDS
+
+    return min(DEADLINE_MARGIN_SECONDS, timeout_seconds / 4)
 
 
 class Stack(Service):
@@ -256,6 +299,7 @@ class Stack(Service):
         self.poller: SqsPoller | None = None
         self.schedules: list[ScheduledFunction] = []
         self.web: WebServer | None = None
+        self._api: tuple[uvicorn.Server, threading.Thread, socket.socket] | None = None
         self.resources: CreatedResources | None = None
         self.info: StackInfo | None = None
         self.s3: S3Client | None = None
@@ -324,6 +368,7 @@ class Stack(Service):
                 part_min_bytes=config.part_min_bytes,
                 part_size_bytes=config.part_size_bytes,
                 keys_and_events=keys_and_events,
+                sweeper=sweeper_function_settings(config.template_path, region=config.region),
                 extra=config.extra_environment,
             )
         )
@@ -495,15 +540,23 @@ class Stack(Service):
         _forget_cached_clients()
 
     def _start_api(self) -> str:
+        since = time.monotonic()
+        self._on_stop("api", self._stop_api)
+        api_url = self._serve_api(self.config.api_port)
+        self._timed("api", since)
+        return api_url
+
+    def _serve_api(self, port: int) -> str:
+        """The API under uvicorn on ``port`` (0: any free one), on a thread of its own;
+        returns its URL once it answers."""
         import uvicorn
         from audiolift_api.app import create_app
 
-        since = time.monotonic()
-        api_socket = bound_socket(LOOPBACK, self.config.api_port)
-        self._exits.callback(api_socket.close)
+        app = create_app()  # settings and clients made anew, as in a new sandbox
+        api_socket = bound_socket(LOOPBACK, port)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(),
+                app,
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
@@ -513,13 +566,8 @@ class Stack(Service):
         thread = threading.Thread(
             target=lambda: server.run(sockets=[api_socket]), name="audiolift-api", daemon=True
         )
+        self._api = (server, thread, api_socket)
         thread.start()
-
-        def stop_api() -> None:
-            server.should_exit = True
-            thread.join(timeout=10)
-
-        self._on_stop("api", stop_api)
         api_url = f"http://{LOOPBACK}:{api_socket.getsockname()[1]}"
         wait_until(
             lambda: bool(server.started) and http_status(f"{api_url}/health") == 200,
@@ -528,8 +576,27 @@ class Stack(Service):
             alive=lambda: None if thread.is_alive() else "uvicorn stopped",
             interval=0.02,
         )
-        self._timed("api", since)
         return api_url
+
+    def _stop_api(self) -> None:
+        if self._api is None:
+            return
+        server, thread, api_socket = self._api
+        self._api = None
+        server.should_exit = True
+        thread.join(timeout=10)
+        api_socket.close()
+
+    def restart_api(self) -> float:
+        """Stop the API and start it again on the same address, as a new Lambda sandbox
+        would start: a new app with settings and clients made anew, nothing kept from the
+        old one but what the table and S3 hold. Returns how long it did not answer."""
+        assert self.info is not None and self.info.api_url, "the stack runs no API"
+        started = time.monotonic()
+        self._stop_api()
+        _forget_cached_clients()
+        self._serve_api(int(self.info.api_url.rsplit(":", 1)[1]))
+        return time.monotonic() - started
 
     def _start_poller(
         self, function: FunctionSettings, timeout: int, resources: CreatedResources
@@ -558,8 +625,9 @@ class Stack(Service):
     def _start_schedules(self) -> None:
         schedules = self.config.schedules
         if schedules is None:
+            interval = self.config.sweep_interval_seconds
             installed = importlib.util.find_spec(SWEEPER_HANDLER.split(".")[0]) is not None
-            schedules = [(SWEEPER_HANDLER, SWEEP_INTERVAL_SECONDS)] if installed else []
+            schedules = [(SWEEPER_HANDLER, interval)] if installed and interval > 0 else []
         self.schedules = []
         for number, (handler, interval) in enumerate(schedules):
             scheduled = ScheduledFunction(

@@ -5,7 +5,8 @@
 - A SIGKILL of ``up`` leaves no process behind: SeaweedFS and dynalite die with it.
 - ``--function-timeout`` is the processor's timeout: the handler's deadline, the queue's
   visibility timeout (six times, the template's rule) and PROCESSOR_TIMEOUT_SECONDS.
-- Scheduled functions run on the stack's timer.
+- Scheduled functions run on the stack's timer; the sweeper among them, every
+  ``sweep_interval_seconds`` (0: never), with the settings of the stack's own queue.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,37 @@ def test_the_function_timeout_sets_the_deadline_and_the_visibility_timeout(
     for remaining_ms, environment in contexts:
         assert 18_000 < remaining_ms <= 20_000
         assert environment["PROCESSOR_TIMEOUT_SECONDS"] == "20"
+
+
+def test_the_sweeper_runs_on_the_stacks_timer_with_the_stacks_settings(tmp_path: Path) -> None:
+    config = StackConfig(
+        state_dir=tmp_path / "state",
+        s3_backend="moto",
+        table_backend="moto",
+        run_api=False,
+        function_timeout=10,
+        sweep_interval_seconds=0.2,
+    )
+    with Stack(config) as stack:
+        assert stack.info is not None
+        (sweeper,) = stack.schedules
+        deadline = time.monotonic() + 20
+        while sweeper.runs < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Its settings load (the queue it re-drives into, the local visibility timeout):
+        # a sweep that could not start would count as a failure.
+        assert sweeper.runs >= 3 and sweeper.failures == 0
+        assert os.environ["PROCESSING_QUEUE_URL"] == stack.info.queue_url
+        assert os.environ["VISIBILITY_TIMEOUT_SECONDS"] == "60"
+
+
+def test_a_sweep_interval_of_zero_runs_no_sweeper(tmp_path: Path) -> None:
+    config = StackConfig(
+        state_dir=tmp_path / "state",
+        s3_backend="moto",
+        table_backend="moto",
+        run_api=False,
+        sweep_interval_seconds=0,
+    )
+    with Stack(config) as stack:
+        assert stack.schedules == []
