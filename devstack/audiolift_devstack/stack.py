@@ -242,13 +242,12 @@ def function_environment(
         {
             "JOBS_TABLE": resources.table_name,
             "UPLOAD_BUCKET": resources.bucket_name,
-            # where the processor hands on an analysis longer than one invocation
-            "PROCESSING_QUEUE_URL": resources.queue_url,
             "POWERTOOLS_METRICS_NAMESPACE": "audiolift",
             "POWERTOOLS_LOG_LEVEL": log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "MAX_RECEIVE_COUNT": str(resources.queue_settings.max_receive_count),
+            # the sweeper's re-drives and the processor's hand-ons go there
             "PROCESSING_QUEUE_URL": resources.queue_url,
             "VISIBILITY_TIMEOUT_SECONDS": str(resources.queue_settings.visibility_timeout),
             "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),

@@ -320,12 +320,6 @@ def test_a_job_cancelled_mid_analysis_stops_without_a_result(
     assert s3_state(stack, job_id) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancelling an uploaded or processing job (UploadService.cancel) aborts only an "
-    "open multipart upload: the completed audio object stays in the bucket until the "
-    "cancelled job is also deleted",
-)
 def test_a_job_cancelled_mid_analysis_leaves_no_audio_in_s3(
     stack: StackProcess, recording: Path
 ) -> None:

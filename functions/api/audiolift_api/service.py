@@ -311,12 +311,17 @@ class UploadService:
         return ResultLocation(url=self.store.presign_get(job.result_key, 300))
 
     def cancel(self, job: Job) -> Job:
-        """Cancel an unfinished job, aborting its upload if one is open. A finished job
-        is a Conflict, never deleted: the check and the move are one conditional write."""
+        """Cancel an unfinished job: abort its upload if one is open and delete its audio
+        (a cancelled job keeps nothing in S3; an analysis still reading it stops). A
+        finished job is a Conflict, never deleted: the check and the move are one
+        conditional write."""
         cancelled = self.jobs.transition(job.job_id, JobStatus.CANCELLED, owner=job.owner)
         self._announce(cancelled)
         if job.status is JobStatus.AWAITING_UPLOAD and job.upload_id:
             self.store.abort(job.object_key, job.upload_id)
+        # Also when the job looked unfinished-and-open: S3 may have completed the upload
+        # between our read and the cancel.
+        self.store.delete(job.object_key)
         return cancelled
 
     def cancel_or_delete(self, job: Job) -> bool:

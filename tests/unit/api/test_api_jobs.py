@@ -306,12 +306,23 @@ def test_delete_unfinished_job_cancels_it(api: Api) -> None:
     assert api.aws.s3.list_multipart_uploads(Bucket=api.bucket).get("Uploads", []) == []
 
 
-def test_delete_processing_job_cancels_it(api: Api) -> None:
+def test_delete_processing_job_cancels_it_and_deletes_its_audio(api: Api) -> None:
     job_id = complete_upload(api)
+    keep_id = complete_upload(api)  # another job's audio stays
     api.jobs.claim(job_id, object_etag="e", lease_token="t", lease_seconds=60)
     response = api.client.delete(f"/v1/jobs/{job_id}", headers=api.auth("alice"))
     assert response.status_code == 202
     assert api.jobs.get(job_id).status is JobStatus.CANCELLED
+    keys = [o["Key"] for o in api.aws.s3.list_objects_v2(Bucket=api.bucket).get("Contents", [])]
+    assert keys == [f"uploads/{keep_id}"]
+
+
+def test_cancelling_an_uploaded_job_deletes_its_audio(api: Api) -> None:
+    job_id = complete_upload(api)
+    assert api.jobs.get(job_id).status is JobStatus.UPLOADED
+    response = api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.auth("alice"))
+    assert response.status_code == 202
+    assert "Contents" not in api.aws.s3.list_objects_v2(Bucket=api.bucket, Prefix="uploads/")
 
 
 def test_delete_finished_job_removes_files_and_record(api: Api) -> None:

@@ -382,30 +382,31 @@ class FakeCloud:
                 },
             )
         if method == "POST" and tail == "/complete":
-            if job.status != "awaiting_upload":
-                return httpx.Response(200, json={"job_id": job.job_id, "status": job.status})
-            missing = [n for n in range(1, job.part_count + 1) if n not in job.parts]
-            if missing:
-                return error(
-                    409, "incomplete_upload", f"{len(missing)} part(s) missing: {missing}."
-                )
-            for declared in (body or {}).get("parts") or []:
-                if job.parts[declared["part_number"]][0] != declared["etag"]:
-                    return error(409, "conflict", "ETag differs")
-            job.object_bytes = b"".join(job.parts[n][1] for n in range(1, job.part_count + 1))
-            if len(job.object_bytes) != job.size:
-                return error(422, "size_mismatch", "The parts do not add up to the size.")
-            declared = (body or {}).get("sha256")
-            if job.sha256 and declared and declared != job.sha256:
-                return error(409, "checksum_conflict", "The SHA-256 differs from the declared one.")
-            job.completed_with = body["parts"] if body else None
-            job.completed_sha256 = declared
-            job.status = "uploaded"
-            return httpx.Response(200, json={"job_id": job.job_id, "status": job.status})
+            return self._complete(job, body)
         if method == "DELETE" and tail == "":
             job.status = "cancelled"
             return httpx.Response(204)
         return error(405, "method_not_allowed", "No such method.")
+
+    def _complete(self, job: FakeJob, body: Any) -> httpx.Response:
+        if job.status != "awaiting_upload":
+            return httpx.Response(200, json={"job_id": job.job_id, "status": job.status})
+        missing = [n for n in range(1, job.part_count + 1) if n not in job.parts]
+        if missing:
+            return error(409, "incomplete_upload", f"{len(missing)} part(s) missing: {missing}.")
+        for declared in (body or {}).get("parts") or []:
+            if job.parts[declared["part_number"]][0] != declared["etag"]:
+                return error(409, "conflict", "ETag differs")
+        job.object_bytes = b"".join(job.parts[n][1] for n in range(1, job.part_count + 1))
+        if len(job.object_bytes) != job.size:
+            return error(422, "size_mismatch", "The parts do not add up to the size.")
+        declared = (body or {}).get("sha256")
+        if job.sha256 and declared and declared != job.sha256:
+            return error(409, "checksum_conflict", "The SHA-256 differs from the declared one.")
+        job.completed_with = body["parts"] if body else None
+        job.completed_sha256 = declared
+        job.status = "uploaded"
+        return httpx.Response(200, json={"job_id": job.job_id, "status": job.status})
 
     def _job_route(self, method: str, tail: str, job: FakeJob) -> httpx.Response:
         if method == "GET" and tail == "":
