@@ -31,6 +31,7 @@ from audiolift_core.errors import (
     ObjectMissing,
     TransientError,
 )
+from audiolift_devstack.clients import local_s3_config
 from audiolift_processor.s3reader import RetryPolicy, S3RangeReader
 from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
@@ -793,7 +794,7 @@ def http_object() -> Iterator[Callable[..., tuple[Any, _RangeServer]]]:
         client = boto3.client(
             "s3",
             endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-            config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
+            config=local_s3_config(retries={"total_max_attempts": 1}),
         )
         return client, server
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from audiolift import Client, ConflictError, JobFailedError, RetryConfig, UploadError
 from audiolift.cli import main
-from botocore.config import Config
+from audiolift_devstack.clients import local_s3_config
 from sdk_fakes import Faulty, dropped, is_put, s3_refusal, wav_bytes
 
 PART_BYTES = 256 * 1024
@@ -98,7 +98,7 @@ def app_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AppSt
             "s3",
             region_name=REGION,
             endpoint_url=endpoint,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            config=local_s3_config(),
         )
         dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint)
         sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)

@@ -21,6 +21,7 @@ from audiolift_core.jobs_table import JobsTable
 from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import StorageSettings, SweeperSettings
 from audiolift_core.storage import UploadStore
+from audiolift_devstack.lambda_context import LocalLambdaContext
 from audiolift_devstack.template_resources import CreatedResources
 from audiolift_sweeper.sweep import Sweeper
 from audiolift_testkit import AwsClients
@@ -417,18 +418,6 @@ def upload_store_settings(resources: CreatedResources) -> StorageSettings:
     return StorageSettings(jobs_table=resources.table_name, upload_bucket=resources.bucket_name)
 
 
-class FakeContext:
-    """What Powertools and the sweeper read of Lambda's context."""
-
-    function_name = "SweeperFunction"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:SweeperFunction"
-    aws_request_id = "sweep-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 55_000
-
-
 def test_the_handler_sweeps_on_the_scheduled_event_and_reports_metrics(
     aws: AwsClients,
     aws_resources: CreatedResources,
@@ -455,7 +444,15 @@ def test_the_handler_sweeps_on_the_scheduled_event_and_reports_metrics(
     capsys.readouterr()
 
     try:
-        report = sweeper_handler.handler(event, FakeContext())
+        report = sweeper_handler.handler(
+            event,
+            LocalLambdaContext(
+                "SweeperFunction",
+                timeout_seconds=55,
+                memory_limit_in_mb=256,
+                aws_request_id="sweep",
+            ),
+        )
     finally:
         sweeper_handler.default_sweeper.cache_clear()
 
