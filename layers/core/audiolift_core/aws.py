@@ -12,7 +12,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -189,43 +189,42 @@ def s3_client(*, total_max_attempts: int = 6) -> S3Client:
     return client
 
 
-@functools.cache
-def dynamodb_client() -> DynamoDBClient:
+def _client(service: str, **config: Any) -> Any:
+    """A client of the process's session, with ``config`` as botocore's Config."""
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": 5})
-    client: DynamoDBClient = session().client("dynamodb", config=config)
+    make: Callable[..., Any] = session().client  # one call for every service name
+    return make(service, config=Config(**config))
+
+
+@functools.cache
+def dynamodb_client() -> DynamoDBClient:
+    client: DynamoDBClient = _client("dynamodb", retries={"mode": "standard", "max_attempts": 5})
     return client
 
 
 @functools.cache
 def sqs_client() -> SQSClient:
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "max_attempts": 5})
-    client: SQSClient = session().client("sqs", config=config)
+    client: SQSClient = _client("sqs", retries={"mode": "standard", "max_attempts": 5})
     return client
 
 
 @functools.cache
 def ssm_client() -> SSMClient:
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "max_attempts": 3})
-    client: SSMClient = session().client("ssm", config=config)
+    client: SSMClient = _client("ssm", retries={"mode": "standard", "max_attempts": 3})
     return client
 
 
 @functools.cache
 def events_client() -> EventBridgeClient:
-    from botocore.config import Config
-
     # Short timeouts: a job event is announced after the job's state is written, and a
     # slow bus must not hold the request or the analysis up.
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5
+    client: EventBridgeClient = _client(
+        "events",
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=5,
     )
-    client: EventBridgeClient = session().client("events", config=config)
     return client
 
 
