@@ -48,9 +48,10 @@ def test_a_long_recording_is_analysed_over_several_invocations(
         table_backend="moto",
         part_min_bytes=PART,
         part_size_bytes=4 * PART,
-        # The default deadline margin (20 s) is longer than the whole timeout: every
-        # invocation analyses one block, checkpoints and hands on.
+        # A deadline margin of nearly the whole timeout: every invocation analyzes one
+        # block, checkpoints and hands on.
         function_timeout=2,
+        extra_environment={"DEADLINE_MARGIN_SECONDS": "1.95"},
         visibility_timeout=30,
         poll_wait_seconds=1,
         schedules=[],  # no sweeper: the hand-on messages alone carry the job

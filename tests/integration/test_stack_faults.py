@@ -26,6 +26,7 @@ S3 when a fault lands.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import time
@@ -299,9 +300,18 @@ def test_objects_deleted_or_replaced_before_processing(
 def cancel_mid_analysis(stack: StackProcess, recording: Path) -> str:
     job_id = start_analysis(stack, recording)
     # S3 holds the analysis still (it cannot finish first) while the job is cancelled.
-    with httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api:
+    with (
+        httpx.Client(base_url=stack.info.api_url, headers=stack.auth, timeout=30) as api,
+        concurrent.futures.ThreadPoolExecutor(1) as background,
+    ):
         with frozen(weed_processes(stack)):
-            cancelled = api.post(f"/v1/jobs/{job_id}/cancel")
+            # The cancel is recorded in the table at once; deleting the audio waits for S3.
+            cancelling = background.submit(api.post, f"/v1/jobs/{job_id}/cancel")
+            deadline = time.monotonic() + 20
+            while job_view(stack, job_id)["status"] != "cancelled":
+                assert time.monotonic() < deadline, "the cancel was not recorded"
+                time.sleep(0.1)
+        cancelled = cancelling.result(timeout=30)
         assert cancelled.status_code == 202, cancelled.text
     # The processor notices at its next heartbeat and stops without a result.
     time.sleep(3)

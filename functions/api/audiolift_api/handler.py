@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audiolift_core.observability import log_recorded_metrics
 from audiolift_core.settings import ApiSettings
 
 from .app import api_metrics, build_service, create_app, lambda_adapter
@@ -13,14 +14,8 @@ app = create_app(build_service(settings))
 asgi_handler = lambda_adapter(app, base_path=settings.api_base_path)
 
 
+@log_recorded_metrics(api_metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Mangum, then the request's metrics (EMF to stdout). Unlike Powertools'
-    ``log_metrics``, a request that recorded none (a read, a refusal) prints nothing."""
-    try:
-        response: dict[str, Any] = asgi_handler(event, context)
-        return response
-    finally:
-        if api_metrics.metric_set:
-            api_metrics.flush_metrics()
-            # Powertools' flush keeps them when POWERTOOLS_METRICS_DISABLED is set.
-            api_metrics.clear_metrics()
+    """Mangum, then the request's metrics (EMF to stdout)."""
+    response: dict[str, Any] = asgi_handler(event, context)
+    return response

@@ -11,6 +11,7 @@ from typing import Any
 from audiolift_core.aws import dynamodb_client, events_client, s3_client, sqs_client
 from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.observability import log_recorded_metrics
 from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import ProcessorSettings
 from audiolift_core.storage import UploadStore
@@ -107,7 +108,7 @@ def _process_direct(processor: Processor, ref: ObjectRef, context: LambdaContext
 
 
 @tracer.capture_lambda_handler
-@processor_metrics.log_metrics
+@log_recorded_metrics(processor_metrics)
 @log.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle_event(event, context)

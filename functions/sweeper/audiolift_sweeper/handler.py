@@ -9,6 +9,7 @@ from typing import Any
 
 from audiolift_core.aws import dynamodb_client, s3_client, sqs_client
 from audiolift_core.jobs_table import JobsTable
+from audiolift_core.observability import log_recorded_metrics
 from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import SweeperSettings
 from audiolift_core.storage import UploadStore
@@ -48,7 +49,7 @@ def handle_event(event: Any, context: Any, sweeper: Sweeper | None = None) -> di
 
 
 @tracer.capture_lambda_handler
-@sweeper_metrics.log_metrics
+@log_recorded_metrics(sweeper_metrics)
 @log.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_event(event, context)
