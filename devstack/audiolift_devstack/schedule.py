@@ -20,6 +20,9 @@ from .net import Service
 
 log = logging.getLogger("audiolift_devstack.schedule")
 
+# How long stop() waits for a run in progress.
+STOP_GRACE_SECONDS = 5.0
+
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
@@ -99,8 +102,13 @@ class ScheduledFunction(Service):
                 self.failures += 1
                 log.exception("the scheduled function %s failed", self.function_name)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_GRACE_SECONDS) -> None:
+        """Stop after the current run, waiting for it at most ``timeout`` seconds: a run
+        still talking to servers the stack is stopping is left to its daemon thread (as
+        Lambda ends an invocation whose sandbox goes away)."""
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout_seconds)
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.warning("%s is still running; leaving it (daemon thread)", self.function_name)
             self._thread = None

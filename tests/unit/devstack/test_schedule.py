@@ -52,3 +52,22 @@ def test_a_dotted_path_is_imported_on_the_first_run() -> None:
     )
     assert scheduled.run_once() is True
     assert scheduled.runs == 1
+
+
+def test_stop_waits_for_a_hanging_run_only_its_grace() -> None:
+    running, release = threading.Event(), threading.Event()
+
+    def hanging(event: dict[str, Any], context: Any) -> None:
+        running.set()
+        release.wait(timeout=30)  # a run stuck on a server the stack is stopping
+
+    scheduled = ScheduledFunction(
+        hanging, interval_seconds=0.01, function_name="sweeper", timeout_seconds=60
+    ).start()
+    try:
+        assert running.wait(timeout=5)
+        started = time.monotonic()
+        scheduled.stop(timeout=0.2)
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
