@@ -197,7 +197,7 @@ class Source:
 def sources(path: Path, client: Any, key: str, etag: str, size: int, args: Any) -> list[Source]:
     from aws_lambda_powertools.utilities.streaming import S3Object
 
-    def reader() -> S3RangeReader:
+    def reader(hashing: bool = True) -> S3RangeReader:
         return S3RangeReader(
             client,
             BUCKET,
@@ -207,11 +207,14 @@ def sources(path: Path, client: Any, key: str, etag: str, size: int, args: Any) 
             chunk_size=args.chunk_size,
             cache_chunks=args.cache_chunks,
             read_ahead=args.read_ahead,
+            hash_while_reading=hashing,
         )
 
     return [
         Source("local file", lambda: open(path, "rb")),
         Source("S3RangeReader", reader),
+        # The processor hashes what it reads (SHA-256 of the object); the peer does not.
+        Source("S3RangeReader, no SHA-256", lambda: reader(hashing=False)),
         Source("Powertools S3Object", lambda: S3Object(BUCKET, key, boto3_client=client)),
     ]
 
@@ -395,7 +398,7 @@ def run(args: argparse.Namespace, endpoint: str, workdir: Path) -> None:
             repeat = args.analysis_repeat if work == "analysis" else args.repeat
             best = min(measure(source, work, size) for _ in range(repeat))
             table[work][source.name] = size / best / 1e6
-            print(f"  {work:10s} {source.name:20s} {size / best / 1e6:8.0f} MB/s ({best:.2f} s)")
+            print(f"  {work:10s} {source.name:26s} {size / best / 1e6:8.0f} MB/s ({best:.2f} s)")
     results["throughput_mb_s"] = table
 
     print("\nratios (goal: reader/local >= 0.8, reader/S3Object >= 1.5)")
@@ -404,6 +407,8 @@ def run(args: argparse.Namespace, endpoint: str, workdir: Path) -> None:
         parts = [f"reader/local {reader / row['local file']:.2f}"]
         if "Powertools S3Object" in row:
             parts.append(f"reader/S3Object {reader / row['Powertools S3Object']:.2f}")
+            unhashed = row["S3RangeReader, no SHA-256"] / row["Powertools S3Object"]
+            parts.append(f"(without SHA-256 {unhashed:.2f})")
         print(f"  {work:10s} " + "  ".join(parts))
     path.unlink()
 
