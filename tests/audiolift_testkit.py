@@ -102,6 +102,21 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
+    def upload_parts(self, job_id: str, payload: bytes, numbers: Any = None) -> None:
+        """PUT the parts as a client would (moto in process cannot take the presigned URLs'
+        HTTP requests: tests/integration does that against moto's server)."""
+        job = self.jobs.get(job_id)
+        assert job is not None and job.upload_id
+        for number in numbers or range(1, job.part_count + 1):
+            offset, length = job.plan.part_range(number)
+            self.aws.s3.upload_part(
+                Bucket=self.bucket,
+                Key=job.object_key,
+                UploadId=job.upload_id,
+                PartNumber=number,
+                Body=payload[offset : offset + length],
+            )
+
 
 # --- the live stack, through its HTTP API -------------------------------------------------
 

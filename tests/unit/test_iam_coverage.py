@@ -176,18 +176,8 @@ def audited_api(api: Api) -> tuple[Api, CallRecorder]:
 
 def put_parts(api: Api, recorder: CallRecorder, job_id: str, payload: bytes) -> None:
     """The client's part PUTs (to presigned URLs in real life): not the API's calls."""
-    job = api.jobs.get(job_id)
-    assert job is not None and job.upload_id
     with recorder.pause():
-        for number in range(1, job.part_count + 1):
-            offset, length = job.plan.part_range(number)
-            api.aws.s3.upload_part(
-                Bucket=api.bucket,
-                Key=job.object_key,
-                UploadId=job.upload_id,
-                PartNumber=number,
-                Body=payload[offset : offset + length],
-            )
+        api.upload_parts(job_id, payload)
 
 
 def uploaded_job(api: Api, recorder: CallRecorder) -> str:

@@ -37,14 +37,7 @@ def uploaded(api: Api, parts: int = 2, *, extra: int = 0, **create: Any) -> tupl
     """A job whose parts are all in S3 (PUT as a client would)."""
     payload = os.urandom(parts * SMALL_PART_BYTES + extra)
     job_id = api.create_upload(size=len(payload), **create)["job_id"]
-    job = api.jobs.get(job_id)
-    assert job is not None
-    for number in range(1, job.part_count + 1):
-        offset, length = job.plan.part_range(number)
-        api.aws.s3.upload_part(
-            Bucket=api.bucket, Key=job.object_key, UploadId=job.upload_id,
-            PartNumber=number, Body=payload[offset : offset + length],
-        )  # fmt: skip
+    api.upload_parts(job_id, payload)
     return job_id, payload
 
 

@@ -20,15 +20,8 @@ DOCUMENT = {"loudness": {"integrated_lufs": -23.1}, "peaks": [0.5, 0.25], "ok": 
 
 def complete_upload(api: Api, owner: str = "alice", size: int = 10) -> str:
     job_id = api.create_upload(owner, size=size)["job_id"]
-    job = api.jobs.get(job_id)
-    assert job is not None
     payload = os.urandom(size)
-    for number in range(1, job.part_count + 1):
-        offset, length = job.plan.part_range(number)
-        api.aws.s3.upload_part(
-            Bucket=api.bucket, Key=job.object_key, UploadId=job.upload_id,
-            PartNumber=number, Body=payload[offset : offset + length],
-        )  # fmt: skip
+    api.upload_parts(job_id, payload)
     response = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth(owner))
     assert response.status_code == 200, response.text
     return job_id

@@ -22,22 +22,6 @@ def open_uploads(api: Api) -> list[dict[str, Any]]:
     return uploads
 
 
-def upload_parts(api: Api, job_id: str, payload: bytes, numbers: list[int] | None = None) -> None:
-    """PUT the parts as a client would (moto in process cannot take the presigned URLs'
-    HTTP requests: tests/integration does that against moto's server)."""
-    job = api.jobs.get(job_id)
-    assert job is not None and job.upload_id
-    for number in numbers or range(1, job.part_count + 1):
-        offset, length = job.plan.part_range(number)
-        api.aws.s3.upload_part(
-            Bucket=api.bucket,
-            Key=job.object_key,
-            UploadId=job.upload_id,
-            PartNumber=number,
-            Body=payload[offset : offset + length],
-        )
-
-
 def error_of(response: Any) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}, body
@@ -298,7 +282,7 @@ def test_sign_parts_at_most_1000_at_once(api: Api) -> None:
 def test_sign_parts_of_a_closed_upload_is_409(api: Api) -> None:
     payload = os.urandom(2 * SMALL_PART_BYTES)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     assert (
         api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice")).status_code
         == 200
@@ -319,7 +303,7 @@ def test_list_parts_shows_what_s3_holds(api: Api) -> None:
     assert api.client.get(f"/v1/uploads/{job_id}/parts", headers=api.auth("alice")).json() == {
         "parts": []
     }
-    upload_parts(api, job_id, payload, [1, 4])
+    api.upload_parts(job_id, payload, [1, 4])
     parts = api.client.get(f"/v1/uploads/{job_id}/parts", headers=api.auth("alice")).json()["parts"]
     assert [(p["part_number"], p["size"]) for p in parts] == [(1, SMALL_PART_BYTES), (4, 5)]
     assert all(p["etag"] for p in parts)
@@ -343,7 +327,7 @@ def test_list_parts_over_1000_parts_reads_every_page(api: Api) -> None:
         "alice", filename="many.wav", size=count, content_type=None
     )
     assert job.part_count == count
-    upload_parts(api, job.job_id, payload)
+    api.upload_parts(job.job_id, payload)
     first_page = api.aws.s3.list_parts(
         Bucket=api.bucket, Key=job.object_key, UploadId=job.upload_id
     )
@@ -361,7 +345,7 @@ def test_list_parts_over_1000_parts_reads_every_page(api: Api) -> None:
 def test_complete_verifies_and_completes(api: Api) -> None:
     payload = os.urandom(3 * SMALL_PART_BYTES + 17)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     response = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert response.status_code == 200, response.text
     assert response.json() == {"job_id": job_id, "status": "uploaded"}
@@ -377,7 +361,7 @@ def test_complete_verifies_and_completes(api: Api) -> None:
 def test_complete_with_client_etags(api: Api) -> None:
     payload = os.urandom(2 * SMALL_PART_BYTES)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     listed = api.client.get(f"/v1/uploads/{job_id}/parts", headers=api.auth("alice")).json()
     wrong = [
         {"part_number": 1, "etag": '"0123"'},
@@ -400,7 +384,7 @@ def test_complete_with_client_etags(api: Api) -> None:
 def test_complete_with_missing_parts_is_409_naming_them(api: Api) -> None:
     payload = os.urandom(5 * SMALL_PART_BYTES)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload, [1, 3, 5])
+    api.upload_parts(job_id, payload, [1, 3, 5])
     response = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert response.status_code == 409
     error = error_of(response)
@@ -443,7 +427,7 @@ def test_complete_with_a_part_of_the_wrong_size_is_422(api: Api) -> None:
 def test_complete_is_idempotent(api: Api) -> None:
     payload = os.urandom(SMALL_PART_BYTES + 1)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     first = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     second = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert first.status_code == second.status_code == 200
@@ -458,7 +442,7 @@ def test_complete_after_a_lost_response_recovers_from_s3(api: Api) -> None:
     a retried complete finds the object and records the upload."""
     payload = os.urandom(2 * SMALL_PART_BYTES)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     job = api.jobs.get(job_id)
     assert job is not None and job.upload_id
     parts = api.store.list_parts(job.object_key, job.upload_id)
@@ -481,7 +465,7 @@ def test_complete_of_an_aborted_upload_is_409(api: Api) -> None:
 def test_abort_removes_the_upload_and_cancels_the_job(api: Api) -> None:
     payload = os.urandom(2 * SMALL_PART_BYTES)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload, [1])
+    api.upload_parts(job_id, payload, [1])
     response = api.client.delete(f"/v1/uploads/{job_id}", headers=api.auth("alice"))
     assert response.status_code == 204
     assert response.content == b""
@@ -495,7 +479,7 @@ def test_abort_removes_the_upload_and_cancels_the_job(api: Api) -> None:
 def test_abort_after_complete_is_409_and_keeps_the_object(api: Api) -> None:
     payload = os.urandom(10)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     response = api.client.delete(f"/v1/uploads/{job_id}", headers=api.auth("alice"))
     assert response.status_code == 409
@@ -533,7 +517,7 @@ def test_metrics_count_uploads_created_completed_aborted(api: Api) -> None:
     before = {n: metric_count(n) for n in ("UploadsCreated", "UploadsCompleted", "UploadsAborted")}
     payload = os.urandom(10)
     job_id = api.create_upload(size=len(payload))["job_id"]
-    upload_parts(api, job_id, payload)
+    api.upload_parts(job_id, payload)
     api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))  # a retry
     other = api.create_upload()["job_id"]

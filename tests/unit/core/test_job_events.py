@@ -82,17 +82,7 @@ def wav_bytes(seconds: float = 1.0, rate: int = 22050) -> bytes:
 def uploaded(api: Api, body: bytes, filename: str = "take.wav") -> str:
     """A job whose object is in the bucket (as after a completed upload)."""
     job_id: str = api.create_upload(size=len(body), filename=filename)["job_id"]
-    job = api.jobs.get(job_id)
-    assert job is not None and job.upload_id
-    for number in range(1, job.part_count + 1):
-        offset, length = job.plan.part_range(number)
-        api.aws.s3.upload_part(
-            Bucket=api.bucket,
-            Key=job.object_key,
-            UploadId=job.upload_id,
-            PartNumber=number,
-            Body=body[offset : offset + length],
-        )
+    api.upload_parts(job_id, body)
     done = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert done.status_code == 200, done.text
     return job_id

@@ -227,14 +227,7 @@ def test_heartbeat_records_progress_then_sees_the_cancel(
 def uploaded_parts(api: Api, size: int = 2 * SMALL_PART_BYTES) -> tuple[str, bytes]:
     payload = os.urandom(size)
     job_id = api.create_upload(size=size)["job_id"]
-    job = api.jobs.get(job_id)
-    assert job is not None
-    for number in range(1, job.part_count + 1):
-        offset, length = job.plan.part_range(number)
-        api.aws.s3.upload_part(
-            Bucket=api.bucket, Key=job.object_key, UploadId=job.upload_id,
-            PartNumber=number, Body=payload[offset : offset + length],
-        )  # fmt: skip
+    api.upload_parts(job_id, payload)
     return job_id, payload
 
 
