@@ -18,6 +18,7 @@ from audiolift_devstack.net import free_port
 
 if TYPE_CHECKING:
     from audiolift_api.service import UploadService
+    from audiolift_core.jobs import Job, JobStatus
     from audiolift_core.jobs_table import JobsTable
     from audiolift_core.storage import UploadStore
     from fastapi.testclient import TestClient
@@ -116,6 +117,61 @@ class Api:
                 PartNumber=number,
                 Body=payload[offset : offset + length],
             )
+
+
+def tone_wav(
+    seconds: float = 1.0, rate: int = 22050, *, amplitude: float = 0.3, frequency: float = 440.0
+) -> bytes:
+    """A mono 16-bit WAV of a sine tone."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    buffer = io.BytesIO()
+    sf.write(buffer, amplitude * np.sin(2 * np.pi * frequency * t), rate, "PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
+def add_job(
+    table: JobsTable,
+    s3: Any,
+    bucket: str,
+    body: bytes | None,
+    *,
+    status: JobStatus | None = None,
+    filename: str = "take.wav",
+    content_type: str = "audio/wav",
+    sha256: str | None = None,
+    upload_id: str | None = None,
+) -> Job:
+    """A job record of one part, ``uploaded`` unless told, and its object in the bucket
+    (none when ``body`` is None), as the processor finds them."""
+    from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
+
+    job_id = new_job_id()
+    now = isoformat(utc_now())
+    size = len(body or b"")
+    job = Job(
+        job_id=job_id,
+        owner="alice",
+        status=status or JobStatus.UPLOADED,
+        filename=filename,
+        size=size,
+        content_type=content_type,
+        object_key=f"uploads/{job_id}",
+        created_at=now,
+        updated_at=now,
+        part_size=size,
+        part_count=1,
+        upload_id=upload_id,
+        sha256=sha256,
+    )
+    table.create(job)
+    if body is not None:
+        s3.put_object(Bucket=bucket, Key=job.object_key, Body=body)
+    return job
 
 
 # --- the live stack, through its HTTP API -------------------------------------------------

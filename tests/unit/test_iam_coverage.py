@@ -10,7 +10,6 @@ catches it here. Unknown operations fail the test until they are mapped to IAM a
 from __future__ import annotations
 
 import fnmatch
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -18,11 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import pytest
-import soundfile as sf
 from audiolift_devstack.template_resources import Resolver, load_template, resource_properties
-from audiolift_testkit import SMALL_PART_BYTES, Api
+from audiolift_testkit import SMALL_PART_BYTES, Api, tone_wav
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -309,13 +306,6 @@ def test_complete_after_a_lost_response_is_allowed_to_the_api_role(
 # --- the processor --------------------------------------------------------------------------
 
 
-def wav_bytes(seconds: float = 1.0, rate: int = 22050) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    buffer = io.BytesIO()
-    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 440 * t), rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     from audiolift_core.jobs import JobStatus
     from audiolift_core.settings import ProcessorSettings, StorageSettings
@@ -323,7 +313,7 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     from audiolift_processor.handler import handle_event
     from audiolift_processor.processing import Processor
 
-    audio = wav_bytes()
+    audio = tone_wav()
     job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
     put_parts(api, CallRecorder(), job_id, audio)
     completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
@@ -384,7 +374,7 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
     from audiolift_processor.events import ObjectRef, refs_from_sqs_body
     from audiolift_processor.processing import Outcome, Processor
 
-    audio = wav_bytes(seconds=60.0)
+    audio = tone_wav(seconds=60.0)
     job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
     put_parts(api, CallRecorder(), job_id, audio)
     completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))

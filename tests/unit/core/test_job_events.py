@@ -4,20 +4,17 @@ them; a bus that refuses the event never undoes or fails the job's transition.""
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
-import soundfile as sf
 from audiolift_core.job_events import SOURCE, JobEvents, job_event_entry
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import ProcessorSettings
-from audiolift_testkit import REGION, Api, AwsClients
+from audiolift_testkit import REGION, Api, AwsClients, tone_wav
 
 BUS = "audiolift-test-jobs"
 
@@ -72,13 +69,6 @@ def evented_api(api: Api, job_events: JobEvents) -> Iterator[Api]:
     yield api
 
 
-def wav_bytes(seconds: float = 1.0, rate: int = 22050) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    buffer = io.BytesIO()
-    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 440 * t), rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
 def uploaded(api: Api, body: bytes, filename: str = "take.wav") -> str:
     """A job whose object is in the bucket (as after a completed upload)."""
     job_id: str = api.create_upload(size=len(body), filename=filename)["job_id"]
@@ -108,7 +98,7 @@ def process(api: Api, job_id: str, events: JobEvents | None) -> str:
 def test_a_completed_analysis_is_announced_with_its_summary_and_result(
     api: Api, job_events: JobEvents, subscriber: Subscriber
 ) -> None:
-    job_id = uploaded(api, wav_bytes())
+    job_id = uploaded(api, tone_wav())
     assert process(api, job_id, job_events) == "completed"
     (event,) = subscriber.received()
     assert (event["source"], event["detail-type"]) == ("audiolift", "Job Completed")
@@ -171,7 +161,7 @@ def test_a_bus_that_refuses_the_event_fails_neither_the_cancel_nor_the_analysis(
     job = api.jobs.get(job_id)
     assert job is not None and job.status is JobStatus.CANCELLED
 
-    analysed = uploaded(api, wav_bytes(0.5))
+    analysed = uploaded(api, tone_wav(0.5))
     assert process(api, analysed, missing_bus) == "completed"
     done = api.jobs.get(analysed)
     assert done is not None and done.status is JobStatus.COMPLETED

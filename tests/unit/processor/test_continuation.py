@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from audiolift_core.aws import s3_client
-from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
+from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.processing_queue import ProcessingQueue
 from audiolift_core.settings import ProcessorSettings, StorageSettings, SweeperSettings
@@ -33,7 +33,7 @@ from audiolift_processor.handler import handle_event
 from audiolift_processor.processing import Outcome, Processor
 from audiolift_processor.s3reader import RetryPolicy
 from audiolift_sweeper.sweep import Sweeper
-from audiolift_testkit import AwsClients
+from audiolift_testkit import AwsClients, add_job
 
 RATE = 48_000
 CHANNELS = 2
@@ -128,26 +128,11 @@ class Continuations:
         )
 
     def add_job(self, body: bytes, filename: str) -> Job:
-        job_id = new_job_id()
-        now = isoformat(utc_now())
-        job = Job(
-            job_id=job_id,
-            owner="alice",
-            status=JobStatus.UPLOADED,
-            filename=filename,
-            size=len(body),
-            content_type="application/octet-stream",
-            object_key=f"uploads/{job_id}",
-            created_at=now,
-            updated_at=now,
-            part_size=len(body),
-            part_count=1,
-            sha256=hashlib.sha256(body).hexdigest(),
-        )
-        self.table.create(job)
         # moto announces the object on the processing queue, as S3 does
-        self.aws.s3.put_object(Bucket=self.bucket, Key=job.object_key, Body=body)
-        return job
+        return add_job(
+            self.table, self.aws.s3, self.bucket, body, filename=filename,
+            content_type="application/octet-stream", sha256=hashlib.sha256(body).hexdigest(),
+        )  # fmt: skip
 
     def job(self, job_id: str) -> Job:
         job = self.table.get(job_id)

@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 from audiolift_core.aws import s3_client
 from audiolift_core.errors import ConfigurationError
-from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
+from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings, StorageSettings
 from audiolift_core.storage import UploadStore
@@ -30,7 +30,7 @@ from audiolift_processor.decode import analyze_stream
 from audiolift_processor.handler import handle_event
 from audiolift_processor.processing import LEASE_MARGIN_SECONDS, Analyze, Processor
 from audiolift_processor.s3reader import RetryPolicy
-from audiolift_testkit import AwsClients
+from audiolift_testkit import AwsClients, add_job
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
@@ -91,28 +91,10 @@ class Pipeline:
         status: JobStatus = JobStatus.AWAITING_UPLOAD,
         sha256: str | None = None,
     ) -> Job:
-        job_id = new_job_id()
-        now = isoformat(utc_now())
-        size = len(body or b"")
-        job = Job(
-            job_id=job_id,
-            owner="alice",
-            status=status,
-            filename="take.wav",
-            size=size,
-            content_type="audio/wav",
-            object_key=f"uploads/{job_id}",
-            created_at=now,
-            updated_at=now,
-            part_size=size,
-            part_count=1,
+        return add_job(
+            self.table, self.aws.s3, self.bucket, body, status=status, sha256=sha256,
             upload_id="u-1",
-            sha256=sha256,
-        )
-        self.table.create(job)
-        if body is not None:
-            self.aws.s3.put_object(Bucket=self.bucket, Key=job.object_key, Body=body)
-        return job
+        )  # fmt: skip
 
     def job(self, job_id: str) -> Job:
         job = self.table.get(job_id)

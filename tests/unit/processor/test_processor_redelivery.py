@@ -8,9 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 from audiolift_core.aws import s3_client
-from audiolift_core.jobs import Job, JobStatus, isoformat, new_job_id, utc_now
+from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings, StorageSettings
 from audiolift_core.storage import UploadStore
@@ -23,44 +22,14 @@ from audiolift_devstack.template_resources import (
 from audiolift_processor.handler import handle_event
 from audiolift_processor.processing import Processor
 from audiolift_processor.s3reader import RetryPolicy
-from audiolift_testkit import AwsClients
+from audiolift_testkit import AwsClients, add_job, tone_wav
 
 VISIBILITY_SECONDS = 2
 LEASE_SECONDS = 3.0  # longer than the visibility timeout: the local-stack case
 
 
-def _wav() -> bytes:
-    import io
-
-    import soundfile as sf
-
-    rate = 22050
-    tone = 0.25 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
-    out = io.BytesIO()
-    sf.write(out, tone, rate, format="WAV", subtype="PCM_16")
-    return out.getvalue()
-
-
 def _add_job(aws: AwsClients, resources: CreatedResources, table: JobsTable) -> Job:
-    job_id = new_job_id()
-    now = isoformat(utc_now())
-    body = _wav()
-    job = Job(
-        job_id=job_id,
-        owner="alice",
-        status=JobStatus.UPLOADED,
-        filename="take.wav",
-        size=len(body),
-        content_type="audio/wav",
-        object_key=f"uploads/{job_id}",
-        created_at=now,
-        updated_at=now,
-        part_size=len(body),
-        part_count=1,
-    )
-    table.create(job)
-    aws.s3.put_object(Bucket=resources.bucket_name, Key=job.object_key, Body=body)
-    return job
+    return add_job(table, aws.s3, resources.bucket_name, tone_wav(amplitude=0.25))
 
 
 def _status(table: JobsTable, job_id: str) -> JobStatus | None:
