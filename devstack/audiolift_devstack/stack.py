@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .bridge import NotificationBridge
 from .clients import clients_for
-from .clients import s3_client_for as s3_client_for  # its home is .clients; kept importable here
 from .dynalite import Dynalite
 from .keys_events import KeysAndEvents, set_up_keys_and_events
 from .moto_server import MotoServer
