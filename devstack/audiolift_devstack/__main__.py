@@ -13,11 +13,14 @@ import logging
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from .stack import SWEEP_INTERVAL_SECONDS, Stack, StackConfig
+
+# How often the main thread looks at the signal flags (a signal also ends its sleep).
+SERVE_POLL_SECONDS = 0.5
 
 
 def _non_negative_seconds(text: str) -> float:
@@ -91,13 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-    restart_api = threading.Event()
-    wake = threading.Event()
+    # Plain flags, not threading.Events: a handler that sets an Event takes the Event's
+    # lock, and deadlocks when the signal lands while the main thread holds it in wait().
+    requests = {"stop": False, "restart_api": False}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        (restart_api if signum == signal.SIGHUP else stop).set()
-        wake.set()
+        requests["restart_api" if signum == signal.SIGHUP else "stop"] = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -137,7 +139,7 @@ def _up(args: argparse.Namespace) -> int:
             f"Ctrl-C stops it; SIGHUP (kill -HUP {os.getpid()}) restarts the API.",
             flush=True,
         )
-        _serve(stack, stop=stop, restart_api=restart_api, wake=wake)
+        _serve(stack, requests)
         print("stopping ...", flush=True)
     finally:
         # Signals during shutdown must not interrupt it half way.
@@ -148,15 +150,13 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(
-    stack: Stack, *, stop: threading.Event, restart_api: threading.Event, wake: threading.Event
-) -> None:
-    """Wait for a stop, restarting the API whenever asked meanwhile."""
-    while not stop.is_set():
-        wake.wait()
-        wake.clear()
-        if restart_api.is_set() and not stop.is_set():
-            restart_api.clear()
+def _serve(stack: Stack, requests: dict[str, bool]) -> None:
+    """Wait for a stop, restarting the API whenever asked meanwhile. A signal interrupts
+    the sleep, so a stop is seen at once."""
+    while not requests["stop"]:
+        time.sleep(SERVE_POLL_SECONDS)
+        if requests["restart_api"] and not requests["stop"]:
+            requests["restart_api"] = False
             if stack.info is not None and stack.info.api_url:
                 print(f"API restarted ({stack.restart_api():.2f} s)", flush=True)
 
