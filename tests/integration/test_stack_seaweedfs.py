@@ -1,13 +1,16 @@
 """What moto cannot show, shown by the stack's SeaweedFS: presigned URLs are really checked
 (a tampered one and an expired one are refused, a good one works), unsigned requests are
-refused, the bucket's CORS rules from template.yaml answer preflights, and ranged GETs
-serve exact byte ranges."""
+refused, the bucket's CORS rules from template.yaml answer preflights, ranged GETs serve
+exact byte ranges, and part and whole-file CRC32Cs are checked."""
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import google_crc32c
 import httpx
 import pytest
 from audiolift_testkit import StackProcess, s3_client_for
@@ -183,3 +186,57 @@ def test_ranged_gets_serve_exact_bytes(local_stack: StackProcess) -> None:
         )
         assert response["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
         assert response["Body"].read() == body[first : last + 1]
+
+
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def test_s3_checks_part_and_whole_file_crc32cs_given_through_the_api(
+    local_stack: StackProcess,
+) -> None:
+    """An upload declared CRC32C: S3 refuses a part whose bytes differ from the CRC32C
+    signed into its URL, and completion with a whole-file CRC32C that is not the object's
+    (409, the upload stays open, so the right one still completes)."""
+    payload = os.urandom(5 * 1024 * 1024 + 1234)
+    api = httpx.Client(base_url=local_stack.info.api_url, headers=local_stack.auth, timeout=30)
+    created = api.post(
+        "/v1/uploads",
+        json={"filename": "noise.wav", "size": len(payload), "checksum_algorithm": "CRC32C"},
+    )
+    assert created.status_code == 201, created.text
+    job_id, part_size = created.json()["job_id"], created.json()["part_size"]
+    chunks = [payload[i : i + part_size] for i in range(0, len(payload), part_size)]
+    assert len(chunks) == 2
+    signed = api.post(
+        f"/v1/uploads/{job_id}/parts",
+        json={
+            "part_numbers": [1, 2],
+            "checksum_crc32c": {str(n): crc32c_b64(c) for n, c in enumerate(chunks, 1)},
+        },
+    )
+    assert signed.status_code == 200, signed.text
+    parts = {p["part_number"]: p for p in signed.json()["parts"]}
+    corrupted = bytearray(chunks[0])
+    corrupted[12345] ^= 0x01
+    refused = httpx.put(parts[1]["url"], content=bytes(corrupted), headers=parts[1]["headers"])
+    assert refused.status_code == 400 and "BadDigest" in refused.text, refused.text
+    for number, chunk in enumerate(chunks, 1):
+        put = httpx.put(parts[number]["url"], content=chunk, headers=parts[number]["headers"])
+        assert put.status_code == 200, put.text
+
+    complete = f"/v1/uploads/{job_id}/complete"
+    wrong = api.post(complete, json={"crc32c": crc32c_b64(payload[:-1])})
+    assert wrong.status_code == 409, wrong.text
+    assert wrong.json()["error"]["code"] == "checksum_mismatch"
+    assert [p["part_number"] for p in api.get(f"/v1/uploads/{job_id}/parts").json()["parts"]] == [
+        1,
+        2,
+    ]
+    done = api.post(complete, json={"crc32c": crc32c_b64(payload)})
+    assert done.status_code == 200, done.text
+    head = local_stack.clients.s3.head_object(
+        Bucket=local_stack.info.bucket, Key=f"uploads/{job_id}", ChecksumMode="ENABLED"
+    )
+    assert head["ContentLength"] == len(payload)
+    assert head["ChecksumCRC32C"] == crc32c_b64(payload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from audiolift_core.checksums import ChecksumAlgorithm
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import S3_MAX_PARTS
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -19,6 +20,9 @@ RequestedPartNumber = Annotated[
 SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 # A part's Content-MD5: the base64 of its 16-byte MD5 digest.
 CONTENT_MD5 = r"^[A-Za-z0-9+/]{22}==$"
+# A CRC32C as S3 writes it: the base64 of its 4 bytes, big-endian.
+CRC32C_BASE64 = r"^[A-Za-z0-9+/]{6}==$"
+PartNumberKey = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}$")]
 
 
 class ErrorDetail(BaseModel):
@@ -47,6 +51,14 @@ class CreateUploadRequest(BaseModel):
         pattern=SHA256_HEX,
         description="The file's SHA-256 (hex); the processor checks the object against it.",
     )
+    checksum_algorithm: ChecksumAlgorithm | None = Field(
+        default=None,
+        description=(
+            "CRC32C: each part's PUT may carry its CRC32C (signed into its URL: ask for it "
+            "with checksum_crc32c when signing) and completion must state the whole file's "
+            "crc32c; S3 checks both. Without it, parts may carry a Content-MD5 instead."
+        ),
+    )
 
 
 class SignedPartModel(BaseModel):
@@ -55,8 +67,11 @@ class SignedPartModel(BaseModel):
     expires_at: str
     headers: dict[str, str] = Field(
         default_factory=dict,
-        description="Headers the PUT of this part MUST send (a signed Content-MD5).",
-        examples=[{"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="}],
+        description="Headers the PUT of this part MUST send (its signed checksum).",
+        examples=[
+            {"x-amz-checksum-crc32c": "AAAAAA=="},
+            {"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="},
+        ],
     )
 
 
@@ -71,18 +86,26 @@ class CreateUploadResponse(BaseModel):
 
 class SignPartsRequest(BaseModel):
     part_numbers: list[RequestedPartNumber] = Field(min_length=1, max_length=1000)
-    content_md5: (
-        dict[
-            Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}$")],
-            Annotated[str, Field(pattern=CONTENT_MD5)],
-        ]
-        | None
-    ) = Field(
+    checksum_crc32c: dict[PartNumberKey, Annotated[str, Field(pattern=CRC32C_BASE64)]] | None = (
+        Field(
+            default=None,
+            max_length=1000,
+            description=(
+                "Base64 CRC32C (4 bytes, big-endian) of a part's bytes, by part number: "
+                "signed into that part's URL as its x-amz-checksum-crc32c header, so S3 "
+                "refuses a body that changed on the way. Only for an upload created with "
+                "checksum_algorithm CRC32C (400 checksum_not_declared otherwise)."
+            ),
+            examples=[{"1": "AAAAAA=="}],
+        )
+    )
+    content_md5: dict[PartNumberKey, Annotated[str, Field(pattern=CONTENT_MD5)]] | None = Field(
         default=None,
         max_length=1000,
         description=(
             "Base64 MD5 of a part's bytes, by part number: signed into that part's URL as "
-            "its Content-MD5 header, so S3 refuses a body that changed on the way."
+            "its Content-MD5 header, so S3 refuses a body that changed on the way. At most "
+            "one checksum per part."
         ),
         examples=[{"1": "1B2M2Y8AsgTpgAmY7PhCfg=="}],
     )
@@ -122,6 +145,17 @@ class CompleteRequest(BaseModel):
         description="The file's SHA-256 (hex), if not declared at creation; 409 "
         "checksum_conflict if it differs from the one declared then.",
     )
+    crc32c: str | None = Field(
+        default=None,
+        pattern=CRC32C_BASE64,
+        description=(
+            "The whole file's CRC32C (base64 of 4 bytes, big-endian): required for an "
+            "upload created with checksum_algorithm CRC32C (400 checksum_required), refused "
+            "for others (400 checksum_not_declared). S3 checks it against the object it "
+            "assembles: 409 checksum_mismatch, and the upload stays open."
+        ),
+        examples=["yZRlqg=="],
+    )
 
 
 class JobStatusResponse(BaseModel):
@@ -147,6 +181,11 @@ class JobView(BaseModel):
     sha256: str | None = Field(default=None, description="The SHA-256 the client declared.")
     verified_sha256: str | None = Field(
         default=None, description="The SHA-256 the processor computed from the stored object."
+    )
+    checksum_algorithm: str | None = Field(
+        default=None,
+        description="CRC32C when the upload was created with it: its parts may carry "
+        "their CRC32C and S3 checked the whole file's at completion.",
     )
     error: ErrorDetail | None = None
     summary: dict[str, Any] | None = None

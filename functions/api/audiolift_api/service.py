@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audiolift_core.api_keys import ApiKeyStore
+from audiolift_core.checksums import CRC32C_HEADER, ChecksumAlgorithm, PartChecksum
 from audiolift_core.errors import (
     ChecksumConflict,
+    ChecksumNotDeclared,
+    ChecksumRequired,
     Conflict,
     EmptyUpload,
     InvalidRequest,
@@ -38,7 +41,7 @@ class SignedPart:
     part_number: int
     url: str
     expires_at: str
-    # What the PUT must send: the Content-MD5 signed into the URL, when there is one.
+    # What the PUT must send: the checksum header signed into the URL, when there is one.
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,13 +89,16 @@ class UploadService:
         size: int | None,
         content_type: str | None,
         sha256: str | None = None,
+        checksum_algorithm: ChecksumAlgorithm | None = None,
         source: str = "api",
         client_sized_parts: bool = False,
     ) -> Job:
         """Record the job and open the multipart upload. Every check that can fail runs
         before any S3 call. ``size`` None: unknown until complete. ``client_sized_parts``
         (Uppy): the client picks its part size, so the job gets no part plan and
-        completion checks the parts S3 holds against S3's rules instead."""
+        completion checks the parts S3 holds against S3's rules instead.
+        ``checksum_algorithm``: the parts will carry that checksum and completion will
+        state the whole file's (``audiolift_core.checksums``)."""
         display_name = sanitize_filename(filename)
         if size is not None:
             if size > self.settings.max_upload_bytes:
@@ -114,7 +120,10 @@ class UploadService:
         job_id = new_job_id()
         key = upload_key(self.settings.storage.upload_prefix, job_id)
         upload_id = self.store.create_multipart(
-            key, content_type=resolved_type, metadata={"job-id": job_id}
+            key,
+            content_type=resolved_type,
+            metadata={"job-id": job_id},
+            checksum_algorithm=checksum_algorithm,
         )
         now = isoformat(utc_now())
         job = Job(
@@ -131,6 +140,7 @@ class UploadService:
             part_count=plan.part_count if plan else 0,
             upload_id=upload_id,
             sha256=sha256.lower() if sha256 else None,
+            checksum_algorithm=checksum_algorithm.value if checksum_algorithm else None,
             purge_at=int(self._clock()) + self.settings.job_ttl_days * 86400,
             source=source,
         )
@@ -144,18 +154,25 @@ class UploadService:
         self,
         job: Job,
         part_numbers: Iterable[int],
-        content_md5: Mapping[int, str] | None = None,
+        checksums: Mapping[int, PartChecksum] | None = None,
     ) -> list[SignedPart]:
-        """URLs for these parts; a part with a ``content_md5`` gets a URL that is valid only
-        with that Content-MD5 header (returned in the part's ``headers``), so S3 itself
-        refuses a body that changed on the way (BadDigest)."""
+        """URLs for these parts; a part with a checksum gets a URL that is valid only with
+        that checksum header (returned in the part's ``headers``), so S3 itself refuses a
+        body that changed on the way (BadDigest)."""
         numbers = sorted(set(part_numbers))
-        checksums = dict(content_md5 or {})
+        checksums = dict(checksums or {})
         unrequested = sorted(set(checksums) - set(numbers))
         if unrequested:
             raise InvalidRequest(
-                f"content_md5 names part(s) not asked for: {listed(unrequested)}.",
+                f"Checksums name part(s) not asked for: {listed(unrequested)}.",
                 details={"unrequested": unrequested[:MAX_LISTED_PROBLEMS]},
+            )
+        if job.checksum_algorithm != ChecksumAlgorithm.CRC32C and any(
+            c.header == CRC32C_HEADER for c in checksums.values()
+        ):
+            # S3 refuses such a part ("checksum type mismatch") after it was sent.
+            raise ChecksumNotDeclared(
+                "Part CRC32Cs need an upload created with checksum_algorithm CRC32C."
             )
         if not numbers:
             raise InvalidRequest("Ask for at least one part number.")
@@ -174,14 +191,14 @@ class UploadService:
         expires_at = isoformat(datetime.fromtimestamp(self._clock() + ttl, tz=UTC))
         assert job.upload_id is not None
         urls = self.store.presign_parts(
-            job.object_key, job.upload_id, numbers, ttl, content_md5=checksums
+            job.object_key, job.upload_id, numbers, ttl, checksums=checksums
         )
         return [
             SignedPart(
                 n,
                 urls[n],
                 expires_at,
-                {"Content-MD5": checksums[n]} if n in checksums else {},
+                {checksums[n].header: checksums[n].value} if n in checksums else {},
             )
             for n in numbers
         ]
@@ -201,13 +218,16 @@ class UploadService:
         declared: Sequence[tuple[int, str]] | None = None,
         *,
         sha256: str | None = None,
+        crc32c: str | None = None,
     ) -> Job:
         """Verify the parts and complete. ``declared``: the client's (part number, ETag)
         list, which must name exactly the parts S3 holds (None: S3's listing is used).
         ``sha256``: the file's hash, if the client declares it only now; recorded before
         S3 is asked, so the processor, however early S3's event reaches it, checks the
-        object against it. Idempotent: completing a completed upload answers with the job
-        as it is."""
+        object against it. ``crc32c``: the whole file's CRC32C, required for (and only
+        for) an upload created with that algorithm; S3 checks it. Idempotent: completing
+        a completed upload answers with the job as it is."""
+        whole_crc32c = self._whole_crc32c(job, crc32c)
         if sha256 is not None:
             job = self._declare_sha256(job, sha256.lower())
         if job.status is not JobStatus.AWAITING_UPLOAD:
@@ -228,9 +248,24 @@ class UploadService:
             max_bytes=self.settings.max_upload_bytes,
             min_part_bytes=min(self.settings.part_min_bytes, S3_MIN_PART_BYTES),
         )
-        self.store.complete(job.object_key, job.upload_id, parts)
+        self.store.complete(job.object_key, job.upload_id, parts, whole_crc32c=whole_crc32c)
         total = sum(p.size for p in parts)
         return self._mark_uploaded(job, total)
+
+    @staticmethod
+    def _whole_crc32c(job: Job, crc32c: str | None) -> str | None:
+        if job.checksum_algorithm != ChecksumAlgorithm.CRC32C:
+            if crc32c is not None:
+                raise ChecksumNotDeclared(
+                    "A whole-file CRC32C needs an upload created with checksum_algorithm CRC32C."
+                )
+            return None
+        if crc32c is None and job.status is JobStatus.AWAITING_UPLOAD:
+            raise ChecksumRequired(
+                "This upload was created with checksum_algorithm CRC32C: "
+                "complete it with the file's crc32c."
+            )
+        return crc32c
 
     def _declare_sha256(self, job: Job, sha256: str) -> Job:
         if job.sha256 == sha256:

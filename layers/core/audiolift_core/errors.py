@@ -73,6 +73,26 @@ class ChecksumConflict(Conflict):
     default_message = "The checksum differs from the one declared for this upload."
 
 
+class UploadChecksumMismatch(Conflict):
+    """S3 refused to complete: the object it assembled does not have the whole-file
+    checksum the client stated. The upload stays open."""
+
+    code = "checksum_mismatch"
+    default_message = "The uploaded parts do not match the file's checksum."
+
+
+class ChecksumRequired(InvalidRequest):
+    code = "checksum_required"
+    default_message = (
+        "This upload was created with a checksum algorithm: state the file's checksum."
+    )
+
+
+class ChecksumNotDeclared(InvalidRequest):
+    code = "checksum_not_declared"
+    default_message = "This upload was not created with that checksum algorithm."
+
+
 class SizeMismatch(AudioliftError):
     code = "size_mismatch"
     default_message = "The uploaded parts do not add up to the declared size."

@@ -83,6 +83,8 @@ class Job:
     upload_id: str | None = None
     sha256: str | None = None  # declared by the client (hex)
     verified_sha256: str | None = None  # computed by the processor from the object (hex)
+    # Declared at creation ("CRC32C"): the parts carry it and S3 checked the whole object's.
+    checksum_algorithm: str | None = None
     progress: int = 0
     error: dict[str, str] | None = None
     summary: dict[str, Any] | None = None

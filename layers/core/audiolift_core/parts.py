@@ -31,6 +31,9 @@ class UploadedPart:
     part_number: int
     etag: str
     size: int
+    # The part's CRC32C, when the upload was created with that algorithm and S3 lists it
+    # (real S3 does; SeaweedFS does not): completion passes it back.
+    checksum_crc32c: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 A batch of 100 part URLs signed by botocore one at a time costs ~17-23 ms (endpoint
 resolution, parameter validation and event hooks for every URL); the URLs differ only in
-``partNumber`` and, when the client sends a part checksum, the signed ``Content-MD5``
-header. ``PartUrlSigner`` takes botocore's first URL apart, checks that recomputing its
-SigV4 query signature (same key, scope, timestamp and expiry) reproduces it exactly, and
-then signs the others itself (~1 ms per 100). If the first URL is in any form it does not
-reproduce, the caller lets botocore sign every URL instead.
+``partNumber`` and, when the client sends a part checksum, the signed checksum header
+(``Content-MD5`` or ``x-amz-checksum-crc32c``). ``PartUrlSigner`` takes botocore's first
+URL apart, checks that recomputing its SigV4 query signature (same key, scope, timestamp
+and expiry) reproduces it exactly, and then signs the others itself (~1 ms per 100). If
+the first URL is in any form it does not reproduce, the caller lets botocore sign every
+URL instead.
 
 Credentials come from boto3's public session API (``Session.get_credentials()``); nothing
 here reads a client's private attributes.
@@ -21,15 +22,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from .checksums import PartChecksum
+
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
-# The signed-header sets botocore produces for an UploadPart URL, as they appear in the
-# query (percent-encoded) and in the canonical request.
-_HOST_ONLY = "host"
-_WITH_MD5 = "content-md5%3Bhost"
-_SIGNED_HEADERS = {_HOST_ONLY: "host", _WITH_MD5: "content-md5;host"}
+
+
+def _signed_header_names(checksum: PartChecksum | None) -> list[str]:
+    """The headers botocore signs into an UploadPart URL, in SigV4's (sorted) order."""
+    return sorted(["host", checksum.signed_name] if checksum else ["host"])
+
+
+def _signed_headers_query(checksum: PartChecksum | None) -> str:
+    """``X-Amz-SignedHeaders`` as it appears in the URL (the ';' percent-encoded)."""
+    return "%3B".join(_signed_header_names(checksum))
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -39,7 +47,7 @@ def _hmac(key: bytes, message: str) -> bytes:
 @dataclass(frozen=True)
 class PartUrlSigner:
     """SigV4 query signing (an S3 presigned URL) of UploadPart URLs that differ from a
-    botocore-signed one only in ``partNumber`` and the optional ``Content-MD5`` header."""
+    botocore-signed one only in ``partNumber`` and the optional signed checksum header."""
 
     base: str  # scheme://host/path
     pairs: tuple[tuple[str, str], ...]  # the query as signed, minus X-Amz-Signature
@@ -54,9 +62,9 @@ class PartUrlSigner:
         url: str,
         credentials: ReadOnlyCredentials | None,
         *,
-        content_md5: str | None = None,
+        checksum: PartChecksum | None = None,
     ) -> PartUrlSigner | None:
-        """A signer for URLs like ``url`` (signed with ``content_md5``, if given), or None
+        """A signer for URLs like ``url`` (signed with ``checksum``, if given), or None
         if it cannot reproduce ``url``'s signature with these credentials."""
         secret_key = getattr(credentials, "secret_key", None)
         if not isinstance(secret_key, str) or not secret_key:
@@ -66,11 +74,9 @@ class PartUrlSigner:
         query = dict(pairs)
         if len(query) != len(pairs) or "partNumber" not in query:
             return None
-        expected_headers = _WITH_MD5 if content_md5 else _HOST_ONLY
-        if (
-            query.get("X-Amz-Algorithm") != _ALGORITHM
-            or query.get("X-Amz-SignedHeaders") != expected_headers
-        ):
+        if query.get("X-Amz-Algorithm") != _ALGORITHM or query.get(
+            "X-Amz-SignedHeaders"
+        ) != _signed_headers_query(checksum):
             return None
         timestamp = query.get("X-Amz-Date", "")
         scope = unquote(query.get("X-Amz-Credential", "")).split("/")
@@ -90,24 +96,29 @@ class PartUrlSigner:
             signing_key=key,
         )
         # Only trust the signer if it reproduces botocore's own signature.
-        if signer._signature(signer.pairs, content_md5) != query.get("X-Amz-Signature"):
+        if signer._signature(signer.pairs, checksum) != query.get("X-Amz-Signature"):
             return None
         return signer
 
-    def url(self, part_number: int, content_md5: str | None = None) -> str:
-        """The presigned URL of ``part_number``; with ``content_md5`` the URL is valid only
-        for a PUT that sends that ``Content-MD5`` header (and S3 checks the body against it)."""
-        signed_headers = _WITH_MD5 if content_md5 else _HOST_ONLY
-        replaced = {"partNumber": str(part_number), "X-Amz-SignedHeaders": signed_headers}
+    def url(self, part_number: int, checksum: PartChecksum | None = None) -> str:
+        """The presigned URL of ``part_number``; with ``checksum`` the URL is valid only
+        for a PUT that sends that checksum header (and S3 checks the body against it)."""
+        replaced = {
+            "partNumber": str(part_number),
+            "X-Amz-SignedHeaders": _signed_headers_query(checksum),
+        }
         pairs = [(k, replaced.get(k, v)) for k, v in self.pairs]
         query = "&".join(f"{k}={v}" for k, v in pairs)
-        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs, content_md5)}"
+        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs, checksum)}"
 
-    def _signature(self, pairs: Sequence[tuple[str, str]], content_md5: str | None) -> str:
+    def _signature(self, pairs: Sequence[tuple[str, str]], checksum: PartChecksum | None) -> str:
         canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
-        headers = f"content-md5:{content_md5.strip()}\n" if content_md5 else ""
-        headers += f"host:{self.host}\n"
-        signed = _SIGNED_HEADERS[_WITH_MD5 if content_md5 else _HOST_ONLY]
+        values = {"host": self.host}
+        if checksum:
+            values[checksum.signed_name] = checksum.value.strip()
+        names = _signed_header_names(checksum)
+        headers = "".join(f"{name}:{values[name]}\n" for name in names)
+        signed = ";".join(names)
         canonical_request = (
             f"PUT\n{self.path}\n{canonical_query}\n{headers}\n{signed}\nUNSIGNED-PAYLOAD"
         )

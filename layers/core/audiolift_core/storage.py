@@ -10,13 +10,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .aws import IGNORE, translated
-from .errors import Conflict, NotFound
+from .checksums import ChecksumAlgorithm, PartChecksum
+from .errors import Conflict, NotFound, UploadChecksumMismatch
 from .parts import UploadedPart
 from .presign import PartUrlSigner
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 
 def upload_key(prefix: str, job_id: str) -> str:
@@ -25,6 +27,13 @@ def upload_key(prefix: str, job_id: str) -> str:
 
 def result_key(prefix: str, job_id: str) -> str:
     return f"{prefix}{job_id}.json"
+
+
+def _completed_part(part: UploadedPart) -> CompletedPartTypeDef:
+    completed: CompletedPartTypeDef = {"PartNumber": part.part_number, "ETag": part.etag}
+    if part.checksum_crc32c:
+        completed["ChecksumCRC32C"] = part.checksum_crc32c
+    return completed
 
 
 # CompleteMultipartUpload's refusals of the part list the client can act on.
@@ -49,10 +58,23 @@ class UploadStore:
 
     # --- multipart -------------------------------------------------------------------
 
-    def create_multipart(self, key: str, *, content_type: str, metadata: dict[str, str]) -> str:
+    def create_multipart(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        checksum_algorithm: ChecksumAlgorithm | None = None,
+    ) -> str:
+        """Open a multipart upload. With ``checksum_algorithm`` its parts may carry that
+        checksum (S3 refuses them otherwise) and completion must state the whole
+        object's, which S3 checks (the FULL_OBJECT type)."""
+        extra: dict[str, Any] = {}
+        if checksum_algorithm is not None:
+            extra = {"ChecksumAlgorithm": checksum_algorithm.value, "ChecksumType": "FULL_OBJECT"}
         with translated("Starting the upload"):
             response = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata
+                Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata, **extra
             )
         return response["UploadId"]
 
@@ -62,18 +84,18 @@ class UploadStore:
         upload_id: str,
         part_number: int,
         ttl_seconds: int,
-        content_md5: str | None = None,
+        checksum: PartChecksum | None = None,
     ) -> str:
-        """botocore's presigned UploadPart URL; with ``content_md5`` the PUT must send that
-        Content-MD5 header, and S3 refuses a body that does not match it (BadDigest)."""
+        """botocore's presigned UploadPart URL; with ``checksum`` the PUT must send that
+        checksum header, and S3 refuses a body that does not match it (BadDigest)."""
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "UploadId": upload_id,
             "PartNumber": part_number,
         }
-        if content_md5:
-            params["ContentMD5"] = content_md5
+        if checksum:
+            params[checksum.boto_parameter] = checksum.value
         # Signing is local (no request); it fails only on missing credentials.
         with translated("Signing a part URL"):
             url = self._client.generate_presigned_url(
@@ -87,19 +109,19 @@ class UploadStore:
         upload_id: str,
         part_numbers: Sequence[int],
         ttl_seconds: int,
-        content_md5: Mapping[int, str] | None = None,
+        checksums: Mapping[int, PartChecksum] | None = None,
     ) -> dict[int, str]:
         """Part URLs for many parts at once: botocore signs the first, ``PartUrlSigner``
         the others from it (``presign``), unless it cannot reproduce the first exactly."""
         if not part_numbers:
             return {}
-        checksums = content_md5 or {}
+        checksums = checksums or {}
         first_number, *others = part_numbers
-        first_md5 = checksums.get(first_number)
-        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_md5)
+        first_checksum = checksums.get(first_number)
+        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_checksum)
         signed = {first_number: first}
         signer = (
-            PartUrlSigner.from_url(first, self.credentials(), content_md5=first_md5)
+            PartUrlSigner.from_url(first, self.credentials(), checksum=first_checksum)
             if self.credentials is not None and others
             else None
         )
@@ -118,7 +140,12 @@ class UploadStore:
         completing with a stale one fails."""
         latest: dict[int, tuple[Any, UploadedPart]] = {}
         for entry in self._list_part_entries(key, upload_id):
-            part = UploadedPart(int(entry["PartNumber"]), str(entry["ETag"]), int(entry["Size"]))
+            part = UploadedPart(
+                int(entry["PartNumber"]),
+                str(entry["ETag"]),
+                int(entry["Size"]),
+                entry.get("ChecksumCRC32C"),
+            )
             uploaded_at = entry.get("LastModified")
             previous = latest.get(part.part_number)
             # The later upload wins; on equal (or missing) times, the later listed one.
@@ -143,11 +170,31 @@ class UploadStore:
                 return
             marker = next_marker
 
-    def complete(self, key: str, upload_id: str, parts: list[UploadedPart]) -> str:
+    def complete(
+        self,
+        key: str,
+        upload_id: str,
+        parts: list[UploadedPart],
+        *,
+        whole_crc32c: str | None = None,
+    ) -> str:
+        """Complete with ``parts``. ``whole_crc32c``: the whole object's CRC32C (for an
+        upload created with that algorithm), which S3 checks against what it assembled."""
+        extra: dict[str, Any] = {}
+        if whole_crc32c is not None:
+            extra = {
+                "ChecksumCRC32C": whole_crc32c,
+                "ChecksumType": "FULL_OBJECT",
+                "MpuObjectSize": sum(p.size for p in parts),
+            }
         with translated(
             "Completing the upload",
             codes={
                 "NoSuchUpload": Conflict("The upload is no longer open (completed or aborted)."),
+                "BadDigest": UploadChecksumMismatch(
+                    "The uploaded parts do not add up to the CRC32C stated for the file; "
+                    "the upload is still open."
+                ),
                 **{code: Conflict(f"S3 refused the parts: {code}.") for code in _PARTS_REFUSED},
             },
         ):
@@ -155,9 +202,8 @@ class UploadStore:
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": p.part_number, "ETag": p.etag} for p in parts]
-                },
+                MultipartUpload={"Parts": [_completed_part(p) for p in parts]},
+                **extra,
             )
         return str(response.get("ETag", ""))
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import google_crc32c
 import pytest
 from audiolift_api.body_limit import MAX_BODY_BYTES
 from audiolift_core.jobs import JobStatus
@@ -328,6 +329,121 @@ def test_bad_content_md5_is_refused(api: Api, content_md5: dict[str, str], statu
         headers=api.auth("alice"),
     )
     assert response.status_code == status, response.text
+
+
+# --- CRC32C: per part, and the whole file's at completion ---------------------------------
+
+
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def multipart_upload_of(api: Api, job_id: str) -> dict[str, Any]:
+    job = api.jobs.get(job_id)
+    assert job is not None
+    uploads = api.aws.s3.list_multipart_uploads(Bucket=api.bucket, Prefix=job.object_key)
+    (upload,) = uploads["Uploads"]
+    return dict(upload)
+
+
+def test_an_upload_declared_crc32c_is_created_with_that_algorithm(api: Api) -> None:
+    job_id = api.create_upload(size=2 * SMALL_PART_BYTES, checksum_algorithm="CRC32C")["job_id"]
+    assert multipart_upload_of(api, job_id)["ChecksumAlgorithm"] == "CRC32C"
+    view = api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("alice")).json()
+    assert view["checksum_algorithm"] == "CRC32C"
+    plain = api.create_upload(size=2 * SMALL_PART_BYTES)["job_id"]
+    assert "ChecksumAlgorithm" not in multipart_upload_of(api, plain)
+
+
+@pytest.mark.parametrize("algorithm", ["crc32c", "MD5", "SHA256", 1, True])
+def test_only_crc32c_can_be_declared(api: Api, algorithm: Any) -> None:
+    response = api.client.post(
+        "/v1/uploads",
+        json={"filename": "a.wav", "size": 10, "checksum_algorithm": algorithm},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == 422, response.text
+
+
+def test_sign_parts_signs_a_crc32c_into_the_url_and_returns_the_header(api: Api) -> None:
+    job_id = api.create_upload(size=3 * SMALL_PART_BYTES, checksum_algorithm="CRC32C")["job_id"]
+    checksum = crc32c_b64(b"part two")
+    response = api.client.post(
+        f"/v1/uploads/{job_id}/parts",
+        json={"part_numbers": [1, 2, 3], "checksum_crc32c": {"2": checksum},
+              "content_md5": {"3": md5_b64(b"three")}},
+        headers=api.auth("alice"),
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    parts = {p["part_number"]: p for p in response.json()["parts"]}
+    assert parts[2]["headers"] == {"x-amz-checksum-crc32c": checksum}
+    assert parts[1]["headers"] == {}
+    signed_headers = {
+        n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()
+    }
+    assert signed_headers == {
+        1: ["host"], 2: ["host;x-amz-checksum-crc32c"], 3: ["content-md5;host"]
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("create", "body", "status", "code"),
+    [
+        # S3 would refuse such a part only after it was sent (checksum type mismatch).
+        ({}, {"checksum_crc32c": {"1": crc32c_b64(b"x")}}, 400, "checksum_not_declared"),
+        ({"checksum_algorithm": "CRC32C"},
+         {"checksum_crc32c": {"1": crc32c_b64(b"x")}, "content_md5": {"1": md5_b64(b"x")}},
+         400, "invalid_request"),
+        ({"checksum_algorithm": "CRC32C"}, {"checksum_crc32c": {"3": crc32c_b64(b"x")}},
+         400, "invalid_request"),
+        ({"checksum_algorithm": "CRC32C"}, {"checksum_crc32c": {"1": md5_b64(b"x")}},
+         422, "validation_error"),
+        ({"checksum_algorithm": "CRC32C"}, {"checksum_crc32c": {"1": "AAAA"}},
+         422, "validation_error"),
+    ],
+)  # fmt: skip
+def test_bad_part_crc32c_is_refused(
+    api: Api, create: dict[str, Any], body: dict[str, Any], status: int, code: str
+) -> None:
+    job_id = api.create_upload(size=3 * SMALL_PART_BYTES, **create)["job_id"]
+    response = api.client.post(
+        f"/v1/uploads/{job_id}/parts",
+        json={"part_numbers": [1, 2], **body},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_crc32c_upload_completes_only_with_the_whole_files_crc32c(api: Api) -> None:
+    job_id, payload = uploaded(api, checksum_algorithm="CRC32C")
+    url = f"/v1/uploads/{job_id}/complete"
+    missing = api.client.post(url, json={}, headers=api.auth("alice"))
+    assert missing.status_code == 400, missing.text
+    assert missing.json()["error"]["code"] == "checksum_required"
+    assert api.jobs.get(job_id).status is JobStatus.AWAITING_UPLOAD
+    done = api.client.post(url, json={"crc32c": crc32c_b64(payload)}, headers=api.auth("alice"))
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "uploaded"
+    job = api.jobs.get(job_id)
+    assert job is not None
+    head = api.aws.s3.head_object(Bucket=api.bucket, Key=job.object_key)
+    assert head["ContentLength"] == len(payload)
+    # A retry of a completed upload answers as before, with or without the checksum.
+    again = api.client.post(url, json={}, headers=api.auth("alice"))
+    assert again.status_code == 200, again.text
+
+
+def test_a_whole_file_crc32c_needs_an_upload_declared_crc32c(api: Api) -> None:
+    job_id, payload = uploaded(api)
+    response = api.client.post(
+        f"/v1/uploads/{job_id}/complete",
+        json={"crc32c": crc32c_b64(payload)},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "checksum_not_declared"
+    assert api.jobs.get(job_id).status is JobStatus.AWAITING_UPLOAD
 
 
 # --- the whole file's SHA-256 at completion ------------------------------------------------

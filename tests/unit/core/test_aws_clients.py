@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from audiolift_core import aws
+from audiolift_core.checksums import PartChecksum
 from audiolift_core.storage import UploadStore
 
 BUCKET = "audiolift-123456789012-eu-west-1-0a1b2c3d"
@@ -31,7 +32,9 @@ def signed_urls(region: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", region)
     aws.forget_clients()
     store = UploadStore(aws.s3_client(), BUCKET, credentials=aws.credentials)
-    parts = store.presign_parts("uploads/job", "upload-1", [1, 2], 900, content_md5={2: "x"})
+    parts = store.presign_parts(
+        "uploads/job", "upload-1", [1, 2], 900, checksums={2: PartChecksum.content_md5("x")}
+    )
     return [*parts.values(), store.presign_get("results/job.json", 300)]
 
 

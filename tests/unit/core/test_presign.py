@@ -1,6 +1,7 @@
 """Part URLs re-signed by ``PartUrlSigner`` from the first botocore-signed one: every URL
 must be byte-for-byte the URL botocore itself signs at the same instant, with and without
-a signed Content-MD5 header, for every client shape the project uses."""
+a signed checksum header (Content-MD5 or x-amz-checksum-crc32c), for every client shape
+the project uses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import boto3
 import botocore.auth
+import google_crc32c
 import pytest
+from audiolift_core.checksums import PartChecksum
 from audiolift_core.presign import PartUrlSigner
 from audiolift_core.storage import UploadStore
 from botocore.config import Config
@@ -26,8 +29,13 @@ def md5_of(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-# Base64 MD5s that need percent-encoding nowhere but would break a sloppy canonical form.
-MD5S = {n: md5_of(f"part {n}".encode()) for n in NUMBERS}
+def crc32c_of(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+# Base64 values that need percent-encoding nowhere but would break a sloppy canonical form.
+MD5S = {n: PartChecksum.content_md5(md5_of(f"part {n}".encode())) for n in NUMBERS}
+CRC32CS = {n: PartChecksum.crc32c(crc32c_of(f"part {n}".encode())) for n in NUMBERS}
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +82,16 @@ STORES = {
 }
 CHECKSUMS = {
     "no-checksums": {},
-    "every-part": MD5S,
-    "some-parts": {n: MD5S[n] for n in NUMBERS[1::2]},
-    "all-but-the-first": {n: MD5S[n] for n in NUMBERS[1:]},
+    "md5-every-part": MD5S,
+    "md5-some-parts": {n: MD5S[n] for n in NUMBERS[1::2]},
+    "md5-all-but-the-first": {n: MD5S[n] for n in NUMBERS[1:]},
+    "crc32c-every-part": CRC32CS,
+    "crc32c-all-but-the-first": {n: CRC32CS[n] for n in NUMBERS[1:]},
+    "mixed": {n: (CRC32CS if i % 2 else MD5S)[n] for i, n in enumerate(NUMBERS)},
 }
 
 
-def botocore_url(store: UploadStore, number: int, content_md5: str | None) -> str:
+def botocore_url(store: UploadStore, number: int, checksum: PartChecksum | None) -> str:
     """What botocore's own presigner makes of this part (the reference)."""
     params: dict[str, Any] = {
         "Bucket": "my-bucket",
@@ -88,8 +99,8 @@ def botocore_url(store: UploadStore, number: int, content_md5: str | None) -> st
         "UploadId": UPLOAD_ID,
         "PartNumber": number,
     }
-    if content_md5:
-        params["ContentMD5"] = content_md5
+    if checksum:
+        params[checksum.boto_parameter] = checksum.value
     client: Any = store._client  # the test's own client, handed to the store above
     url: str = client.generate_presigned_url(
         "upload_part", Params=params, ExpiresIn=900, HttpMethod="PUT"
@@ -99,19 +110,21 @@ def botocore_url(store: UploadStore, number: int, content_md5: str | None) -> st
 
 @pytest.mark.parametrize("checksums", CHECKSUMS.values(), ids=CHECKSUMS.keys())
 @pytest.mark.parametrize("make_store", STORES.values(), ids=STORES.keys())
-def test_resigned_urls_equal_botocores(make_store: Any, checksums: dict[int, str]) -> None:
+def test_resigned_urls_equal_botocores(make_store: Any, checksums: dict[int, PartChecksum]) -> None:
     store = make_store()
     signs: list[str] = []
     store._client.meta.events.register(
         "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
     )
-    signed = store.presign_parts(KEY, UPLOAD_ID, NUMBERS, 900, content_md5=checksums)
+    signed = store.presign_parts(KEY, UPLOAD_ID, NUMBERS, 900, checksums=checksums)
     assert list(signed) == NUMBERS
     assert signs == ["botocore"]  # botocore signed the first URL only: the fast path ran
     for number in NUMBERS:
         assert signed[number] == botocore_url(store, number, checksums.get(number))
-    if checksums:
-        assert "X-Amz-SignedHeaders=content-md5%3Bhost" in signed[NUMBERS[-1]]
+    last = checksums.get(NUMBERS[-1])
+    if last is not None:
+        expected = "content-md5%3Bhost" if last in MD5S.values() else "host%3Bx-amz-checksum-crc32c"
+        assert f"X-Amz-SignedHeaders={expected}&" in signed[NUMBERS[-1]]
 
 
 def test_the_signer_refuses_a_url_it_cannot_reproduce() -> None:
@@ -123,12 +136,13 @@ def test_the_signer_refuses_a_url_it_cannot_reproduce() -> None:
     wrong = frozen(boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="wrong"))
     assert PartUrlSigner.from_url(url, wrong) is None
     assert PartUrlSigner.from_url(url, None) is None
-    # Signed with a Content-MD5 it was not told about, or the other way round.
-    with_md5 = store.presign_part("k", "u", 1, 60, content_md5=MD5S[1])
-    assert PartUrlSigner.from_url(with_md5, real) is None
-    assert PartUrlSigner.from_url(url, real, content_md5=MD5S[1]) is None
-    assert PartUrlSigner.from_url(with_md5, real, content_md5=MD5S[2]) is None
-    assert PartUrlSigner.from_url(with_md5, real, content_md5=MD5S[1]) is not None
+    # Signed with a checksum it was not told about, or the other way round, or another one.
+    for checksum, other in ((MD5S[1], MD5S[2]), (CRC32CS[1], CRC32CS[2]), (MD5S[1], CRC32CS[1])):
+        with_checksum = store.presign_part("k", "u", 1, 60, checksum)
+        assert PartUrlSigner.from_url(with_checksum, real) is None
+        assert PartUrlSigner.from_url(url, real, checksum=checksum) is None
+        assert PartUrlSigner.from_url(with_checksum, real, checksum=other) is None
+        assert PartUrlSigner.from_url(with_checksum, real, checksum=checksum) is not None
     tampered = url.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host%3Bx-amz-acl")
     assert PartUrlSigner.from_url(tampered, real) is None
 
@@ -140,9 +154,10 @@ def test_without_credentials_botocore_signs_every_part() -> None:
     store._client.meta.events.register(
         "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
     )
-    signed = store.presign_parts("k", "u", [3, 4, 5], 60, content_md5={4: MD5S[1]})
+    signed = store.presign_parts("k", "u", [3, 4, 5], 60, checksums={4: MD5S[1], 5: CRC32CS[1]})
     assert len(signs) == 3
     assert "partNumber=5" in signed[5] and "content-md5" in signed[4]
+    assert "x-amz-checksum-crc32c" in signed[5]
 
 
 def test_no_parts_no_urls() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from audiolift_core.checksums import PartChecksum
+from audiolift_core.errors import InvalidRequest
 from audiolift_core.jobs import JobStatus
 from fastapi import APIRouter, Request, Response
 
@@ -35,6 +37,7 @@ def create_upload(body: CreateUploadRequest, request: Request, svc: Service, cal
         size=body.size,
         content_type=body.content_type,
         sha256=body.sha256,
+        checksum_algorithm=body.checksum_algorithm,
     )
     request.state.job_id = job.job_id
     request.state.metric = "UploadsCreated"
@@ -53,11 +56,24 @@ def create_upload(body: CreateUploadRequest, request: Request, svc: Service, cal
     "/uploads/{job_id}/parts",
     response_model=SignPartsResponse,
     responses=error_responses(400, 404, 409, 413),
-    summary="Sign part URLs just in time (with a signed Content-MD5 where given)",
+    summary="Sign part URLs just in time (with a signed checksum header where given)",
 )
 def sign_parts(body: SignPartsRequest, job: OwnedJob, svc: Service) -> Any:
-    checksums = {int(n): md5 for n, md5 in (body.content_md5 or {}).items()}
-    return {"parts": [p.to_dict() for p in svc.sign_parts(job, body.part_numbers, checksums)]}
+    return {
+        "parts": [p.to_dict() for p in svc.sign_parts(job, body.part_numbers, _checksums(body))]
+    }
+
+
+def _checksums(body: SignPartsRequest) -> dict[int, PartChecksum]:
+    crc32cs = {int(n): PartChecksum.crc32c(v) for n, v in (body.checksum_crc32c or {}).items()}
+    md5s = {int(n): PartChecksum.content_md5(v) for n, v in (body.content_md5 or {}).items()}
+    both = sorted(set(crc32cs) & set(md5s))
+    if both:
+        raise InvalidRequest(
+            f"Give each part one checksum, not two (parts {both[:10]}).",
+            details={"parts": both[:10]},
+        )
+    return crc32cs | md5s
 
 
 @router.get(
@@ -87,7 +103,12 @@ def complete_upload(
     declared = (
         [(p.part_number, p.etag) for p in body.parts] if body and body.parts is not None else None
     )
-    done = svc.complete(job, declared, sha256=body.sha256 if body else None)
+    done = svc.complete(
+        job,
+        declared,
+        sha256=body.sha256 if body else None,
+        crc32c=body.crc32c if body else None,
+    )
     if job.status is JobStatus.AWAITING_UPLOAD:
         request.state.metric = "UploadsCompleted"
     return {"job_id": done.job_id, "status": done.status.value}
