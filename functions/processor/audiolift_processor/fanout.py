@@ -371,10 +371,13 @@ class FanOut:
             hash_state=checkpoint.hashed if checkpoint else None,
         ) as reader:
             saver.reader = reader
+            hashed_before = reader.stats.bytes_hashed
 
             def between_chunks() -> None:
-                on_progress(reader.stats.bytes_hashed, plan.size)
-                saver.when_due(lambda: None)
+                hashed = reader.stats.bytes_hashed
+                on_progress(hashed, plan.size)
+                if hashed > hashed_before:  # at least one chunk per invocation
+                    saver.when_due(lambda: None)
 
             sha256 = reader.sha256(between_chunks=between_chunks)
         _verify(claim.job, sha256)

@@ -115,9 +115,7 @@ def test_without_the_warm_up_loudness_and_true_peak_would_differ() -> None:
     cold = parts_document(signal, cuts, options, warm=False)
     assert_same(warmed["loudness"], expected["loudness"])
     figures = ("integrated_lufs", "momentary_max_lufs")
-    assert any(
-        abs(cold["loudness"][name] - expected["loudness"][name]) > 1e-9 for name in figures
-    )
+    assert any(abs(cold["loudness"][name] - expected["loudness"][name]) > 1e-9 for name in figures)
 
 
 def test_parts_that_do_not_fit_together_are_refused() -> None:

@@ -4,6 +4,7 @@ into frame ranges analysed one by one and merged: the straight-through document.
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def test_ranges_cover_every_frame_once_on_aligned_starts(
     ranges = plan_ranges(frames, size, alignment, range_bytes=range_bytes, max_ranges=max_ranges)
     assert len(ranges) == count
     assert ranges[0][0] == 0 and ranges[-1][1] == frames
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert end == start and start % alignment == 0
     lengths = [end - start for start, end in ranges]
     assert max(lengths) - min(lengths) <= 2 * alignment  # even parts
