@@ -394,7 +394,7 @@ class StreamingAnalyzer:
         ]
 
     def _start_workers(self, filtering: bool) -> None:
-        threads = self.options.threads or os.cpu_count() or 1
+        threads = self.options.threads or _usable_cpus()
         # even one channel gets a worker when there is a second core: the caller reads
         # the next block (see `submit`) while it works
         self._pool = (
@@ -727,6 +727,13 @@ class StreamingAnalyzer:
             "frames_per_bucket": self.frames / count if count else None,
             "channels": channels,
         }
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _enum(analyzer: StreamingAnalyzer) -> list[tuple[int, _ChannelState]]:
