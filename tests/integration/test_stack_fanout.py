@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from audiolift import Client
+from audiolift_devstack.samples import write_long_recording
 from audiolift_devstack.stack import Stack, StackConfig
 from audiolift_processor.decode import analyze_stream
 from test_stack_continuation import _close
@@ -19,37 +18,13 @@ from test_stack_continuation import _close
 pytestmark = pytest.mark.integration
 
 GiB = 1 << 30
-RATE = 48_000
-
-
-def write_long_wav(path: Path, size: int) -> Path:
-    """A stereo 16-bit WAV of about ``size`` bytes, quickly: one minute of shaped noise
-    (a slow envelope, a digital silence), repeated at a different gain each time, with
-    one loud passage and one long silence on their own."""
-    rng = np.random.default_rng(11)
-    minute = 60 * RATE
-    envelope = 0.05 + 0.25 * np.sin(np.arange(minute) / (7.0 * RATE)) ** 2
-    pattern = rng.standard_normal((minute, 2)) * envelope[:, None]
-    pattern[10 * RATE : 12 * RATE] = 0.0
-    base = np.clip(pattern * 32767 * 0.5, -32768, 32767).astype(np.int16)
-    repeats = -(-size // base.nbytes)
-    with sf.SoundFile(path, "w", RATE, 2, "PCM_16", format="WAV") as out:
-        for index in range(repeats):
-            gain = 0.3 + 0.7 * ((index * 7) % 11) / 10
-            block = (base * gain).astype(np.int16)
-            if index == repeats // 3:
-                block[: 5 * RATE] = 0  # a silence longer than the pattern's
-            if index == repeats // 2:
-                block[RATE : 2 * RATE] = np.int16(32767)  # clipped
-            out.write(block)
-    return path
 
 
 def test_a_multi_gib_wav_split_over_two_workers_equals_the_straight_through_analysis(
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
-    recording = write_long_wav(tmp_path / "long.wav", 2 * GiB + 64 * (1 << 20))
+    recording = write_long_recording(tmp_path / "long.wav", 2 * GiB + 64 * (1 << 20))
     size = recording.stat().st_size
     assert size > 2 * GiB
     with recording.open("rb") as file:

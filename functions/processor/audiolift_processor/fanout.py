@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from .s3reader import HashState, S3RangeReader
 
 PHASE_MERGING = "merging"
+PROBE_CHUNK_BYTES = 256 * 1024
+HASH_READ_AHEAD_CHUNKS = 4
 
 
 def part_prefix(job_id: str, part: int) -> str:
@@ -143,7 +145,8 @@ class FanOut:
                 return None
             job = self.table.plan_fanout(job.job_id, lease_token=lease_token, plan=plan.as_record())
         done = set(job.fanout_done or [])
-        for part in range(plan.parts):
+        # The hash part first: it reads the whole file, so it should start at once.
+        for part in (plan.hash_part, *range(len(plan.ranges))):
             if part not in done:
                 self._send_part(job, claim.ref, part)
         self.table.mark_fanout_sent(job.job_id, lease_token=lease_token)
@@ -166,7 +169,10 @@ class FanOut:
         from .decode import probe_stream
 
         stored = claim.stored
-        with self._reader(claim.job, stored.etag, stored.size) as reader:
+        # The header is all it reads: small chunks, nothing read ahead.
+        with self._reader(
+            claim.job, stored.etag, stored.size, chunk_size=PROBE_CHUNK_BYTES, read_ahead=0
+        ) as reader:
             stream = probe_stream(reader, size=stored.size)
         if not splittable(stream) or stream.expected is None:
             return None
@@ -369,6 +375,8 @@ class FanOut:
             plan.size,
             chunk_size=checkpoint.chunk_size if checkpoint else None,
             hash_state=checkpoint.hashed if checkpoint else None,
+            # it only hashes: the reads are its bottleneck, so more of them at once
+            read_ahead=max(self.settings.read_ahead_chunks, HASH_READ_AHEAD_CHUNKS),
         ) as reader:
             saver.reader = reader
             hashed_before = reader.stats.bytes_hashed
@@ -410,6 +418,7 @@ class FanOut:
         *,
         chunk_size: int | None = None,
         hash_state: HashState | None = None,
+        read_ahead: int | None = None,
     ) -> S3RangeReader:
         from .s3reader import S3RangeReader
 
@@ -422,7 +431,7 @@ class FanOut:
             size=size,
             chunk_size=chunk_size or settings.read_chunk_bytes,
             cache_chunks=settings.cache_chunks,
-            read_ahead=settings.read_ahead_chunks,
+            read_ahead=settings.read_ahead_chunks if read_ahead is None else read_ahead,
             retry=self.processor._reader_retry,
             # only the hash part hashes: a range part's reader starts mid-file
             hash_while_reading=hash_state is not None,
