@@ -79,6 +79,14 @@ def _pin(counter: Any) -> None:
     os.sched_setaffinity(0, {cpus[index % len(cpus)]})
 
 
+def _warm(_: int) -> None:
+    """Import the processor's code in a pool worker (a warm sandbox), and hold it a
+    moment so that every worker of the pool gets one."""
+    import audiolift_processor.decode  # noqa: F401
+
+    time.sleep(0.5)
+
+
 def _whole(path: str) -> tuple[dict[str, Any], str]:
     """What one invocation does: the straight-through analysis, and the file's SHA-256."""
     from audiolift_processor.decode import analyze_stream
@@ -115,7 +123,7 @@ def run_processes(recording: Path, *, workers: int, range_bytes: int) -> dict[st
     path, size = str(recording), recording.stat().st_size
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, initializer=_pin, initargs=(context.Value("i", 0),)) as pool:
-        pool.apply(_sha256, (path,))  # warm: imports, page cache
+        pool.apply(_warm, (0,))
         started = time.monotonic()
         whole, _ = pool.apply(_whole, (path,))
         one = time.monotonic() - started
@@ -127,7 +135,7 @@ def run_processes(recording: Path, *, workers: int, range_bytes: int) -> dict[st
         range_bytes=range_bytes, max_ranges=64,
     )  # fmt: skip
     with context.Pool(workers, initializer=_pin, initargs=(context.Value("i", 0),)) as pool:
-        pool.map(_sha256, [path] * workers)  # warm every worker
+        pool.map(_warm, range(workers), chunksize=1)
         started = time.monotonic()
         hashed = pool.apply_async(_sha256, (path,))  # the hash part first, as the plan sends
         parts = pool.starmap(_range, [(path, start, end) for start, end in ranges], chunksize=1)
@@ -164,7 +172,7 @@ def run(recording: Path, state_dir: Path, *, workers: int, range_bytes: int) -> 
         worker_cpus=1,
         log_level="INFO",
         extra_environment={
-            "FANOUT_MIN_BYTES": str(GiB if fan_out else 0),
+            "FANOUT_MIN_BYTES": str(range_bytes if fan_out else 0),
             "FANOUT_RANGE_BYTES": str(range_bytes),
             "FANOUT_MAX_RANGES": "64",
             "MAX_UPLOAD_BYTES": str(max(size, 5 * GiB)),
