@@ -15,7 +15,8 @@ from audiolift_devstack.stack import Stack, StackConfig
 from audiolift_processor.decode import analyze_stream
 from test_stack_continuation import _close
 
-pytestmark = pytest.mark.integration
+# Generating, uploading and analysing 2 GiB twice: about 1.5 min on the 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 GiB = 1 << 30
 

@@ -180,6 +180,12 @@ def test_a_part_is_counted_done_once(continuations: Continuations, long_wav: byt
     assert again.fanout_done == [0] and again.fanout_tasks is not None
     assert again.fanout_tasks["0"]["result"] == {"key": "k"}
     assert (again.parts_done, again.parts_total) == (1, 3)
+    # what the API shows: the phase, the parts, the invocations, the ranges' progress
+    from audiolift_api.models import JobView
+
+    view = JobView.model_validate(again, from_attributes=True).model_dump()
+    assert (view["phase"], view["parts_done"], view["parts_total"]) == ("analyzing", 1, 3)
+    assert (view["invocations"], view["progress"]) == (2, 50)  # range 0 done, range 1 not
 
 
 class Killed(BaseException):
@@ -369,3 +375,25 @@ def test_compressed_files_are_not_split(continuations: Continuations, container:
     done = continuations.job(job.job_id)
     assert done.status is JobStatus.COMPLETED and done.fanout is None
     assert done.invocations == 1
+
+
+def test_the_part_and_merge_messages_as_lambda_delivers_them() -> None:
+    from pathlib import Path
+
+    from audiolift_processor.events import MalformedEvent
+
+    events = Path(__file__).resolve().parents[3] / "events"
+    part, merge = json.loads((events / "sqs-fanout.json").read_text())["Records"]
+    (ref,) = refs_from_sqs_body(part["body"])
+    assert (ref.part, ref.checkpoint, ref.merge, ref.event_name) == (2, 0, False, "Continue")
+    (ref,) = refs_from_sqs_body(merge["body"])
+    assert (ref.part, ref.merge, ref.event_name) == (None, True, "Merge")
+    body = json.loads(part["body"])
+    for broken in (
+        {**body, "range": -1},
+        {**body, "range": "2"},
+        {**body, "checkpoint": -1},
+        {**body, "merge": True},  # a part and the merge at once
+    ):
+        with pytest.raises(MalformedEvent):
+            refs_from_sqs_body(json.dumps(broken))
