@@ -339,8 +339,16 @@ class FanOut:
         start, end = plan.ranges[part]
         checkpoint = saver.load()
         on_progress = self._heartbeats(claim, saver)
-        chunk_size = checkpoint.chunk_size if checkpoint else None
-        with self._reader(claim.job, plan.etag, plan.size, chunk_size=chunk_size) as reader:
+        chunk_size = checkpoint.chunk_size if checkpoint else self.settings.read_chunk_bytes
+        resumed = checkpoint is not None and checkpoint.resume is not None
+        with self._reader(
+            claim.job,
+            plan.etag,
+            plan.size,
+            chunk_size=chunk_size,
+            # the header is read first, then the part's own frames, far into the file
+            read_ahead_from=chunk_size if start or resumed else 0,
+        ) as reader:
             saver.reader = reader
             arguments: dict[str, Any] = {
                 "start": start,
@@ -419,6 +427,7 @@ class FanOut:
         chunk_size: int | None = None,
         hash_state: HashState | None = None,
         read_ahead: int | None = None,
+        read_ahead_from: int = 0,
     ) -> S3RangeReader:
         from .s3reader import S3RangeReader
 
@@ -436,6 +445,7 @@ class FanOut:
             # only the hash part hashes: a range part's reader starts mid-file
             hash_while_reading=hash_state is not None,
             hash_state=hash_state,
+            read_ahead_from=read_ahead_from,
         )
 
     # --- the merge -----------------------------------------------------------------------

@@ -213,8 +213,28 @@ class DyingS3:
         return self._client.put_object(**kwargs)
 
 
-def test_a_crashed_part_is_re_driven_by_the_sweeper_from_its_checkpoint(
-    continuations: Continuations, long_wav: bytes, long_wav_expected: dict[str, Any]
+class RecordingS3:
+    """boto3's S3 client, noting the byte ranges it is asked for."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self.starts: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        if "Range" in kwargs:
+            self.starts.append(int(kwargs["Range"].split("=")[1].split("-")[0]))
+        return self._client.get_object(**kwargs)
+
+
+@pytest.mark.parametrize("taken_over_by", ["sweeper", "redelivery"])
+def test_a_crashed_part_is_taken_over_from_its_checkpoint(
+    continuations: Continuations,
+    long_wav: bytes,
+    long_wav_expected: dict[str, Any],
+    taken_over_by: str,
 ) -> None:
     job = continuations.add_job(long_wav, "take.wav")
     _, ref = _announcement(continuations)
@@ -239,8 +259,9 @@ def test_a_crashed_part_is_re_driven_by_the_sweeper_from_its_checkpoint(
     checkpoint = crashed.fanout_tasks["0"]["checkpoint"]
     assert checkpoint["seq"] == 1 and checkpoint["frames"] > 0
 
-    # The others finish; part 0 is held by a lease nobody renews. Two minutes later the
-    # sweeper finds the job quiet and sends part 0's message again, from its checkpoint.
+    # The others finish; part 0 is held by a lease nobody renews. Two minutes later
+    # either the sweeper finds the job quiet and sends part 0's message again, from its
+    # checkpoint, or part 0's own message comes back after its visibility timeout.
     drain_others = fanning_out(continuations)
     for body in continuations.take_messages():
         for other in refs_from_sqs_body(body):
@@ -250,17 +271,27 @@ def test_a_crashed_part_is_re_driven_by_the_sweeper_from_its_checkpoint(
     later_table = JobsTable(
         continuations.aws.dynamodb, continuations.resources.table_name, clock=later
     )
-    report = _sweeper(continuations, later_table, later).run(lambda: 60.0)
-    assert report.redriven == 1, report
-    (redriven,) = continuations.take_messages()
-    assert (json.loads(redriven)["range"], json.loads(redriven)["checkpoint"]) == (0, 1)
+    if taken_over_by == "sweeper":
+        report = _sweeper(continuations, later_table, later).run(lambda: 60.0)
+        assert report.redriven == 1, report
+        (again,) = continuations.take_messages()
+        assert (json.loads(again)["range"], json.loads(again)["checkpoint"]) == (0, 1)
+    else:
+        again = first
     continuations.aws.sqs.send_message(
-        QueueUrl=continuations.resources.queue_url, MessageBody=redriven
+        QueueUrl=continuations.resources.queue_url, MessageBody=again
     )
-    drain(continuations, fanning_out(continuations, table=later_table), job)
+    taking_over = fanning_out(continuations, table=later_table)
+    reads = RecordingS3(continuations.aws.s3)
+    taking_over.reader_s3 = cast("S3Client", reads)
+    drain(continuations, taking_over, job)
 
     assert_same_analysis(continuations.result(job), long_wav_expected)
     assert_nothing_left(continuations, job)
+    # It continued from the checkpoint: past the header, nothing before its frame was read.
+    chunk = taking_over.settings.read_chunk_bytes
+    resumed_at = (44 + 4 * checkpoint["frames"]) // chunk * chunk
+    assert min(start for start in reads.starts if start) == resumed_at
 
 
 def _announcement(continuations: Continuations) -> tuple[str, Any]:
