@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -243,6 +244,8 @@ def main() -> int:
     parser.add_argument("--mode", choices=("processes", "stack", "both"), default="both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # A stop (SIGTERM) unwinds like Ctrl-C: the stacks stop and the scratch files go.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as scratch:
         root = Path(scratch)
