@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -382,6 +383,50 @@ def test_a_failing_part_fails_the_job_once_and_the_others_stop(
     for body in continuations.take_messages():
         if refs_from_sqs_body(body):
             assert _deliver(continuations, processor, body) is Outcome.DUPLICATE
+
+
+class ChangingS3:
+    """boto3's S3 client that, after ``after`` ranged GETs, lets ``change`` happen to the
+    object (someone replaces or deletes it while a part reads it)."""
+
+    def __init__(self, client: Any, after: int, change: Callable[[], None]):
+        self._client = client
+        self._after = after
+        self._change = change
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets += 1
+        if self.gets == self._after:
+            self._change()
+        return self._client.get_object(**kwargs)
+
+
+@pytest.mark.parametrize("change", ["replaced", "deleted"])
+def test_an_object_changed_while_a_part_reads_it_fails_the_job_with_its_code(
+    continuations: Continuations, long_wav: bytes, change: str
+) -> None:
+    job, parts = _planned(continuations, long_wav)
+    s3, bucket = continuations.aws.s3, continuations.bucket
+
+    def changing() -> None:
+        if change == "replaced":
+            s3.put_object(Bucket=bucket, Key=job.object_key, Body=long_wav[:-4] + b"\0\0\0\0")
+        else:
+            s3.delete_object(Bucket=bucket, Key=job.object_key)
+
+    processor = fanning_out(continuations, read_ahead_chunks=0)
+    processor.reader_s3 = cast("S3Client", ChangingS3(s3, after=4, change=changing))
+    assert _deliver(continuations, processor, parts[1]) is Outcome.FAILED
+    failed = continuations.job(job.job_id)
+    code = {"replaced": "object_changed", "deleted": "object_missing"}[change]
+    assert failed.error is not None and failed.error["code"] == code
+    others = [_deliver(continuations, fanning_out(continuations), body) for body in parts[2:]]
+    assert Outcome.CONTINUED not in others
+    assert continuations.checkpoint_keys() == []
 
 
 def test_a_declared_checksum_that_differs_fails_the_job_from_the_hash_part(
