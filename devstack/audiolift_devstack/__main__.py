@@ -89,6 +89,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--fresh", action="store_true", help="wipe the kept state first")
     up.add_argument("--no-poller", action="store_true", help="do not run the processor")
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processor invocations at once, each in its own process (default 1: one, in "
+        "this process); a fanned-out analysis's parts run in parallel",
+    )
+    up.add_argument(
+        "--worker-cpus",
+        type=int,
+        default=0,
+        metavar="K",
+        help="pin each worker process to K CPUs, as Lambda gives 1 vCPU per 1,769 MB "
+        "(default 0: not pinned)",
+    )
     up.add_argument("--log-level", default="WARNING", help="the functions' log level")
     return parser
 
@@ -120,6 +136,8 @@ def _up(args: argparse.Namespace) -> int:
         table_backend=args.tables,
         fresh=args.fresh,
         run_poller=not args.no_poller,
+        workers=max(1, args.workers),
+        worker_cpus=max(0, args.worker_cpus),
         log_level=args.log_level.upper(),
     )
     stack = Stack(config)

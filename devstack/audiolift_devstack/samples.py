@@ -127,3 +127,26 @@ def write_sample_recording(
             frames = min(block, total - start)
             out.write(_block(start, frames, samplerate, channels, seconds, loop))
     return path
+
+
+def write_long_recording(path: Path, size: int, *, samplerate: int = 48_000) -> Path:
+    """A stereo 16-bit WAV of about ``size`` bytes (up to 4 GiB), written in seconds: one
+    minute of shaped noise (a slow envelope, a digital silence) repeated at a different
+    gain each time, with one long silence and one clipped second of their own. For the
+    fan-out's test and benchmark, which need gigabytes of audio that is not one loop."""
+    rng = np.random.default_rng(11)
+    minute = 60 * samplerate
+    envelope = 0.05 + 0.25 * np.sin(np.arange(minute) / (7.0 * samplerate)) ** 2
+    pattern = rng.standard_normal((minute, 2)) * envelope[:, None]
+    pattern[10 * samplerate : 12 * samplerate] = 0.0
+    base = np.clip(pattern * 32767 * 0.5, -32768, 32767).astype(np.int16)
+    repeats = -(-size // base.nbytes)
+    with sf.SoundFile(path, "w", samplerate, 2, "PCM_16", format="WAV") as out:
+        for index in range(repeats):
+            block = (base * (0.3 + 0.7 * ((index * 7) % 11) / 10)).astype(np.int16)
+            if index == repeats // 3:
+                block[: 5 * samplerate] = 0  # a silence longer than the pattern's
+            if index == repeats // 2:
+                block[samplerate : 2 * samplerate] = np.int16(32767)  # clipped
+            out.write(block)
+    return path

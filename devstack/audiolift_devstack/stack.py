@@ -60,6 +60,7 @@ from .template_resources import (
     visibility_timeout_for,
 )
 from .web import WebServer
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     import uvicorn
@@ -165,6 +166,11 @@ class StackConfig:
     run_api: bool = True
     run_poller: bool = True
     processor_handler: Handler | None = None  # None: audiolift_processor.handler.handler
+    # Processor invocations at once. 1 (and no pinning): one poller thread in this
+    # process, as before; otherwise each in a process of its own (workers.WorkerPool),
+    # pinned to worker_cpus CPUs when that is not 0 (Lambda: 1 vCPU per 1,769 MB).
+    workers: int = 1
+    worker_cpus: int = 0
     poll_wait_seconds: int = 1  # the long poll; also how long a stop may wait for it
     log_level: str = "WARNING"  # POWERTOOLS_LOG_LEVEL for the API and the processor
     seaweed_memory_limit: str = "512MiB"
@@ -296,6 +302,7 @@ class Stack(Service):
         self.dynalite: Dynalite | None = None
         self.bridge: NotificationBridge | None = None
         self.poller: SqsPoller | None = None
+        self.workers: WorkerPool | None = None
         self.schedules: list[ScheduledFunction] = []
         self.web: WebServer | None = None
         self._api: tuple[uvicorn.Server, threading.Thread, socket.socket] | None = None
@@ -603,6 +610,26 @@ class Stack(Service):
         assert self.sqs is not None
         since = time.monotonic()
         config = self.config
+        if config.workers > 1 or config.worker_cpus > 0:
+            if config.processor_handler is not None:
+                raise ValueError("worker processes run the processor's own handler")
+            self.workers = WorkerPool(
+                count=max(1, config.workers),
+                queue_url=resources.queue_url,
+                queue_arn=resources.queue_arn,
+                log_dir=self.state_dir / "workers",
+                cpus_per_worker=config.worker_cpus,
+                timeout_seconds=timeout,
+                memory_mb=function.memory_mb,
+                batch_size=resources.queue_settings.batch_size,
+                report_batch_item_failures=resources.queue_settings.report_batch_item_failures,
+                wait_seconds=config.poll_wait_seconds,
+                region=config.region,
+                function_name=f"{config.name_prefix}-processor",
+            ).start()
+            self._on_stop("workers", self.workers.stop)
+            self._timed("workers", since)
+            return
         self.poller = SqsPoller(
             self.sqs,
             resources.queue_url,

@@ -416,6 +416,58 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
     assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
 
 
+def test_an_analysis_in_parallel_parts_is_allowed_to_the_processor_role(api: Api) -> None:
+    """A large PCM file analysed in parts: the plan, the parts' ranged reads, states and
+    counts, the hash part, the merge, and every message on the processing queue."""
+    from audiolift_core.jobs import JobStatus
+    from audiolift_core.processing_queue import ProcessingQueue
+    from audiolift_core.settings import ProcessorSettings, StorageSettings
+    from audiolift_devstack.lambda_context import LocalLambdaContext
+    from audiolift_processor.events import ObjectRef, refs_from_sqs_body
+    from audiolift_processor.processing import Processor
+
+    audio = tone_wav(seconds=30.0, rate=44_100)  # 2.6 MB: three ranges of ~1 MiB
+    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
+    put_parts(api, CallRecorder(), job_id, audio)
+    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
+    assert completed.status_code == 200, completed.text
+    job = api.jobs.get(job_id)
+    assert job is not None
+    queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
+
+    recorder = CallRecorder()
+    recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
+    settings = ProcessorSettings(
+        storage=StorageSettings(jobs_table=api.table, upload_bucket=api.bucket),
+        read_chunk_bytes=64 * 1024,
+        progress_interval_seconds=0.0,
+        processing_queue_url=queue_url,
+        fanout_min_bytes=1 << 20,
+        fanout_range_bytes=1 << 20,
+    )
+    processor = Processor(
+        settings, api.jobs, api.store, api.aws.s3, hand_on=ProcessingQueue(api.aws.sqs, queue_url)
+    )
+    refs = [ObjectRef(api.bucket, job.object_key, None, None, "ObjectCreated:Put")]
+    while refs:
+        context = LocalLambdaContext("processor", timeout_seconds=60)
+        processor.process(refs.pop(0), context=context)
+        with recorder.pause():
+            for message in api.aws.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10
+            ).get("Messages", []):
+                refs += refs_from_sqs_body(message["Body"])
+                api.aws.sqs.delete_message(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+    done = api.jobs.get(job_id)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert done.parts_total == 4  # three ranges and the hash
+    seen = operations(recorder)
+    assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObjects", "sqs:SendMessage"} <= seen, seen
+    assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
+
+
 # --- API keys from SSM and job events -------------------------------------------------------
 
 

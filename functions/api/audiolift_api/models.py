@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from audiolift_core.checksums import ChecksumAlgorithm
 from audiolift_core.jobs import JobStatus
 from audiolift_core.settings import S3_MAX_PARTS
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 # Request numbers are JSON integers only: "10" and true are refused (pydantic's lax mode
 # would read them as 10 and 1).
@@ -170,7 +170,10 @@ class JobView(BaseModel):
 
     job_id: str
     status: JobStatus
-    progress: int = Field(ge=0, le=100)
+    # A fanned-out analysis's progress is its parts' (Job.overall_progress).
+    progress: int = Field(
+        ge=0, le=100, validation_alias=AliasChoices("overall_progress", "progress")
+    )
     filename: str
     size: int
     content_type: str
@@ -199,6 +202,14 @@ class JobView(BaseModel):
         ge=0,
         description="Processor invocations the analysis has used so far: a recording longer "
         "than one invocation can analyse is checkpointed and continued in the next.",
+    )
+    parts_total: int | None = Field(
+        default=None,
+        description="A large PCM file is analysed in parallel parts (its frame ranges and "
+        "the whole file's checksum), then merged: how many; null when not split.",
+    )
+    parts_done: int | None = Field(
+        default=None, description="Of those parts, how many are done; null when not split."
     )
 
     @model_validator(mode="after")

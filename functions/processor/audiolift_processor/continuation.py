@@ -38,7 +38,7 @@ class Checkpoint:
     seq: int
     etag: str  # the object version it belongs to
     chunk_size: int  # the reader's: the saved hash covers whole chunks of it
-    resume: Resume
+    resume: Resume | None  # None: only the hash (the hash part of a fanned-out analysis)
     hashed: HashState
 
     def encode(self) -> bytes:
@@ -52,9 +52,9 @@ class Checkpoint:
                 "seq": self.seq,
                 "etag": self.etag,
                 "chunk_size": self.chunk_size,
-                "frames": self.resume.frames,
-                "fingerprint": self.resume.fingerprint,
-                "analysis": self.resume.analysis,
+                "frames": None if self.resume is None else self.resume.frames,
+                "fingerprint": None if self.resume is None else self.resume.fingerprint,
+                "analysis": None if self.resume is None else self.resume.analysis,
                 "hashed_bytes": self.hashed.hashed_bytes,
                 "hash_context": np.frombuffer(self.hashed.context, dtype=np.uint8),
             }
@@ -75,7 +75,9 @@ class Checkpoint:
                 seq=int(saved["seq"]),
                 etag=str(saved["etag"]),
                 chunk_size=int(saved["chunk_size"]),
-                resume=Resume(
+                resume=None
+                if saved["frames"] is None
+                else Resume(
                     frames=int(saved["frames"]),
                     analysis=saved["analysis"],
                     fingerprint=str(saved["fingerprint"]),
@@ -93,4 +95,6 @@ class Checkpoint:
 
 def record_of(checkpoint: Checkpoint, key: str) -> dict[str, Any]:
     """What the job record says about its latest checkpoint."""
-    return {"key": key, "seq": checkpoint.seq, "frames": checkpoint.resume.frames}
+    resume = checkpoint.resume
+    frames = resume.frames if resume is not None else None
+    return {"key": key, "seq": checkpoint.seq, "frames": frames}

@@ -27,10 +27,11 @@ and the analysis of one block runs on worker threads while the next one is read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from audiolift_core.formats import by_name
 from audiolift_core.observability import logger
 
 from .analysis import AnalysisOptions, StreamingAnalyzer
+from .analysis.analyzer import TRUE_PEAK_ROW
 from .analysis.layout import ChannelLayout
 from .containers import channel_layout, flac_declared_frames, mpeg_declared_frames, promised_frames
 from .sniff import SNIFF_BYTES, identify
@@ -57,6 +59,14 @@ MAX_SAMPLE_RATE = 768_000
 # buffer, 4 MiB of float64 working copies. Measured: 2^16 costs ~40 % more CPU (per-call
 # overhead), 2^19..2^20 about the same; memory stays a few MiB.
 BLOCK_SAMPLES = 1 << 19
+
+
+def frames_per_block(channels: int) -> int:
+    """Frames per decoded block: blocks are cut at multiples of this from the file's
+    start, also by a part analysed on its own (a multiple of the true-peak row, so the
+    interpolator computes the same rows whoever reads the frames)."""
+    return max(TRUE_PEAK_ROW, (BLOCK_SAMPLES // channels) // TRUE_PEAK_ROW * TRUE_PEAK_ROW)
+
 
 # Containers whose header states the exact length: fewer decoded frames means damage.
 _EXACT_LENGTH = frozenset({"wav", "rf64", "w64", "flac", "aiff", "aifc", "caf", "au"})
@@ -137,7 +147,7 @@ def _fingerprint(block: Any) -> str:
 
 
 @dataclass(frozen=True)
-class _Stream:
+class Stream:
     """What the header and the decoder say about the audio before it is decoded."""
 
     container: str
@@ -145,6 +155,7 @@ class _Stream:
     channels: int
     subtype: str
     expected: int | None  # frames, for progress and the document
+    decodable: int | None  # frames the decoder says the file holds (None: it cannot tell)
     required: int | None  # the header states the length: fewer frames means damage
     layout: ChannelLayout | None
 
@@ -164,19 +175,8 @@ def analyze_stream(
     when ``resume`` does not fit this file; whatever ``on_progress``, ``on_block`` or the
     file object's ``raise_if_failed`` raise propagates untouched.
     """
-    check = getattr(fileobj, "raise_if_failed", None)
-    raise_if_failed: Callable[[], None] = check if callable(check) else _nothing
-
-    head = bytes(fileobj.read(SNIFF_BYTES))
-    raise_if_failed()
-    if not head and size:
-        raise CorruptAudio("The file could not be read from the start.")
-    container = identify(head).name
-    fileobj.seek(0)
-
-    with _open(_Unnamed(fileobj), container, raise_if_failed) as sound:
-        raise_if_failed()
-        stream = _describe(sound, container, head)
+    raise_if_failed = _failure_check(fileobj)
+    with _opened(fileobj, size, raise_if_failed) as (sound, stream):
         dtype, scale, clip_level = read_plan(stream.subtype)
         analyzer = _analyzer(stream, options, clip_level, resume)
         hooks = _Hooks(raise_if_failed, on_progress, on_block)
@@ -188,19 +188,111 @@ def analyze_stream(
 
     raise_if_failed()
     _check_length(stream, decoded)
-    document["format"].update(
-        {
-            "container": container,
-            "subtype": stream.subtype,
-            "frames_expected": stream.expected,
-            "file_bytes": size,
-        }
-    )
+    document["format"].update(format_fields(stream, size))
     return document
 
 
+def format_fields(stream: Stream, size: int | None) -> dict[str, Any]:
+    """What `analyze_stream` adds to the document's "format" from the container."""
+    return {
+        "container": stream.container,
+        "subtype": stream.subtype,
+        "frames_expected": stream.expected,
+        "file_bytes": size,
+    }
+
+
+def probe_stream(fileobj: IO[bytes] | Any, *, size: int | None = None) -> Stream:
+    """What the header and the decoder say about the audio, without decoding any."""
+    raise_if_failed = _failure_check(fileobj)
+    with _opened(fileobj, size, raise_if_failed) as (_, stream):
+        pass
+    raise_if_failed()
+    return stream
+
+
+def analyze_range(
+    fileobj: IO[bytes] | Any,
+    *,
+    start: int,
+    end: int,
+    size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    options: AnalysisOptions | None = None,
+    resume: Resume | None = None,
+    on_block: BlockCallback | None = None,
+) -> dict[str, Any]:
+    """Analyse the frames ``start`` to ``end`` of the audio on their own, for a merge
+    (``StreamingAnalyzer.merge``) with the other parts: the filters are warmed up on the
+    frames before ``start`` first (not counted), and blocks are cut where a straight
+    run cuts them. ``start`` must be a multiple of ``analysis.part_alignment``.
+
+    Returns ``{"analysis": <the analyzer's state>, "format": <format_fields>}``. Raises
+    as `analyze_stream`; CorruptAudio when the file ends before ``end``."""
+    raise_if_failed = _failure_check(fileobj)
+    with _opened(fileobj, size, raise_if_failed) as (sound, stream):
+        dtype, scale, clip_level = read_plan(stream.subtype)
+        analyzer = _analyzer(stream, options, clip_level, resume, start_frame=start)
+        hooks = _Hooks(raise_if_failed, on_progress, on_block)
+        try:
+            if resume is None and start:
+                _warm_up(sound, analyzer, dtype, scale, stream, start, raise_if_failed)
+            decoded = _decode(
+                sound, analyzer, dtype, scale, stream, hooks, resume, start=start, end=end
+            )
+            state = analyzer.state()
+        finally:
+            analyzer.close()
+    raise_if_failed()
+    if decoded < end:
+        _check_length(replace(stream, required=end), decoded)
+    return {"analysis": state, "format": format_fields(stream, size)}
+
+
+def _warm_up(
+    sound: sf.SoundFile,
+    analyzer: StreamingAnalyzer,
+    dtype: str,
+    scale: float | None,
+    stream: Stream,
+    start: int,
+    raise_if_failed: Callable[[], None],
+) -> None:
+    frames = min(start, analyzer.warm_up_frames)
+    sound.seek(start - frames)
+    buffer = np.empty((frames, stream.channels), dtype=dtype)
+    block = _read(sound, buffer, stream, start - frames, raise_if_failed)
+    raise_if_failed()
+    analyzer.warm_up(block, scale=scale)
+
+
+def _failure_check(fileobj: Any) -> Callable[[], None]:
+    check = getattr(fileobj, "raise_if_failed", None)
+    return check if callable(check) else _nothing
+
+
+@contextlib.contextmanager
+def _opened(
+    fileobj: Any, size: int | None, raise_if_failed: Callable[[], None]
+) -> Iterator[tuple[sf.SoundFile, Stream]]:
+    head = bytes(fileobj.read(SNIFF_BYTES))
+    raise_if_failed()
+    if not head and size:
+        raise CorruptAudio("The file could not be read from the start.")
+    container = identify(head).name
+    fileobj.seek(0)
+    with _open(_Unnamed(fileobj), container, raise_if_failed) as sound:
+        raise_if_failed()
+        yield sound, _describe(sound, container, head)
+
+
 def _analyzer(
-    stream: _Stream, options: AnalysisOptions | None, clip_level: float, resume: Resume | None
+    stream: Stream,
+    options: AnalysisOptions | None,
+    clip_level: float,
+    resume: Resume | None,
+    *,
+    start_frame: int = 0,
 ) -> StreamingAnalyzer:
     if resume is None:
         return StreamingAnalyzer(
@@ -210,6 +302,7 @@ def _analyzer(
             options=options,
             clip_level=clip_level,
             layout=stream.layout,
+            start_frame=start_frame,
         )
     saved = resume.analysis
     if (saved.get("samplerate"), saved.get("channels")) != (stream.samplerate, stream.channels):
@@ -267,7 +360,7 @@ def _open(fileobj: Any, container: str, raise_if_failed: Callable[[], None]) -> 
         raise _open_error(container, error) from error
 
 
-def _describe(sound: sf.SoundFile, container: str, head: bytes) -> _Stream:
+def _describe(sound: sf.SoundFile, container: str, head: bytes) -> Stream:
     samplerate, channels = int(sound.samplerate), int(sound.channels)
     _check_limits(samplerate, channels)
     expected = int(sound.frames) if sound.frames > 0 else None
@@ -280,12 +373,13 @@ def _describe(sound: sf.SoundFile, container: str, head: bytes) -> _Stream:
         # the frame count of a Xing/Info/VBRI header, less what the encoder's delay and
         # padding (at most about two frames) take off the decoded length
         required = max(0, mpeg_total - _MPEG_CODEC_SLACK)
-    return _Stream(
+    return Stream(
         container=container,
         samplerate=samplerate,
         channels=channels,
         subtype=str(sound.subtype),
         expected=expected,
+        decodable=int(sound.frames) if sound.frames > 0 else None,
         required=required,
         layout=channel_layout(container, head, channels),
     )
@@ -295,7 +389,7 @@ def _flac_frames(container: str, head: bytes) -> int | None:
     return flac_declared_frames(head) if container == "flac" else None
 
 
-def _check_length(stream: _Stream, decoded: int) -> None:
+def _check_length(stream: Stream, decoded: int) -> None:
     required = stream.required
     if required is None or decoded >= required:
         return
@@ -323,41 +417,65 @@ def _decode(
     analyzer: StreamingAnalyzer,
     dtype: str,
     scale: float | None,
-    stream: _Stream,
+    stream: Stream,
     hooks: _Hooks,
     resume: Resume | None,
+    *,
+    start: int = 0,
+    end: int | None = None,
 ) -> int:
-    frames_per_block = max(1, BLOCK_SAMPLES // sound.channels)
-    buffers = [np.empty((frames_per_block, sound.channels), dtype=dtype) for _ in range(2)]
-    expected = stream.expected
-    decoded = resume.frames if resume is not None else 0
+    """Decode and analyse from ``start`` (or the resume point) to ``end`` (None: the
+    file's end); returns the frame it stopped at. Blocks end at multiples of
+    `frames_per_block` (and at ``end``)."""
+    block_frames = frames_per_block(sound.channels)
+    buffers = [np.empty((block_frames, sound.channels), dtype=dtype) for _ in range(2)]
+
+    def next_block(position: int, buffer: np.ndarray) -> Any:
+        stop = (position // block_frames + 1) * block_frames
+        stop = stop if end is None else min(stop, end)
+        return buffer[: max(0, stop - position)]
+
+    position = resume.frames if resume is not None else start
     current = 0
-    if resume is None:
-        block = _read(sound, buffers[current], stream, 0, hooks.raise_if_failed)
+    if resume is not None:
+        first = next_block(position, buffers[current])
+        block = _resume(sound, first, stream, resume, hooks.raise_if_failed)
     else:
-        block = _resume(sound, buffers[current], stream, resume, hooks.raise_if_failed)
+        if start:
+            sound.seek(start)
+        block = _read(sound, next_block(position, buffers[current]), stream, position, hooks)
     while len(block):
         analyzer.submit(block, scale=scale)  # analyzed on the workers ...
         current ^= 1
+        after = position + len(block)
         following = _read(  # ... while the next block is read
-            sound, buffers[current], stream, decoded + len(block), hooks.raise_if_failed
+            sound, next_block(after, buffers[current]), stream, after, hooks
         )
         analyzer.collect()
-        decoded += len(block)
+        position = after
         hooks.raise_if_failed()
         if hooks.on_progress is not None:
-            # a lossy file's length is an estimate: never report more than 100 %
-            hooks.on_progress(decoded, max(expected, decoded) if expected is not None else None)
+            hooks.on_progress(*_progress(position, start, end, stream.expected))
         if hooks.on_block is not None:
-            hooks.on_block(BlockDone(analyzer, decoded, following))
+            hooks.on_block(BlockDone(analyzer, position, following))
         block = following
-    return decoded
+    return position
+
+
+def _progress(
+    position: int, start: int, end: int | None, expected: int | None
+) -> tuple[int, int | None]:
+    """(frames done, frames in all) of what this decode covers."""
+    if end is not None:
+        return position - start, end - start
+    # a lossy file's length is an estimate: never report more than 100 %
+    return position, max(expected, position) if expected is not None else None
 
 
 def _resume(
     sound: sf.SoundFile,
     buffer: np.ndarray,
-    stream: _Stream,
+    stream: Stream,
     resume: Resume,
     raise_if_failed: Callable[[], None],
 ) -> Any:
@@ -389,11 +507,16 @@ def _resume(
 def _read(
     sound: sf.SoundFile,
     buffer: np.ndarray,
-    stream: _Stream,
+    stream: Stream,
     position: int,
-    raise_if_failed: Callable[[], None],
+    raise_if_failed: Callable[[], None] | _Hooks,
 ) -> Any:
-    """The next block; ``position`` is the frame it starts at, for the message."""
+    """The next block, as long as ``buffer``; ``position`` is the frame it starts at,
+    for the message."""
+    if isinstance(raise_if_failed, _Hooks):
+        raise_if_failed = raise_if_failed.raise_if_failed
+    if not len(buffer):
+        return buffer
     try:
         return sound.read(len(buffer), dtype=str(buffer.dtype), always_2d=True, out=buffer)
     except (sf.LibsndfileError, RuntimeError) as error:

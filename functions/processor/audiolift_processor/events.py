@@ -30,6 +30,9 @@ class ObjectRef:
     event_name: str
     # The checkpoint a hand-on message continues from (0: an announcement of the object).
     checkpoint: int = 0
+    # A fanned-out analysis: the part this message runs (its "range"), or its merge.
+    part: int | None = None
+    merge: bool = False
 
 
 def ref_from_continuation(payload: Mapping[str, Any]) -> ObjectRef:
@@ -37,16 +40,27 @@ def ref_from_continuation(payload: Mapping[str, Any]) -> ObjectRef:
         bucket, key, checkpoint = payload["bucket"], payload["key"], payload["checkpoint"]
     except KeyError as missing:
         raise MalformedEvent(f"The hand-on message lacks {missing}.") from None
-    if not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 1:
+    part = payload.get("range")
+    merge = payload.get("merge") is True
+    fanned_out = part is not None or merge
+    if not _whole_number(checkpoint) or checkpoint < (0 if fanned_out else 1):
         raise MalformedEvent("The hand-on message's checkpoint is not a positive number.")
+    if part is not None and (not _whole_number(part) or part < 0 or merge):
+        raise MalformedEvent("The hand-on message's range is not a part number.")
     return ObjectRef(
         bucket=str(bucket),
         key=str(key),
         etag=_clean_etag(payload.get("etag")),
         size=None,
-        event_name="Continue",
+        event_name="Merge" if merge else "Continue",
         checkpoint=checkpoint,
+        part=part,
+        merge=merge,
     )
+
+
+def _whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _clean_etag(value: Any) -> str | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audiolift_core.errors import (
     AudioliftError,
@@ -63,7 +63,14 @@ if TYPE_CHECKING:
 LEASE_MARGIN_SECONDS = 30.0
 PHASE_ANALYZING = "analyzing"
 # Removed from the record when the job ends: they describe a running analysis.
-_RUNNING_FIELDS = ("lease_token", "lease_expires_at", "checkpoint", "phase")
+_RUNNING_FIELDS = (
+    "lease_token",
+    "lease_expires_at",
+    "checkpoint",
+    "phase",
+    "fanout_tasks",
+    "fanout_done",
+)
 
 
 class Outcome(StrEnum):
@@ -193,6 +200,10 @@ class Processor:
             self.settings.deadline_margin_seconds,
             self.settings.processor_timeout_seconds,
         )
+        if ref.part is not None or ref.merge:
+            from .fanout import FanOut
+
+            return FanOut(self).process(ref, job, stored, deadline, receive_count)
         claimed = self._claim(job, stored or _MISSING, deadline, ref)
         if isinstance(claimed, Outcome):
             return claimed
@@ -217,7 +228,7 @@ class Processor:
             log.warning("no job for this object; acknowledged", extra=_ref_log(ref))
             return Outcome.IGNORED
         if job.status.finished:
-            self._discard_checkpoint(job.checkpoint)  # e.g. cancelled between invocations
+            self.discard(job_files(job))  # e.g. cancelled between invocations
             return self._already_finished(job, ref)
         try:
             head = self.store.head(ref.key)
@@ -262,29 +273,36 @@ class Processor:
                 "checkpoint": claim.job.checkpoint_seq,
             },
         )
-        saver = _Checkpointer(self, claim)
+        saver = Checkpointer(self, claim, JobLease(self, claim), claim.job.checkpoint)
         try:
             if claim.stored.size > self.settings.max_object_bytes:
                 raise AudioTooLarge(
                     f"The file is {claim.stored.size} bytes; this service analyzes at most "
                     f"{self.settings.max_object_bytes}."
                 )
+            if self._fans_out(claim):
+                from .fanout import FanOut
+
+                fanned_out = FanOut(self).plan(claim)
+                if fanned_out is not None:
+                    return fanned_out
             document, sha256 = self._run_analysis(claim, saver)
-            return self._complete(claim, document, sha256, saver)
+            return self._complete(claim, document, sha256, saver.files())
         except HandedOn as handed:
             log.info("analysis handed on", extra={"job_id": job_id, "checkpoint": handed.seq})
             return Outcome.CONTINUED
         except JobCancelled:
             log.info("job cancelled during analysis", extra={"job_id": job_id})
-            self._discard_checkpoint(saver.record)
+            self.discard(saver.files())
             return Outcome.CANCELLED
         except ProcessingFailure as failure:
-            self._fail(job_id, claim.lease_token, failure, saver.record)
+            self._fail(job_id, claim.lease_token, failure, saver.files())
             return Outcome.FAILED
         except Exception as error:
             if receive_count >= self.settings.max_receive_count:
                 # The last delivery: record the failure, then let the message go to the DLQ.
-                self._fail(job_id, claim.lease_token, _give_up(error, receive_count), saver.record)
+                given_up = _give_up(error, receive_count)
+                self._fail(job_id, claim.lease_token, given_up, saver.files())
             else:
                 self._release(job_id, claim.lease_token)
             log.exception(
@@ -293,9 +311,21 @@ class Processor:
             )
             raise
 
+    def _fans_out(self, claim: Claim) -> bool:
+        """Worth splitting into parallel parts (if the file's format allows): large
+        enough, a queue for the parts' messages, a hash state that can be saved, and not
+        already half analysed as a whole."""
+        settings = self.settings
+        return (
+            0 < settings.fanout_min_bytes <= claim.stored.size
+            and self.hand_on is not None
+            and sha256_resumable()
+            and claim.job.checkpoint is None
+        )
+
     # --- steps ------------------------------------------------------------------------
 
-    def _run_analysis(self, claim: Claim, saver: _Checkpointer) -> tuple[dict[str, Any], str]:
+    def _run_analysis(self, claim: Claim, saver: Checkpointer) -> tuple[dict[str, Any], str]:
         """The analysis document and the object's SHA-256 (hashed as the decoder reads,
         continued from the checkpoint's hash when there is one; a declared hash that
         differs ends the job ``checksum_mismatch``, no result)."""
@@ -317,9 +347,7 @@ class Processor:
             last_beat = now
             # The lease lasts as long as this invocation can, plus a margin: a crashed
             # invocation's job is free again by the time SQS redelivers its message.
-            self.table.heartbeat(
-                claim.job.job_id,
-                lease_token=claim.lease_token,
+            saver.lease.beat(
                 progress=saver.progress,
                 lease_seconds=deadline.remaining() + LEASE_MARGIN_SECONDS,
             )
@@ -372,7 +400,7 @@ class Processor:
         claim: Claim,
         resume: Resume | None,
         on_progress: Callable[[int, int | None], None],
-        saver: _Checkpointer,
+        saver: Checkpointer,
     ) -> dict[str, Any]:
         extra: dict[str, Any] = {"on_block": saver.on_block}
         if resume is not None:
@@ -380,8 +408,10 @@ class Processor:
         return analyze(reader, size=claim.stored.size, on_progress=on_progress, **extra)
 
     def _complete(
-        self, claim: Claim, document: dict[str, Any], sha256: str, saver: _Checkpointer
+        self, claim: Claim, document: dict[str, Any], sha256: str, leftovers: list[str]
     ) -> Outcome:
+        """Store the result document and end the job completed; ``leftovers``: the
+        analysis's saved states, deleted once the job ended."""
         from .analysis import summarize
 
         job, stored = claim.job, claim.stored
@@ -416,10 +446,10 @@ class Processor:
             current = self.table.get(job.job_id)
             if current is not None and current.status is JobStatus.CANCELLED:
                 self.store.delete(key)  # cancelled at the last moment: keep no result
-                self._discard_checkpoint(saver.record)
+                self.discard(leftovers)
                 return Outcome.CANCELLED
             raise
-        self._discard_checkpoint(saver.record)
+        self.discard(leftovers)
         self._announce(finished)
         processor_metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
         # A published metric name (the dashboard and alarms read it): spelled as it was.
@@ -432,36 +462,44 @@ class Processor:
         job_id: str,
         lease_token: str,
         failure: AudioliftError,
-        checkpoint: dict[str, Any] | None = None,
-    ) -> None:
+        leftovers: list[str] | None = None,
+        *,
+        part: int | None = None,
+    ) -> Job | None:
+        """End the job failed (under the lease of the job, or of one ``part`` of a
+        fanned-out analysis); None when it had ended already."""
         try:
             finished = self.table.transition(
                 job_id,
                 JobStatus.FAILED,
                 lease_token=lease_token,
+                part=part,
                 set_fields={"error": {"code": failure.code, "message": failure.message}},
-                remove_fields=_RUNNING_FIELDS,
+                # a fanned-out analysis's parts are kept, for the others to see it ended
+                remove_fields=_RUNNING_FIELDS if part is None else ("lease_token", "phase"),
             )
         except (Conflict, NotFound):
             log.warning("could not record the failure: the job moved on", extra={"job_id": job_id})
-            return
-        self._discard_checkpoint(checkpoint)
+            return None
+        self.discard(leftovers or [])
         self._announce(finished)
         processor_metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         log.warning(
             "analysis failed",
             extra={"job_id": job_id, "code": failure.code, "reason": failure.message},
         )
+        return finished
 
     def _announce(self, job: Job) -> None:
         if self.events is not None:
             self.events.publish(job)  # logs and counts its own failures; never raises
 
-    def _discard_checkpoint(self, record: dict[str, Any] | None) -> None:
-        """Delete a finished job's checkpoint (a lifecycle rule removes any missed)."""
-        if record and record.get("key"):
+    def discard(self, keys: list[str]) -> None:
+        """Delete saved analysis states no one will use (a lifecycle rule removes any
+        missed)."""
+        if keys:
             with contextlib.suppress(AudioliftError):
-                self.store.delete(str(record["key"]))
+                self.store.delete(*keys)
 
     def _release(self, job_id: str, lease_token: str) -> None:
         """Let the next delivery claim at once instead of waiting for the lease."""
@@ -480,6 +518,14 @@ class Processor:
         job = refused.job
         if job is None:
             return Outcome.IGNORED
+        if job.status is JobStatus.PROCESSING and (job.fanout or {}).get("sent"):
+            # Analysed in parts now: their messages carry the job (the sweeper re-drives
+            # a part whose message was lost).
+            log.info(
+                "announcement of a job analysed in parts; acknowledged",
+                extra=_ref_log(ref, job.job_id),
+            )
+            return Outcome.DUPLICATE
         if job.status is JobStatus.PROCESSING and ref.checkpoint < job.checkpoint_seq:
             # The analysis moved past what this message announces (a duplicated hand-on,
             # or the object's announcement of an analysis since checkpointed): the lease
@@ -500,6 +546,15 @@ class Processor:
             )
             raise LeaseHeld(job.job_id, seconds_left)
         return self._already_finished(job, ref)
+
+
+def job_files(job: Job) -> list[str]:
+    """Every saved state the record names: the checkpoint of a whole-file analysis, and
+    each part's checkpoint and result of a fanned-out one."""
+    records = [job.checkpoint]
+    for task in (job.fanout_tasks or {}).values():
+        records += [task.get("checkpoint"), task.get("result")]
+    return [str(record["key"]) for record in records if record and record.get("key")]
 
 
 def _ref_log(ref: ObjectRef, job_id: str | None = None) -> dict[str, Any]:
@@ -526,14 +581,69 @@ def _give_up(error: BaseException, deliveries: int) -> ProcessingFailure:
     )
 
 
-class _Checkpointer:
-    """Saves the analysis every ``checkpoint_interval_seconds`` and hands it on when the
-    invocation's time runs low; knows the job's latest checkpoint."""
+class JobLease:
+    """The lease of a whole-file analysis: its heartbeats, checkpoints and hand-ons are
+    writes to the job record's own fields."""
 
     def __init__(self, processor: Processor, claim: Claim):
         self.processor = processor
         self.claim = claim
-        self.record: dict[str, Any] | None = claim.job.checkpoint
+
+    def beat(
+        self, *, progress: int, lease_seconds: float, checkpoint: dict[str, Any] | None = None
+    ) -> None:
+        self.processor.table.heartbeat(
+            self.claim.job.job_id,
+            lease_token=self.claim.lease_token,
+            progress=progress,
+            lease_seconds=lease_seconds,
+            set_fields={"checkpoint": checkpoint} if checkpoint else None,
+            # progress was made: the sweeper's count of fruitless re-drives starts over
+            remove_fields=("redrives",) if checkpoint else (),
+        )
+
+    def hand_on(self, seq: int) -> None:
+        queue, ref, job_id = self.processor.hand_on, self.claim.ref, self.claim.job.job_id
+        assert queue is not None
+        queue.continue_from(
+            job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=seq
+        )
+        self.processor.table.mark_handed_on(job_id, seq)
+
+    def checkpoint_key(self, seq: int) -> str:
+        from .continuation import checkpoint_key
+
+        return checkpoint_key(self.claim.job.job_id, seq)
+
+
+class Lease(Protocol):
+    """What a `Checkpointer` writes through: `JobLease`, or a part's (`fanout`)."""
+
+    def beat(
+        self, *, progress: int, lease_seconds: float, checkpoint: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def hand_on(self, seq: int) -> None: ...
+
+    def checkpoint_key(self, seq: int) -> str: ...
+
+
+class Checkpointer:
+    """Saves the analysis every ``checkpoint_interval_seconds`` and hands it on when the
+    invocation's time runs low, through ``lease``; knows the latest checkpoint
+    (``record``, as the job record names it)."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        claim: Claim,
+        lease: Lease,
+        record: dict[str, Any] | None,
+    ):
+        self.processor = processor
+        self.claim = claim
+        self.lease = lease
+        self.record = record
         self.reader: S3RangeReader | None = None
         self.progress = claim.job.progress
         self._last_saved = processor._clock()
@@ -543,6 +653,10 @@ class _Checkpointer:
     @property
     def seq(self) -> int:
         return int(self.record["seq"]) if self.record else 0
+
+    def files(self) -> list[str]:
+        """The saved state to delete when the analysis ends."""
+        return [str(self.record["key"])] if self.record and self.record.get("key") else []
 
     def load(self) -> Checkpoint | None:
         """The checkpoint to continue from, if the record names a usable one."""
@@ -566,35 +680,35 @@ class _Checkpointer:
         return checkpoint
 
     def on_block(self, block: BlockDone) -> None:
+        """After each analysed block: save, or save and hand on, when it is time."""
+        # What is left after the last block (the document, the hash of a tail the decoder
+        # skipped) takes far less than the margin: finishing beats a hand-on.
+        self.when_due(block.snapshot, last=block.last)
+
+    def when_due(self, snapshot: Callable[[], Resume | None], *, last: bool = False) -> None:
+        """Save (``snapshot()``: the analysis to continue from; None: only the hash)
+        when the interval is up, and hand on (raising HandedOn) when the time is."""
         processor, deadline = self.processor, self.claim.deadline
         if not self.enabled:
             deadline.check()  # no one to hand on to: ProcessingTimeout when the time is up
             return
-        if block.last:
-            # What is left (the document, the hash of a tail the decoder skipped) takes
-            # far less than the margin: finishing beats a hand-on.
+        if last:
             return
         if deadline.remaining() < deadline.margin_seconds:
-            job_id = self.claim.job.job_id
             # Released before the message goes out, so its delivery finds the job free;
             # marked handed on after it went out, so a crash in between leaves the job to
             # this invocation's own message (older messages are stale only once marked).
-            seq = self.save(block, release=True)
-            assert processor.hand_on is not None  # self.enabled
-            ref = self.claim.ref
-            processor.hand_on.continue_from(
-                job_id=job_id, bucket=ref.bucket, key=ref.key, etag=ref.etag, checkpoint=seq
-            )
-            processor.table.mark_handed_on(job_id, seq)
+            seq = self.save(snapshot(), release=True)
+            self.lease.hand_on(seq)
             raise HandedOn(seq)
         interval = processor.settings.checkpoint_interval_seconds
         if interval > 0 and processor._clock() - self._last_saved >= interval:
-            self.save(block, release=False)
+            self.save(snapshot(), release=False)
 
-    def save(self, block: BlockDone, *, release: bool) -> int:
+    def save(self, resume: Resume | None, *, release: bool) -> int:
         """Store a checkpoint and name it in the job record (under the lease; released
         too when ``release``); the previous one is deleted once it is not named."""
-        from .continuation import Checkpoint, checkpoint_key, record_of
+        from .continuation import Checkpoint, record_of
 
         assert self.reader is not None
         processor, claim = self.processor, self.claim
@@ -603,27 +717,22 @@ class _Checkpointer:
             seq=seq,
             etag=claim.stored.etag,
             chunk_size=self.reader.chunk_size,
-            resume=block.snapshot(),
+            resume=resume,
             hashed=self.reader.hash_state(),
         )
-        key = checkpoint_key(claim.job.job_id, seq)
+        key = self.lease.checkpoint_key(seq)
         processor.store.put_bytes(key, checkpoint.encode(), what="Storing the checkpoint")
         lease = -1.0 if release else claim.deadline.remaining() + LEASE_MARGIN_SECONDS
         try:
-            processor.table.heartbeat(
-                claim.job.job_id,
-                lease_token=claim.lease_token,
-                progress=self.progress,
-                lease_seconds=lease,
-                set_fields={"checkpoint": record_of(checkpoint, key)},
-                # progress was made: the sweeper's count of fruitless re-drives starts over
-                remove_fields=("redrives",),
+            self.lease.beat(
+                progress=self.progress, lease_seconds=lease, checkpoint=record_of(checkpoint, key)
             )
         except AudioliftError:
             processor.store.delete(key)  # cancelled or taken over: nobody will use it
             raise
-        previous, self.record = self.record, record_of(checkpoint, key)
-        processor._discard_checkpoint(previous)
+        previous = self.files()
+        self.record = record_of(checkpoint, key)
+        processor.discard(previous)
         self._last_saved = processor._clock()
         processor_metrics.add_metric(name="Checkpoints", unit=MetricUnit.Count, value=1)
         return seq

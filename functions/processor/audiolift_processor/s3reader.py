@@ -190,6 +190,9 @@ class S3RangeReader(io.BufferedIOBase):
             reads the whole object itself; for measuring what hashing costs).
         hash_state: continue the hash a reader of the same object (and chunk size)
             saved with :meth:`hash_state`, instead of starting it from byte 0.
+        read_ahead_from: reading a chunk that starts before this byte offset reads
+            nothing ahead (a reader that reads the header, then jumps far into the file
+            to read from there, fetches no chunk it will not use).
 
     Raises (from the constructor, i.e. normally): ``ObjectChanged`` when the given ETag no
     longer matches, ``ObjectMissing`` when the object is gone although an ETag was given,
@@ -214,6 +217,7 @@ class S3RangeReader(io.BufferedIOBase):
         read_ahead_threads: int | None = None,
         hash_while_reading: bool = True,
         hash_state: HashState | None = None,
+        read_ahead_from: int = 0,
     ) -> None:
         super().__init__()
         if chunk_size < 1:
@@ -234,6 +238,7 @@ class S3RangeReader(io.BufferedIOBase):
         self._retry = retry or RetryPolicy()
         self._threads = read_ahead_threads if read_ahead_threads is not None else min(read_ahead, 4)
         self._max_buffers = cache_chunks + read_ahead
+        self._read_ahead_from = read_ahead_from
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -518,6 +523,8 @@ class S3RangeReader(io.BufferedIOBase):
     def _schedule_read_ahead(self, index: int) -> None:
         """Start fetching the chunks after ``index`` that are not here yet. Lock held."""
         if self.read_ahead == 0 or self._threads == 0 or self._closing.is_set():
+            return
+        if index * self.chunk_size < self._read_ahead_from:
             return
         for ahead in range(index + 1, min(index + self.read_ahead, self._nchunks - 1) + 1):
             if ahead in self._chunks:

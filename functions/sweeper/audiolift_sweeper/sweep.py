@@ -213,10 +213,15 @@ class Sweeper:
         # Recorded before the message goes out: a sweep that runs meanwhile finds the job
         # changed and leaves it, so each deadline gives at most one new message.
         self.table.mark_redriven(job, now=now)
+        etag = str(head.get("ETag", "")).strip('"')
+        if job.status is JobStatus.PROCESSING and (job.fanout or {}).get("sent"):
+            self._redrive_parts(job, etag, now)
+            report.redriven += 1
+            return
         self.queue.announce_object(
             bucket=self.store.bucket,
             key=job.object_key,
-            etag=str(head.get("ETag", "")).strip('"'),
+            etag=etag,
             size=int(head.get("ContentLength", 0)),
             # a checkpointed analysis continues from its latest checkpoint
             job_id=job.job_id,
@@ -227,6 +232,32 @@ class Sweeper:
             "job re-driven",
             extra={"job_id": job.job_id, "status": job.status, "redrive": redrives + 1},
         )
+
+    def _redrive_parts(self, job: Job, etag: str, now: float) -> None:
+        """A job analysed in parallel parts: a message for each part neither done nor
+        held by a live lease (from its checkpoint), or the merge's when all are done."""
+        done = set(job.fanout_done or [])
+        parts = len((job.fanout or {}).get("ranges", [])) + 1
+        if len(done) >= parts:
+            self.queue.merge_parts(
+                job_id=job.job_id, bucket=self.store.bucket, key=job.object_key, etag=etag
+            )
+            log.info("merge re-driven", extra={"job_id": job.job_id})
+            return
+        tasks = job.fanout_tasks or {}
+        for part in range(parts):
+            task = tasks.get(str(part)) or {}
+            if part in done or float(task.get("lease_expires_at") or 0.0) >= now:
+                continue
+            self.queue.continue_from(
+                job_id=job.job_id,
+                bucket=self.store.bucket,
+                key=job.object_key,
+                etag=etag,
+                checkpoint=int((task.get("checkpoint") or {}).get("seq", 0)),
+                part=part,
+            )
+            log.info("part re-driven", extra={"job_id": job.job_id, "part": part})
 
     def _record(self, report: SweepReport) -> None:
         count = MetricUnit.Count

@@ -98,6 +98,13 @@ class Job:
     phase: str | None = None
     # The analysis saved so far, while processing: {"key", "seq", "frames"}.
     checkpoint: dict[str, Any] | None = None
+    # A large PCM file analysed in parallel parts (the fan-out): the plan
+    # {"etag", "frames", "ranges": [[start, end], ...], "sent"}; per part (each frame
+    # range, then the whole file's hash) its lease, checkpoint, progress and result; and
+    # the numbers of the parts done (a set: a part is counted once).
+    fanout: dict[str, Any] | None = None
+    fanout_tasks: dict[str, Any] | None = None
+    fanout_done: list[int] | None = None
     source: str = "api"  # "api" or "uppy"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -105,6 +112,36 @@ class Job:
     def invocations(self) -> int:
         """Processor invocations the analysis has used (each claims the job once)."""
         return self.attempts
+
+    @property
+    def parts_total(self) -> int | None:
+        """Parts of a fanned-out analysis: its frame ranges and the whole file's hash."""
+        if not self.fanout:
+            return None
+        return len(self.fanout.get("ranges", [])) + 1
+
+    @property
+    def parts_done(self) -> int | None:
+        if not self.fanout:
+            return None
+        if self.status is JobStatus.COMPLETED:
+            return self.parts_total
+        return len(self.fanout_done or [])
+
+    @property
+    def overall_progress(self) -> int:
+        """The progress to show: a fanned-out analysis's, from its ranges' (by length)."""
+        ranges = (self.fanout or {}).get("ranges")
+        if not ranges or not self.fanout_tasks or self.status is not JobStatus.PROCESSING:
+            return self.progress
+        done = set(self.fanout_done or [])
+        covered = total = 0.0
+        for index, (start, end) in enumerate(ranges):
+            task = self.fanout_tasks.get(str(index)) or {}
+            share = 100.0 if index in done else float(task.get("progress", 0))
+            covered += (end - start) * share
+            total += end - start
+        return int(covered / total) if total else self.progress
 
     @property
     def checkpoint_seq(self) -> int:

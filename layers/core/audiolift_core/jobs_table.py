@@ -211,10 +211,12 @@ class JobsTable:
         set_fields: Mapping[str, Any] | None = None,
         remove_fields: Iterable[str] = (),
         lease_token: str | None = None,
+        part: int | None = None,
     ) -> Job:
         """Move the job to ``target`` if its status is one the state machine allows
         (narrowed by ``sources``), it belongs to ``owner`` and, when given, the caller
-        still holds the processing lease. Raises NotFound or Conflict otherwise."""
+        still holds the processing lease (of the fanned-out analysis's ``part``, when
+        given). Raises NotFound or Conflict otherwise."""
         allowed = set(ALLOWED_SOURCES[target])
         if sources is not None:
             allowed &= set(sources)
@@ -233,7 +235,12 @@ class JobsTable:
         if owner is not None:
             conditions.append("#owner = :owner")
             values[":owner"] = {"S": owner}
-        if lease_token is not None:
+        names: dict[str, str] = {}
+        if lease_token is not None and part is not None:
+            conditions.append("fanout_tasks.#part.lease_token = :lease")
+            values[":lease"] = {"S": lease_token}
+            names["#part"] = str(part)
+        elif lease_token is not None:
             conditions.append("lease_token = :lease")
             values[":lease"] = {"S": lease_token}
         return self._update(
@@ -243,6 +250,7 @@ class JobsTable:
             " AND ".join(conditions),
             values,
             owner=owner,
+            names=names,
             what=f"Moving the job to {target.value}",
         )
 
@@ -256,13 +264,17 @@ class JobsTable:
         keep_progress: bool = False,
         phase: str | None = None,
         message_checkpoint: int | None = None,
+        parts_done: int | None = None,
     ) -> Job:
         """Take the job for processing: from awaiting_upload or uploaded, or from
         processing whose lease has run out (a crashed invocation, or one that handed the
         job on). Refused (ClaimRefused) when the job is finished, cancelled, or held by a
         live lease, and, given the checkpoint a message continues from, when a later
         checkpoint was handed on (its own message exists: this one is stale).
-        ``keep_progress``: the analysis continues from a checkpoint."""
+        ``keep_progress``: the analysis continues from a checkpoint.
+
+        A job whose analysis was fanned out into parts (all their messages sent) is only
+        claimed to merge them, with ``parts_done``: when that many parts are done."""
         now = self._clock()
         updates: dict[str, Any] = {
             "status": JobStatus.PROCESSING.value,
@@ -283,6 +295,11 @@ class JobsTable:
                 "checkpoint.seq <= :message_checkpoint)"
             )
             values[":message_checkpoint"] = {"N": str(int(message_checkpoint))}
+        if parts_done is None:
+            condition += " AND attribute_not_exists(fanout.sent)"
+        else:
+            condition += " AND size(fanout_done) = :parts"
+            values[":parts"] = {"N": str(int(parts_done))}
         try:
             return self._update(
                 job_id,
@@ -350,6 +367,224 @@ class JobsTable:
                 },
             )
 
+    # --- the parts of a fanned-out analysis -------------------------------------------
+
+    def plan_fanout(self, job_id: str, *, lease_token: str, plan: Mapping[str, Any]) -> Job:
+        """Record the parts an analysis is split into (under the job's lease): one entry
+        per part, none done yet."""
+        parts = len(plan["ranges"]) + 1
+        return self._write(
+            job_id,
+            "SET fanout = :plan, fanout_tasks = :tasks, updated_at = :now REMOVE fanout_done",
+            "#status = :processing AND lease_token = :lease",
+            {
+                ":plan": to_dynamo(dict(plan)),
+                ":tasks": to_dynamo({str(part): {} for part in range(parts)}),
+                ":lease": {"S": lease_token},
+            },
+            what="Planning the analysis's parts",
+        )
+
+    def mark_fanout_sent(self, job_id: str, *, lease_token: str) -> Job:
+        """Every part's message went out: the parts carry the job from here (announcements
+        of the object are stale), and the job's own lease is released."""
+        return self._write(
+            job_id,
+            "SET fanout.sent = :true, lease_expires_at = :released, updated_at = :now",
+            "#status = :processing AND lease_token = :lease",
+            {
+                ":true": {"BOOL": True},
+                ":released": to_dynamo(self._clock() - 1.0),
+                ":lease": {"S": lease_token},
+            },
+            what="Handing the analysis to its parts",
+        )
+
+    def claim_part(
+        self,
+        job_id: str,
+        part: int,
+        *,
+        lease_token: str,
+        lease_seconds: float,
+        message_checkpoint: int,
+    ) -> Job:
+        """Take one part of a fanned-out analysis: not done, its lease free or run out, and
+        no later checkpoint of it handed on than the message's. ClaimRefused otherwise.
+        Counts the invocation."""
+        now = self._clock()
+        condition = (
+            "#status = :processing AND attribute_exists(fanout_tasks.#part) AND "
+            "NOT contains(fanout_done, :number) AND "
+            "(attribute_not_exists(fanout_tasks.#part.lease_expires_at) OR "
+            "fanout_tasks.#part.lease_expires_at < :clock) AND "
+            "(attribute_not_exists(fanout_tasks.#part.checkpoint.handed_on) OR "
+            "fanout_tasks.#part.checkpoint.seq <= :message_checkpoint)"
+        )
+        try:
+            return self._write(
+                job_id,
+                "SET fanout_tasks.#part.lease_token = :lease, "
+                "fanout_tasks.#part.lease_expires_at = :expires, phase = :phase, "
+                "updated_at = :now ADD attempts :one",
+                condition,
+                {
+                    ":number": {"N": str(part)},
+                    ":clock": to_dynamo(now),
+                    ":message_checkpoint": {"N": str(int(message_checkpoint))},
+                    ":lease": {"S": lease_token},
+                    ":expires": to_dynamo(now + lease_seconds),
+                    ":phase": {"S": "analyzing"},
+                    ":one": {"N": "1"},
+                },
+                part=part,
+                what="Claiming a part of the analysis",
+            )
+        except (Conflict, NotFound) as refused:
+            raise ClaimRefused(self.get(job_id), str(refused)) from None
+
+    def part_heartbeat(
+        self,
+        job_id: str,
+        part: int,
+        *,
+        lease_token: str,
+        progress: int,
+        lease_seconds: float,
+        checkpoint: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """A part's progress (and checkpoint), extending its lease (negative
+        ``lease_seconds``: released). JobCancelled if the job was cancelled; Conflict if
+        it ended otherwise or another invocation took the part."""
+        update = (
+            "SET fanout_tasks.#part.progress = :progress, "
+            "fanout_tasks.#part.lease_expires_at = :expires, updated_at = :now"
+        )
+        values: dict[str, Any] = {
+            ":progress": {"N": str(max(0, min(99, int(progress))))},
+            ":expires": to_dynamo(self._clock() + lease_seconds),
+            ":lease": {"S": lease_token},
+        }
+        if checkpoint is not None:
+            # progress was made: the sweeper's count of fruitless re-drives starts over
+            update += ", fanout_tasks.#part.checkpoint = :checkpoint REMOVE redrives"
+            values[":checkpoint"] = to_dynamo(dict(checkpoint))
+        return self._part_write(job_id, part, update, values, what="Recording a part's progress")
+
+    def mark_part_handed_on(self, job_id: str, part: int, seq: int) -> None:
+        """As `mark_handed_on`, for one part of a fanned-out analysis."""
+        with translated("Recording the hand-on", codes={_CONDITION_FAILED: IGNORE}):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET fanout_tasks.#part.checkpoint.handed_on = :true",
+                ConditionExpression=(
+                    "#status = :processing AND fanout_tasks.#part.checkpoint.seq = :seq"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#part": str(part)},
+                ExpressionAttributeValues={
+                    ":true": {"BOOL": True},
+                    ":processing": {"S": JobStatus.PROCESSING.value},
+                    ":seq": {"N": str(int(seq))},
+                },
+            )
+
+    def complete_part(
+        self, job_id: str, part: int, *, lease_token: str, result: Mapping[str, Any]
+    ) -> Job:
+        """Record a part's result and count it done, once: the write is conditional on the
+        part not being counted yet, so a duplicated part cannot count twice. The job as
+        it is then: the write that makes the count complete is the one that sees it so.
+        JobCancelled / Conflict as `part_heartbeat`."""
+        return self._part_write(
+            job_id,
+            part,
+            "SET fanout_tasks.#part.#result = :result, fanout_tasks.#part.progress = :full, "
+            "updated_at = :now REMOVE fanout_tasks.#part.lease_token, "
+            "fanout_tasks.#part.lease_expires_at, fanout_tasks.#part.checkpoint, redrives "
+            "ADD fanout_done :numbers",
+            {
+                ":result": to_dynamo(dict(result)),
+                ":full": {"N": "100"},
+                ":numbers": {"NS": [str(part)]},
+                ":number": {"N": str(part)},
+                ":lease": {"S": lease_token},
+            },
+            extra_condition=" AND NOT contains(fanout_done, :number)",
+            names={"#result": "result"},
+            what="Counting a part of the analysis done",
+        )
+
+    def _part_write(
+        self,
+        job_id: str,
+        part: int,
+        update: str,
+        values: dict[str, Any],
+        *,
+        extra_condition: str = "",
+        names: Mapping[str, str] | None = None,
+        what: str,
+    ) -> Job:
+        condition = "#status = :processing AND fanout_tasks.#part.lease_token = :lease"
+        try:
+            return self._write(
+                job_id,
+                update,
+                condition + extra_condition,
+                values,
+                part=part,
+                names=names,
+                what=what,
+            )
+        except (Conflict, NotFound) as refused:
+            job = self.get(job_id)
+            if job is not None and job.status is JobStatus.CANCELLED:
+                raise JobCancelled() from None
+            raise Conflict(f"The part's processing lease was lost: {refused}") from None
+
+    def _write(
+        self,
+        job_id: str,
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        *,
+        part: int | None = None,
+        names: Mapping[str, str] | None = None,
+        what: str,
+    ) -> Job:
+        """One conditional UpdateItem written out (document paths the generic `_update`
+        cannot name); ``:now`` and ``:processing`` are provided."""
+        attribute_names = {"#status": "status", **(names or {})}
+        if part is not None:
+            attribute_names["#part"] = str(part)
+        values = {
+            ":now": {"S": isoformat(utc_now())},
+            ":processing": {"S": JobStatus.PROCESSING.value},
+            **values,
+        }
+        used = {name: value for name, value in values.items() if name in update + condition}
+        meanings: dict[str, Meaning] = {
+            _CONDITION_FAILED: functools.partial(self._refusal, job_id, None, what),
+            "ValidationException": InvalidRequest(f"{what} was refused by the table."),
+        }
+        with translated(what, codes=meanings):
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    key: value
+                    for key, value in attribute_names.items()
+                    if key in update + condition
+                },
+                ExpressionAttributeValues=used,
+                ReturnValues="ALL_NEW",
+            )
+        return job_from_item(response["Attributes"])
+
     def declare_sha256(self, job_id: str, sha256: str, *, owner: str) -> Job:
         """Record the file's SHA-256 declared at completion: only while the upload is
         open and no other hash was declared (ChecksumConflict if one was)."""
@@ -410,10 +645,11 @@ class JobsTable:
         *,
         owner: str | None = None,
         add_attempt: bool = False,
+        names: Mapping[str, str] | None = None,
         what: str,
     ) -> Job:
         updates, remove_fields = _with_sweep_key(updates, remove_fields)
-        names = {"#status": "status"}
+        names = {"#status": "status", **(names or {})}
         if "#owner" in condition:
             names["#owner"] = "owner"
         assignments = []

@@ -53,7 +53,8 @@ def object_created_event(
 
 
 class ProcessingQueue:
-    """``announce_object`` (the sweeper's re-drive) and ``continue_from`` (a hand-on)."""
+    """``announce_object`` (the sweeper's re-drive), ``continue_from`` (a hand-on, or a
+    part of a fanned-out analysis) and ``merge_parts``."""
 
     def __init__(self, client: SQSClient, queue_url: str):
         self._client = client
@@ -81,13 +82,28 @@ class ProcessingQueue:
         return self._send(body, "Queueing the job for processing")
 
     def continue_from(
-        self, *, job_id: str, bucket: str, key: str, etag: str | None, checkpoint: int
+        self,
+        *,
+        job_id: str,
+        bucket: str,
+        key: str,
+        etag: str | None,
+        checkpoint: int,
+        part: int | None = None,
     ) -> str:
-        """Hand an analysis on to the next invocation, from ``checkpoint``."""
+        """Hand an analysis (or one ``part`` of a fanned-out one) on to the next
+        invocation, from ``checkpoint`` (a part: 0 starts it)."""
         body = continuation_message(
-            job_id=job_id, bucket=bucket, key=key, etag=etag, checkpoint=checkpoint
+            job_id=job_id, bucket=bucket, key=key, etag=etag, checkpoint=checkpoint, part=part
         )
         return self._send(body, "Handing the analysis on")
+
+    def merge_parts(self, *, job_id: str, bucket: str, key: str, etag: str | None) -> str:
+        """Ask for the merge of a fanned-out analysis whose parts are all done."""
+        body = continuation_message(
+            job_id=job_id, bucket=bucket, key=key, etag=etag, checkpoint=0, merge=True
+        )
+        return self._send(body, "Asking for the merge of the analysis")
 
     def _send(self, body: dict[str, object], what: str) -> str:
         with translated(what):

@@ -214,6 +214,12 @@ class ProcessorSettings:
     processing_queue_url: str = ""
     # A checkpoint this often, so a crashed invocation loses at most this much work.
     checkpoint_interval_seconds: float = 60.0
+    # Uncompressed PCM files of at least this many bytes are analysed in parallel parts
+    # (frame ranges of about fanout_range_bytes, at most fanout_max_ranges), each by its
+    # own invocation, then merged; 0 = never. Needs processing_queue_url.
+    fanout_min_bytes: int = 0
+    fanout_range_bytes: int = 1 * GiB
+    fanout_max_ranges: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -238,6 +244,11 @@ class ProcessorSettings:
             checkpoint_interval_seconds=_float(
                 env, "CHECKPOINT_INTERVAL_SECONDS", 60.0, low=0.0, high=900.0
             ),
+            fanout_min_bytes=_int(env, "FANOUT_MIN_BYTES", 0, low=0, high=S3_MAX_OBJECT_BYTES),
+            fanout_range_bytes=_int(
+                env, "FANOUT_RANGE_BYTES", 1 * GiB, low=1 * MiB, high=S3_MAX_OBJECT_BYTES
+            ),
+            fanout_max_ranges=_int(env, "FANOUT_MAX_RANGES", 64, low=2, high=1000),
         )
 
 

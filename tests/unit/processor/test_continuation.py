@@ -27,7 +27,7 @@ from audiolift_devstack.lambda_context import LocalLambdaContext
 from audiolift_devstack.poller import SqsPoller
 from audiolift_devstack.template_resources import CreatedResources
 from audiolift_processor.continuation import CHECKPOINT_PREFIX, Checkpoint
-from audiolift_processor.decode import BLOCK_SAMPLES, BlockDone, analyze_stream
+from audiolift_processor.decode import BLOCK_SAMPLES, BlockDone, Resume, analyze_stream
 from audiolift_processor.events import ObjectRef
 from audiolift_processor.handler import handle_event
 from audiolift_processor.processing import Outcome, Processor
@@ -487,6 +487,7 @@ def test_a_checkpoint_round_trips_through_bytes() -> None:
         hashed=HashState(1 << 20, bytes(range(112))),
     )
     again = Checkpoint.decode(checkpoint.encode())
+    assert again.resume is not None
     assert (again.seq, again.etag, again.chunk_size, again.hashed) == (
         4,
         "abc",
@@ -528,11 +529,12 @@ def test_an_unusable_checkpoint_restarts_the_analysis_from_the_start(
     assert running.checkpoint is not None
     key = running.checkpoint["key"]
     saved = Checkpoint.decode(continuations.store.get_bytes(key))
+    assert saved.resume is not None
     spoiled = Checkpoint(
         seq=saved.seq,
         etag=saved.etag,
         chunk_size=saved.chunk_size,
-        resume=type(saved.resume)(saved.resume.frames, saved.resume.analysis, "0" * 64),
+        resume=Resume(saved.resume.frames, saved.resume.analysis, "0" * 64),
         hashed=saved.hashed,
     )
     continuations.store.put_bytes(key, spoiled.encode())

@@ -61,7 +61,13 @@ document passes ``json.dumps(..., allow_nan=False)``::
     }
 """
 
-from .analyzer import SCHEMA_VERSION, AnalysisOptions, StreamingAnalyzer, channel_weights
+from .analyzer import (
+    SCHEMA_VERSION,
+    AnalysisOptions,
+    StreamingAnalyzer,
+    channel_weights,
+    part_alignment,
+)
 from .summary import summarize
 
 __all__ = [
@@ -69,5 +75,6 @@ __all__ = [
     "AnalysisOptions",
     "StreamingAnalyzer",
     "channel_weights",
+    "part_alignment",
     "summarize",
 ]

@@ -60,6 +60,16 @@ class AnalysisOptions:
     threads: int | None = None
 
 
+def part_alignment(samplerate: int, options: AnalysisOptions | None = None) -> int:
+    """Frames a part of a recording analysed on its own must start on a multiple of: the
+    gating sub-block, the silence window and the true-peak row, so that no window (and no
+    row of the interpolator, which keeps its float32 rounding) straddles two parts."""
+    options = options or AnalysisOptions()
+    subblock = max(1, round(samplerate / 10))
+    silence_window = max(1, round(samplerate * options.silence_window_seconds))
+    return math.lcm(subblock, silence_window, TRUE_PEAK_ROW)
+
+
 def channel_weights(channels: int) -> tuple[float, ...]:
     """BS.1770 weights for a file of ``channels`` that declares no layout."""
     return assumed_layout(channels).weights
@@ -86,6 +96,7 @@ class _ChannelState:
         clip_level: float,
         kfilter: filters.Biquad | None,
         true_peak: tuple[NDArray[np.float64], float] | None,
+        start_frame: int = 0,
     ):
         self.history = filters.TAPS_PER_PHASE - 1 if true_peak else 0
         self.buffer = np.zeros(self.history)
@@ -98,7 +109,7 @@ class _ChannelState:
         self.sum = 0.0
         self.silence = WindowEnergy(silence_window)
         self.silence_counts: WindowCount | None = None
-        self.waveform = WaveformBuckets(options.waveform_buckets, expected_frames)
+        self.waveform = WaveformBuckets(options.waveform_buckets, expected_frames, start_frame)
         self.low = math.inf
         self.high = -math.inf
         self.kfilter = kfilter
@@ -141,6 +152,22 @@ class _ChannelState:
         self.silence_counts = None if counts is None else WindowCount.from_state(counts)
         self.waveform = WaveformBuckets.from_state(state["waveform"])
         self.subblocks = WindowEnergy.from_state(state["subblocks"])
+
+    def prime(self, column: NDArray[Any], scale: float | None) -> None:
+        """Bring the K-weighting filter and the true-peak history to where they would be
+        after ``column`` (the samples just before this channel's first analysed one),
+        counting nothing: the filter forgets its zero start exponentially, so a column of
+        ``filters.settling_samples`` frames leaves its state exact in float64, and the
+        history is the column's last samples exactly."""
+        x = np.asarray(column, dtype=np.float64) * (1.0 if scale is None else scale)
+        with np.errstate(invalid="ignore"):
+            x[~(np.abs(x) <= LARGEST_SAMPLE)] = 0.0  # as `process` does before filtering
+        if self.kfilter is not None and len(x):
+            _, self.kstate = lfilter(self.kfilter.b, self.kfilter.a, x, zi=self.kstate)
+        if self.history:
+            tail = x[-self.history :]
+            self.buffer[: self.history] = 0.0
+            self.buffer[self.history - len(tail) : self.history] = tail
 
     def process(
         self, column: NDArray[Any], scale: float | None
@@ -306,7 +333,10 @@ class StreamingAnalyzer:
         options: AnalysisOptions | None = None,
         clip_level: float = 1.0,
         layout: ChannelLayout | None = None,
+        start_frame: int = 0,
     ):
+        """``start_frame``: where in the recording the first fed frame is, when a part of
+        it is analysed on its own (see `warm_up` and `merge`)."""
         if samplerate <= 0 or channels <= 0:
             raise ValueError("samplerate and channels must be positive")
         self.options = options or AnalysisOptions()
@@ -316,6 +346,7 @@ class StreamingAnalyzer:
         if len(self.layout.positions) != self.channels:
             raise ValueError(f"the layout names {len(self.layout.positions)} channels")
         self.expected_frames = expected_frames
+        self.start_frame = int(start_frame)
         self.frames = 0
         self.clip_level = clip_level
         self.weights = self.layout.weights
@@ -331,6 +362,10 @@ class StreamingAnalyzer:
         self._longest_run = 0
         self._windows = 0
         self._unusable_windows = 0
+        # The silent run this analysis starts with, and whether it is still open (a
+        # part's leading run joins the previous part's trailing one in `merge`).
+        self._leading_run = 0
+        self._leading_open = True
         self._pending: list[Future[Any]] | None = None
         self._finished = False
         self._start_workers(kfilter is not None)
@@ -353,12 +388,13 @@ class StreamingAnalyzer:
                 clip_level=self.clip_level,
                 kfilter=kfilter,
                 true_peak=true_peak,
+                start_frame=self.start_frame,
             )
             for _ in range(self.channels)
         ]
 
     def _start_workers(self, filtering: bool) -> None:
-        threads = self.options.threads or os.cpu_count() or 1
+        threads = self.options.threads or _usable_cpus()
         # even one channel gets a worker when there is a second core: the caller reads
         # the next block (see `submit`) while it works
         self._pool = (
@@ -373,6 +409,15 @@ class StreamingAnalyzer:
             if threadpool_limits is not None and self.options.true_peak
             else None
         )
+
+    @property
+    def warm_up_frames(self) -> int:
+        """Frames `warm_up` needs before a part's first frame: as many as the K-weighting
+        filter takes to forget its start (to 1e-17), or the true-peak history."""
+        kfilter = self._states[0].kfilter
+        if kfilter is not None:
+            return max(filters.settling_samples(kfilter), TRUE_PEAK_ROW)
+        return filters.TAPS_PER_PHASE
 
     # --- saving and restoring ---------------------------------------------------------
 
@@ -398,6 +443,8 @@ class StreamingAnalyzer:
                 "source": self.layout.source,
             },
             "frames": self.frames,
+            "start_frame": self.start_frame,
+            "leading_silence": [self._leading_run, self._leading_open],
             "subblock_power": power,
             "silence_runs": [
                 self._silent_windows,
@@ -424,8 +471,11 @@ class StreamingAnalyzer:
             layout=ChannelLayout(
                 tuple(layout["positions"]), bool(layout["declared"]), str(layout["source"])
             ),
+            start_frame=int(state.get("start_frame", 0)),
         )
         analyzer.frames = int(state["frames"])
+        leading_run, leading_open = state.get("leading_silence", (0, False))
+        analyzer._leading_run, analyzer._leading_open = int(leading_run), bool(leading_open)
         power = np.asarray(state["subblock_power"], dtype=np.float64)
         analyzer._subblock_power = [power.copy()] if len(power) else []
         (
@@ -439,6 +489,15 @@ class StreamingAnalyzer:
             channel.load(saved)
         return analyzer
 
+    @classmethod
+    def merge(cls, states: Sequence[dict[str, Any]]) -> StreamingAnalyzer:
+        """One analyzer from the states of consecutive parts of a recording, each analysed
+        on its own from its ``start_frame`` (after `warm_up`): its document is the one a
+        single analysis straight through would give. See `merge.merge_states`."""
+        from .merge import merge_states
+
+        return cls.restore(merge_states(states))
+
     # --- feeding ----------------------------------------------------------------------
 
     def feed(self, block: NDArray[Any], *, scale: float | None = None) -> None:
@@ -446,13 +505,32 @@ class StreamingAnalyzer:
         self.submit(block, scale=scale)
         self.collect()
 
+    def warm_up(self, block: NDArray[Any], *, scale: float | None = None) -> None:
+        """Prime the filters with the frames just before `start_frame` without analysing
+        them: a part then measures what a straight-through analysis measures there."""
+        array = self._checked(block, scale)
+        self.collect()
+        for index, state in _enum(self):
+            state.prime(array[:, index], scale)
+
     def submit(self, block: NDArray[Any], *, scale: float | None = None) -> None:
         """Start analysing ``block`` on the worker threads and return at once; the caller
         may then read the next block, but must not touch this one until `collect`."""
-        if self._finished:
-            raise RuntimeError("the analyzer has finished")
+        array = self._checked(block, scale)
         if self._pending is not None:
             self.collect()
+        self.frames += array.shape[0]
+        if self._pool is None:
+            self._pending = [_done(state.process(array[:, i], scale)) for i, state in _enum(self)]
+        else:
+            pool = self._pool
+            self._pending = [
+                pool.submit(state.process, array[:, i], scale) for i, state in _enum(self)
+            ]
+
+    def _checked(self, block: NDArray[Any], scale: float | None) -> NDArray[Any]:
+        if self._finished:
+            raise RuntimeError("the analyzer has finished")
         array = np.asarray(block)
         if array.ndim == 1:
             array = array.reshape(-1, 1)
@@ -462,14 +540,7 @@ class StreamingAnalyzer:
             raise ValueError(f"expected numeric samples, got {array.dtype}")
         if array.dtype.kind in "iu" and scale is None:
             raise ValueError("integer samples need a scale")
-        self.frames += array.shape[0]
-        if self._pool is None:
-            self._pending = [_done(state.process(array[:, i], scale)) for i, state in _enum(self)]
-        else:
-            pool = self._pool
-            self._pending = [
-                pool.submit(state.process, array[:, i], scale) for i, state in _enum(self)
-            ]
+        return array
 
     def collect(self) -> None:
         """Wait for the block given to `submit` and fold its cross-channel results in."""
@@ -510,6 +581,12 @@ class StreamingAnalyzer:
 
     def _add_silent_runs(self, silent: NDArray[np.bool_]) -> None:
         count = int(np.count_nonzero(silent))
+        if self._leading_open:
+            if count == len(silent):
+                self._leading_run += count
+            else:
+                self._leading_run += int(np.argmin(silent))  # up to the first loud window
+                self._leading_open = False
         self._silent_windows += count
         if count == 0:
             self._silent_run = 0
@@ -650,6 +727,13 @@ class StreamingAnalyzer:
             "frames_per_bucket": self.frames / count if count else None,
             "channels": channels,
         }
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _enum(analyzer: StreamingAnalyzer) -> list[tuple[int, _ChannelState]]:

@@ -130,7 +130,10 @@ class WaveformBuckets:
     still gives the full count.
     """
 
-    def __init__(self, buckets: int, expected_frames: int | None):
+    def __init__(self, buckets: int, expected_frames: int | None, start_frame: int = 0):
+        """``start_frame``: the frame of the recording the first pushed sample is (a part
+        of a recording analysed on its own): buckets stay on the whole recording's grid,
+        and one that starts before ``start_frame`` holds only the part's samples."""
         self.target = max(1, buckets)
         self.capacity = 32 * self.target
         fine = 8 * self.target
@@ -138,7 +141,7 @@ class WaveformBuckets:
         self.mins = np.full(self.capacity, np.inf)
         self.maxs = np.full(self.capacity, -np.inf)
         self.count = 0
-        self.frames = 0
+        self.frames = start_frame
 
     def state(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,8 @@ class WaveformBuckets:
         start = 0
         block_min, block_max = math.inf, -math.inf
         offset = self.frames % span
+        if offset and not self.count:
+            self.count = 1  # a part starting inside a bucket: its share of that bucket
         if offset:
             start = min(span - offset, n)
             lo, hi = float(low[:start].min()), float(high[:start].max())
