@@ -43,9 +43,11 @@ def _multiply(a: int, b: int) -> int:
 
 
 def _powers_of_two() -> list[int]:
-    """x^(2^k) modulo the polynomial, for k = 0..31."""
+    """x^(2^k) modulo the polynomial, for k = 0..63 (lengths up to 2^61 bytes). zlib
+    keeps 32 and wraps around, which holds for CRC-32's polynomial but not for
+    CRC32C's: here every power is its own."""
     powers = [_X0 >> 1]  # x^1
-    for _ in range(31):
+    for _ in range(63):
         powers.append(_multiply(powers[-1], powers[-1]))
     return powers
 
@@ -62,7 +64,7 @@ def _shift_factor(length: int) -> int:
     k = 0
     while bits:
         if bits & 1:
-            factor = _multiply(_X_TO_2_TO_THE[k % 32], factor)
+            factor = _multiply(_X_TO_2_TO_THE[k], factor)
         bits >>= 1
         k += 1
     return factor
