@@ -7,11 +7,14 @@ with the same file, and each one's peak RSS.
 
 The local stack runs as in ``make dev`` but without the processor
 (``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (which checks the
-presigned signatures), dynalite for the jobs table, the real API under uvicorn. So the SDK
-side is the whole path a user takes: POST /v1/uploads, parallel PUTs to presigned URLs
-(16 MiB parts, the API's default plan; concurrency 8, the SDK's default), POST /complete.
-boto3 uploads the same file to the same bucket with its dev credentials (8 MiB parts, 10
-threads: s3transfer's defaults).
+presigned signatures and the checksums), dynalite for the jobs table, the real API under
+uvicorn. So the SDK side is the whole path a user takes: POST /v1/uploads, parallel PUTs
+to presigned URLs (16 MiB parts, the API's default plan; concurrency 8, the SDK's default),
+POST /complete, with the SDK's integrity checks: each part's CRC32C signed into its URL
+and checked by S3, the whole file's CRC32C (combined from the parts') checked by S3 at
+completion, and the file's SHA-256 declared for the processor. boto3 uploads the same file
+to the same bucket with its dev credentials (8 MiB parts, 10 threads, a CRC32 per part:
+s3transfer's defaults).
 
 Each upload runs in a fresh subprocess (imports excluded from the timing) that reports its
 wall time, CPU time and peak RSS (VmHWM, which includes the interpreter and imports).

@@ -237,6 +237,7 @@ def function_environment(
     environment.setdefault("UPLOAD_TTL_SECONDS", str(DEFAULT_UPLOAD_TTL_SECONDS))
     environment.update(function.environment)
     environment.pop("POWERTOOLS_SERVICE_NAME", None)  # one per function
+    margin = environment.get("DEADLINE_MARGIN_SECONDS")
     environment.update(
         {
             "JOBS_TABLE": resources.table_name,
@@ -250,9 +251,7 @@ def function_environment(
             "PROCESSING_QUEUE_URL": resources.queue_url,
             "VISIBILITY_TIMEOUT_SECONDS": str(resources.queue_settings.visibility_timeout),
             "PROCESSOR_TIMEOUT_SECONDS": str(timeout_seconds),
-            "DEADLINE_MARGIN_SECONDS": environment.get(
-                "DEADLINE_MARGIN_SECONDS", f"{deadline_margin_for(timeout_seconds):g}"
-            ),
+            "DEADLINE_MARGIN_SECONDS": f"{deadline_margin_for(timeout_seconds, margin):g}",
             "AUTH_MODE": "api_key",
             "API_KEY_HASHES": f"{DEV_OWNER}:{hashlib.sha256(api_key.encode()).hexdigest()}",
             "CORS_ALLOW_ORIGINS": "*",
@@ -270,13 +269,15 @@ def function_environment(
     return environment
 
 
-def deadline_margin_for(timeout_seconds: int) -> float:
-    """How long before its deadline the processor stops to record a timeout: the core's
-    margin, but at most a quarter of a short local timeout (``up --function-timeout 10``
-    would otherwise time every job out before it starts)."""
+def deadline_margin_for(timeout_seconds: int, template_margin: str | None = None) -> float:
+    """How long before its deadline the processor stops to hand on (or record a timeout):
+    the template's margin (the core's default without one), but at most a quarter of a
+    short local timeout (``up --function-timeout 10`` would otherwise time every job out
+    before it starts)."""
     from audiolift_core.settings import DEADLINE_MARGIN_SECONDS
 
-    return min(DEADLINE_MARGIN_SECONDS, timeout_seconds / 4)
+    margin = float(template_margin) if template_margin else DEADLINE_MARGIN_SECONDS
+    return min(margin, timeout_seconds / 4)
 
 
 class Stack(Service):

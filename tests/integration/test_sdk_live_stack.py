@@ -7,6 +7,7 @@ real one."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import httpx
 import pytest
 from audiolift import Client, JobFailedError, RetryConfig, TransportError
@@ -93,13 +95,28 @@ def test_upload_resigns_urls_real_s3_refuses(stack: StackProcess, noise: Path) -
         return storage.inner.handle_request(httpx.Request("PUT", bad, headers=request.headers,
                                                           content=request.read()))  # fmt: skip
 
+    def corrupted(request: httpx.Request) -> httpx.Response:
+        body = bytearray(request.read())
+        body[len(body) // 2] ^= 0xFF
+        return storage.inner.handle_request(httpx.Request("PUT", request.url,
+                                                          headers=request.headers,
+                                                          content=bytes(body)))  # fmt: skip
+
     storage.inject(is_put(1), expired)
     storage.inject(is_put(2), forged)
+    storage.inject(is_put(3), corrupted)  # SeaweedFS checks the part's signed CRC32C
     with client_for(stack, storage) as client:
         job = client.upload(noise, concurrency=3)
         stored = s3_of(stack).get_object(Bucket=stack.info.bucket, Key=f"uploads/{job.job_id}")
         assert stored["Body"].read() == noise.read_bytes()
-        assert len(storage.puts(1)) == 2 and len(storage.puts(2)) == 2 and len(storage.puts(3)) == 1
+        assert [len(storage.puts(n)) for n in (1, 2, 3)] == [2, 2, 2]
+        # S3 checked and keeps the whole file's CRC32C, which the SDK combined from the parts'.
+        head = s3_of(stack).head_object(
+            Bucket=stack.info.bucket, Key=f"uploads/{job.job_id}", ChecksumMode="ENABLED"
+        )
+        crc = google_crc32c.value(noise.read_bytes()).to_bytes(4, "big")
+        assert head["ChecksumCRC32C"] == base64.b64encode(crc).decode()
+        assert head["ChecksumType"] == "FULL_OBJECT"
         # Not audio: the processor fails the job, and wait says why.
         with pytest.raises(JobFailedError) as caught:
             job.wait(timeout=120)

@@ -728,7 +728,10 @@ def test_processor_errors_and_throttles_alarm_on_the_first_one(
     assert float(properties["Threshold"]) == 1
 
 
-def test_duration_alarm_fires_above_80_percent_of_every_allowed_timeout() -> None:
+def test_duration_alarm_fires_only_when_a_run_overstays_its_deadline_margin() -> None:
+    """A continued analysis hands on with DEADLINE_MARGIN_SECONDS left: those runs must
+    not alarm; one that used over half the margin to stop must."""
+
     allowed = PARAMETERS["ProcessorTimeoutSeconds"]["AllowedValues"]
     assert sorted(map(str, allowed)) == sorted(TEMPLATE["Mappings"]["NearTimeoutByTimeout"])
     for timeout in allowed:
@@ -742,8 +745,14 @@ def test_duration_alarm_fires_above_80_percent_of_every_allowed_timeout() -> Non
         assert properties["Dimensions"] == [{"Name": "FunctionName", "Value": "processor-function"}]
         assert properties["Statistic"] == "Maximum"  # one slow run is enough
         assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+        environment = resource_properties(
+            resolver(ProcessorTimeoutSeconds=timeout), "ProcessorFunction"
+        )["Environment"]["Variables"]
+        margin = float(environment["DEADLINE_MARGIN_SECONDS"])
         # Lambda reports Duration in milliseconds.
-        assert float(properties["Threshold"]) == 0.8 * function_timeout * 1000
+        threshold = float(properties["Threshold"]) / 1000
+        assert threshold == function_timeout - margin / 2
+        assert function_timeout - margin < threshold < function_timeout
 
 
 def test_queue_age_alarm_fires_past_the_visibility_timeout() -> None:

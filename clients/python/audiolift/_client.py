@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ._checksums import CRC32C
 from ._errors import (
     AudioliftError,
     ChecksumMismatchError,
@@ -234,8 +235,9 @@ class Client:
 
         A file that is not audio in a supported format (told from its first bytes) is
         refused before any request (UnsupportedFormatError). Every part is sent with its
-        MD5, which S3 checks; the file's SHA-256, computed while the parts are read, is
-        declared at completion and checked again by the processor
+        CRC32C, which S3 checks, and so is the whole file's at completion; the file's
+        SHA-256, computed while the parts are read, is declared at completion and checked
+        again by the processor
         (``job.verified_sha256``). ``sha256`` is the digest you already hold (e.g. from
         where the file came): declared at creation, and an upload whose bytes do not
         match it is aborted before completion (ChecksumMismatchError).
@@ -251,6 +253,7 @@ class Client:
         body: dict[str, Any] = {
             "filename": filename or snapshot.path.name,
             "size": snapshot.size,
+            "checksum_algorithm": CRC32C,
         }
         if content_type:
             body["content_type"] = content_type
@@ -263,9 +266,9 @@ class Client:
             on_created(job)
         try:
             plan = PartPlan(snapshot.size, int(created["part_size"]), int(created["part_count"]))
-            # The URLs signed at creation carry no Content-MD5 (the parts were not hashed
-            # yet): every part gets a URL signed for its MD5 instead.
-            return self._transfer(job_id, plan, snapshot, {}, concurrency, on_progress, expected)
+            # The URLs signed at creation carry no checksum (the parts were not hashed
+            # yet): every part gets a URL signed for its CRC32C instead.
+            return self._transfer(job, plan, snapshot, {}, concurrency, on_progress)
         except FileChangedError as error:
             error.job_id = job_id
             self._abort_quietly(job_id)  # its parts are useless now
@@ -308,9 +311,7 @@ class Client:
                 if 1 <= part.part_number <= plan.part_count
                 and part.size == plan.part_bytes(part.part_number)
             }
-            return self._transfer(
-                job_id, plan, snapshot, kept, concurrency, on_progress, job.sha256
-            )
+            return self._transfer(job, plan, snapshot, kept, concurrency, on_progress)
         except AudioliftError as error:
             error.job_id = job_id
             raise
@@ -326,14 +327,16 @@ class Client:
     def abort_upload(self, job_id: str) -> None:
         self._call("DELETE", f"/v1/uploads/{_segment(job_id)}")
 
-    def _signer(self, job_id: str) -> Callable[[Mapping[int, str]], list[SignedUrl]]:
-        def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+    def _signer(self, job: Job) -> Callable[[Mapping[int, str]], list[SignedUrl]]:
+        field = "checksum_crc32c" if job.checksum_algorithm == CRC32C else "content_md5"
+
+        def sign(checksums: Mapping[int, str]) -> list[SignedUrl]:
             signed = self._call(
                 "POST",
-                f"/v1/uploads/{_segment(job_id)}/parts",
+                f"/v1/uploads/{_segment(job.job_id)}/parts",
                 json_body={
-                    "part_numbers": sorted(digests),
-                    "content_md5": {str(n): digests[n] for n in sorted(digests)},
+                    "part_numbers": sorted(checksums),
+                    field: {str(n): checksums[n] for n in sorted(checksums)},
                 },
             )
             return [SignedUrl.from_api(p) for p in signed.get("parts") or []]
@@ -342,15 +345,15 @@ class Client:
 
     def _transfer(
         self,
-        job_id: str,
+        job: Job,
         plan: PartPlan,
         snapshot: FileSnapshot,
         kept: Mapping[int, UploadedPart],
         concurrency: int,
         on_progress: ProgressCallback | None,
-        expected_sha256: str | None,
     ) -> Job:
         """Upload the parts not ``kept``, hashing all of them, then complete."""
+        job_id, expected_sha256 = job.job_id, job.sha256
         progress = ProgressCounter(
             job_id,
             plan,
@@ -362,13 +365,14 @@ class Client:
         uploader = PartUploader(
             s3=self._s3,
             retry=self.retry,
-            urls=PartUrls(self._signer(job_id)),
+            urls=PartUrls(self._signer(job)),
             plan=plan,
             snapshot=snapshot,
             progress=progress,
             hasher=OrderedHasher(snapshot.size, max_buffered=concurrency * self._chunk_bytes),
             stop=threading.Event(),
             chunk_bytes=self._chunk_bytes,
+            signs_crc32c=job.checksum_algorithm == CRC32C,
         )
         uploaded = {n: part.etag for n, part in kept.items()}
         etags = upload_parts(uploader, uploaded, concurrency=concurrency)
@@ -381,11 +385,10 @@ class Client:
                 f"({expected_sha256}; the file's is {digest}); the upload was aborted."
             )
         parts = [{"part_number": n, "etag": etags[n]} for n in sorted(etags)]
-        self._call(
-            "POST",
-            f"/v1/uploads/{_segment(job_id)}/complete",
-            json_body={"parts": parts, "sha256": digest},
-        )
+        completion: dict[str, Any] = {"parts": parts, "sha256": digest}
+        if uploader.signs_crc32c:
+            completion["crc32c"] = uploader.whole_crc32c()  # S3 checks it
+        self._call("POST", f"/v1/uploads/{_segment(job_id)}/complete", json_body=completion)
         return self.get_job(job_id)
 
     def _abort_quietly(self, job_id: str) -> None:

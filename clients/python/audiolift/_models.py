@@ -181,6 +181,9 @@ class Job:
     updated_at: str = ""
     sha256: str | None = None  # declared by the uploader
     verified_sha256: str | None = None  # computed by the processor from the stored object
+    # "CRC32C" when the upload was created with it: parts carry their CRC32C and S3 checks
+    # the whole file's at completion (None: an upload by a client that did not declare it).
+    checksum_algorithm: str | None = None
     error: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -211,6 +214,7 @@ class Job:
             updated_at=text("updated_at"),
             sha256=text("sha256") or None,
             verified_sha256=text("verified_sha256") or None,
+            checksum_algorithm=text("checksum_algorithm") or None,
             error=dict(error) if isinstance(error, Mapping) else None,
             summary=dict(summary) if isinstance(summary, Mapping) else None,
             raw=dict(document),

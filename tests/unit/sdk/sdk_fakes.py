@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import google_crc32c
 import httpx
 
 API_URL = "https://api.audiolift.test"
@@ -65,6 +66,8 @@ class FakeJob:
     sha256: str | None
     status: str = "awaiting_upload"
     completed_sha256: str | None = None  # declared at completion
+    checksum_algorithm: str | None = None  # "CRC32C" when declared at creation
+    completed_crc32c: str | None = None  # the whole file's, stated at completion
     verified_sha256: str | None = None  # what the processor would compute (set by tests)
     progress: int = 0
     parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
@@ -95,6 +98,8 @@ class FakeJob:
             document["sha256"] = self.sha256 or self.completed_sha256
         if self.verified_sha256:
             document["verified_sha256"] = self.verified_sha256
+        if self.checksum_algorithm:
+            document["checksum_algorithm"] = self.checksum_algorithm
         if self.error:
             document["error"] = self.error
         if self.summary is not None:
@@ -132,14 +137,15 @@ class FakeCloud:
         self.ttl = ttl
         self.now = time.time()  # the fake's clock (epoch seconds), moved by tests
         self.jobs: dict[str, FakeJob] = {}
-        # signature -> job, part, expiry, the Content-MD5 signed in (None: none)
-        self.signatures: dict[str, tuple[str, int, float, str | None]] = {}
+        # signature -> job, part, expiry, the checksum header signed in (None: none)
+        self.signatures: dict[str, tuple[str, int, float, tuple[str, str] | None]] = {}
         self.requests: list[httpx.Request] = []
         self.faults: list[Fault] = []
         self.part_puts: list[int] = []  # part numbers of PUTs S3 accepted
         self.bad_digests: list[int] = []  # part numbers of PUTs refused with BadDigest
         self.sign_calls: list[list[int]] = []
-        self.signed_md5s: dict[int, str] = {}  # part number -> the Content-MD5 last signed
+        # part number -> the checksum (header, base64 value) last signed into its URL
+        self.signed_checksums: dict[int, tuple[str, str]] = {}
         self.put_threads: set[str] = set()
         self.lock = threading.Lock()
         self._ids = 0
@@ -227,11 +233,13 @@ class FakeCloud:
             return s3_error(
                 403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
             )
-        job_id, part_number, expires, signed_md5 = signed
+        job_id, part_number, expires, signed_checksum = signed
         if self.now > expires:
             return s3_error(403, "AccessDenied", "Request has expired")
-        sent_md5 = request.headers.get("content-md5")
-        if signed_md5 is not None and sent_md5 != signed_md5:  # a signed header must match
+        # A signed header must be sent, with the value signed.
+        if signed_checksum is not None and (
+            request.headers.get(signed_checksum[0]) != signed_checksum[1]
+        ):
             return s3_error(
                 403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
             )
@@ -242,12 +250,14 @@ class FakeCloud:
             return s3_error(403, "SignatureDoesNotMatch", "signature is for another part")
         body = request.content
         assert int(request.headers["content-length"]) == len(body)
-        # S3 checks Content-MD5 whenever it is sent, signed or not.
-        if sent_md5 is not None and sent_md5 != _content_md5(body):
-            self.bad_digests.append(part_number)
-            return s3_error(
-                400, "BadDigest", "The Content-MD5 you specified did not match what we received."
-            )
+        # S3 checks a checksum header whenever it is sent, signed or not.
+        for header, actual in (("content-md5", _content_md5), (CRC32C_HEADER, _crc32c)):
+            sent = request.headers.get(header)
+            if sent is not None and sent != actual(body):
+                self.bad_digests.append(part_number)
+                return s3_error(
+                    400, "BadDigest", f"The {header} you specified did not match what we received."
+                )
         etag = '"' + hashlib.md5(body).hexdigest() + '"'
         job.parts[part_number] = (etag, body)
         self.part_puts.append(part_number)
@@ -255,12 +265,15 @@ class FakeCloud:
         return httpx.Response(200, headers={"ETag": etag})
 
     def _sign(
-        self, job: FakeJob, numbers: list[int], digests: dict[int, str] | None = None
+        self,
+        job: FakeJob,
+        numbers: list[int],
+        checksums: dict[int, tuple[str, str]] | None = None,
     ) -> list[dict[str, Any]]:
         out = []
         expires = self.now + self.ttl
         for n in numbers:
-            digest = (digests or {}).get(n)
+            digest = (checksums or {}).get(n)
             signature = hashlib.sha256(
                 f"{job.job_id}/{n}/{expires}/{len(self.signatures)}".encode()
             ).hexdigest()
@@ -274,7 +287,7 @@ class FakeCloud:
                     "part_number": n,
                     "url": url,
                     "expires_at": _iso(expires),
-                    "headers": {"Content-MD5": digest} if digest else {},
+                    "headers": dict([digest]) if digest else {},
                 }
             )
         return out
@@ -282,7 +295,13 @@ class FakeCloud:
     # --- the API -------------------------------------------------------------------------
 
     def _new_job(
-        self, *, filename: str, size: int, content_type: str, sha256: str | None
+        self,
+        *,
+        filename: str,
+        size: int,
+        content_type: str,
+        sha256: str | None,
+        checksum_algorithm: str | None = None,
     ) -> FakeJob:
         self._ids += 1
         job_id = f"{self._ids:032x}"
@@ -297,6 +316,7 @@ class FakeCloud:
             part_count=math.ceil(size / part_size) if size else 0,
             sha256=sha256,
             created_at=_iso(self.now + self._ids),
+            checksum_algorithm=checksum_algorithm,
         )
         self.jobs[job_id] = job
         return job
@@ -317,6 +337,7 @@ class FakeCloud:
                 size=body["size"],
                 content_type=body.get("content_type") or "audio/wav",
                 sha256=body.get("sha256"),
+                checksum_algorithm=body.get("checksum_algorithm"),
             )
             first = self._sign(job, list(range(1, min(job.part_count, self.first_batch) + 1)))
             return httpx.Response(
@@ -365,12 +386,20 @@ class FakeCloud:
             return error(409, "conflict", f"The upload is closed: the job is {job.status}.")
         if method == "POST" and tail == "/parts":
             numbers = sorted(set(body["part_numbers"]))
-            digests = {int(n): d for n, d in (body.get("content_md5") or {}).items()}
-            if set(digests) - set(numbers) or not all(map(_is_md5, digests.values())):
-                return error(422, "invalid_request", "content_md5: one base64 MD5 per part.")
+            crc32cs = {int(n): d for n, d in (body.get("checksum_crc32c") or {}).items()}
+            if crc32cs and job.checksum_algorithm != "CRC32C":
+                return error(400, "checksum_not_declared", "Not an upload declared CRC32C.")
+            md5s = {int(n): d for n, d in (body.get("content_md5") or {}).items()}
+            checksums = {n: ("Content-MD5", d) for n, d in md5s.items()}
+            checksums |= {n: (CRC32C_HEADER, d) for n, d in crc32cs.items()}
+            well_formed = all(map(_is_md5, md5s.values())) and all(
+                _is_digest(d, 4) for d in crc32cs.values()
+            )
+            if set(checksums) - set(numbers) or not well_formed or set(md5s) & set(crc32cs):
+                return error(422, "invalid_request", "One base64 checksum per part.")
             self.sign_calls.append(numbers)
-            self.signed_md5s.update(digests)
-            return httpx.Response(200, json={"parts": self._sign(job, numbers, digests)})
+            self.signed_checksums.update(checksums)
+            return httpx.Response(200, json={"parts": self._sign(job, numbers, checksums)})
         if method == "GET" and tail == "/parts":
             return httpx.Response(
                 200,
@@ -403,6 +432,13 @@ class FakeCloud:
         declared = (body or {}).get("sha256")
         if job.sha256 and declared and declared != job.sha256:
             return error(409, "checksum_conflict", "The SHA-256 differs from the declared one.")
+        crc = (body or {}).get("crc32c")
+        if (crc is not None) != (job.checksum_algorithm == "CRC32C"):
+            code = "checksum_not_declared" if crc is not None else "checksum_required"
+            return error(400, code, "State the whole file's CRC32C for (only) a CRC32C upload.")
+        if crc is not None and crc != _crc32c(job.object_bytes):
+            return error(409, "checksum_mismatch", "The parts do not match the file's CRC32C.")
+        job.completed_crc32c = crc
         job.completed_with = body["parts"] if body else None
         job.completed_sha256 = declared
         job.status = "uploaded"
@@ -456,11 +492,22 @@ def _content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def _is_md5(value: object) -> bool:
+CRC32C_HEADER = "x-amz-checksum-crc32c"
+
+
+def _crc32c(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def _is_digest(value: object, length: int) -> bool:
     try:
-        return isinstance(value, str) and len(base64.b64decode(value, validate=True)) == 16
+        return isinstance(value, str) and len(base64.b64decode(value, validate=True)) == length
     except binascii.Error:
         return False
+
+
+def _is_md5(value: object) -> bool:
+    return _is_digest(value, 16)
 
 
 def corrupts_body(cloud: FakeCloud) -> Callable[[httpx.Request], httpx.Response]:

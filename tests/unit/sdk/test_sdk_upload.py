@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+import google_crc32c
 import httpx
 import pytest
 from audiolift import (
@@ -41,6 +42,10 @@ from sdk_fakes import (
 PARTS = 11  # audio_file: 10.5 parts
 
 
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
 def test_parallel_upload_reassembles_the_file(
     client: Client, cloud: FakeCloud, audio_file: Path
 ) -> None:
@@ -59,18 +64,23 @@ def test_parallel_upload_reassembles_the_file(
     assert stored.completed_with == [
         {"part_number": n, "etag": stored.parts[n][0]} for n in range(1, PARTS + 1)
     ]
-    # Every part was signed once, for its own MD5, and sent with it (the URLs made at
-    # creation carry no Content-MD5 and go unused).
+    # The upload was declared CRC32C; every part was signed once, for its own CRC32C,
+    # and sent with it (the URLs made at creation carry no checksum and go unused).
+    assert stored.checksum_algorithm == "CRC32C" and job.checksum_algorithm == "CRC32C"
     signed = [n for batch in cloud.sign_calls for n in batch]
     assert sorted(signed) == list(range(1, PARTS + 1))
     data = audio_file.read_bytes()
     for n in range(1, PARTS + 1):
         part = data[(n - 1) * PART_SIZE : n * PART_SIZE]
-        assert cloud.signed_md5s[n] == base64.b64encode(hashlib.md5(part).digest()).decode()
+        assert cloud.signed_checksums[n] == ("x-amz-checksum-crc32c", crc32c_b64(part))
     for put in [r for r in cloud.requests if is_part_put()(r)]:
-        assert put.headers["content-md5"] == cloud.signed_md5s[int(put.url.params["partNumber"])]
-    # The file's SHA-256, computed while the parts were read, declared at completion.
+        header, value = cloud.signed_checksums[int(put.url.params["partNumber"])]
+        assert put.headers[header] == value
+        assert "content-md5" not in put.headers  # no MD5 computed for it
+    # The file's SHA-256, computed while the parts were read, and its CRC32C, combined
+    # from the parts', declared at completion.
     assert stored.completed_sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.completed_crc32c == crc32c_b64(data)
     # Progress: in order, ending at the whole file.
     sent = [r.uploaded_bytes for r in reports]
     assert sent == sorted(sent)
@@ -368,7 +378,7 @@ def test_a_part_changed_on_the_way_is_refused_by_s3_and_sent_again(
 
     job = client.upload(audio_file, concurrency=3)
 
-    assert cloud.bad_digests == [4]  # S3's own Content-MD5 check refused it
+    assert cloud.bad_digests == [4]  # S3's own CRC32C check refused it
     assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
     assert len([r for r in cloud.requests if is_part_put(4)(r)]) == 2
 
@@ -380,7 +390,7 @@ def test_a_part_changed_on_the_way_every_time_stops_with_a_clear_error(
     with pytest.raises(UploadError) as caught:
         client.upload(audio_file, concurrency=2)
     assert caught.value.code == "bad_digest"
-    assert "Content-MD5" in caught.value.message and "part 4" in caught.value.message
+    assert "checksum mismatch" in caught.value.message and "part 4" in caught.value.message
     assert cloud.bad_digests == [4, 4, 4]  # the first try and two resends, then no more
     assert cloud.jobs[str(caught.value.job_id)].object_bytes is None  # never completed
 
@@ -400,7 +410,7 @@ def test_a_file_rewritten_in_place_keeping_size_and_mtime_is_caught(
             handle.seek(3 * PART_SIZE + 10)
             handle.write(b"edited")
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        return s3_error(400, "BadDigest", "The Content-MD5 you specified did not match.")
+        return s3_error(400, "BadDigest", "The CRC32C you specified did not match.")
 
     cloud.inject(is_part_put(4), rewrite)
     with pytest.raises(FileChangedError, match="part 4 reads differently"):
@@ -538,3 +548,37 @@ def test_hashing_ahead_never_waits_on_itself(
     assert stored.object_bytes == path.read_bytes()
     assert stored.completed_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert len(cloud.sign_calls) < 41
+
+
+def test_resuming_an_upload_created_without_crc32c_signs_each_parts_md5(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    """An upload another client created without declaring CRC32C: S3 would refuse a part
+    carrying one, so the SDK signs Content-MD5s instead and states no whole-file CRC32C."""
+    data = audio_file.read_bytes()
+    stored = cloud.add_job(
+        status="awaiting_upload", size=len(data), part_size=PART_SIZE, part_count=PARTS
+    )
+    client.resume(stored.job_id, audio_file, concurrency=3)
+    assert stored.object_bytes == data
+    for n in range(1, PARTS + 1):
+        part = data[(n - 1) * PART_SIZE : n * PART_SIZE]
+        md5 = base64.b64encode(hashlib.md5(part).digest()).decode()
+        assert cloud.signed_checksums[n] == ("Content-MD5", md5)
+    assert stored.completed_crc32c is None
+    assert stored.completed_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_resumed_crc32c_upload_states_the_whole_files_crc32c(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    """The parts S3 holds already are read again: their CRC32Cs are part of the whole
+    file's, and their MD5s tell whether S3 holds this file's bytes."""
+    cloud.inject(is_part_put(6), answers(lambda: s3_error(400, "InvalidArgument", "crash")))
+    with pytest.raises(UploadError) as caught:
+        client.upload(audio_file, concurrency=1)
+    job_id = str(caught.value.job_id)
+    cloud.part_puts.clear()
+    client.resume(job_id, audio_file, concurrency=2)
+    assert sorted(cloud.part_puts) == list(range(6, PARTS + 1))
+    assert cloud.jobs[job_id].completed_crc32c == crc32c_b64(audio_file.read_bytes())
