@@ -122,6 +122,25 @@ def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
     return used
 
 
+def pin_cores(server_pid: int) -> str:
+    """Server and clients on separate cores, as when S3 is not on the client's machine:
+    the stack's processes (SeaweedFS, the API) on the last core, this process (the SDK,
+    Playwright) and Chromium (its processes inherit it) on the others."""
+    cores = sorted(psutil.Process().cpu_affinity() or [])
+    if len(cores) < 2:
+        raise SystemExit("--pin-cores needs at least two cores")
+    server_cores, client_cores = cores[-1:], cores[:-1]
+    server = psutil.Process(server_pid)
+    # Every thread: an affinity set for a process id binds its main thread only (Go and
+    # uvicorn already run others); threads started later inherit their creator's.
+    for process in [server, *server.children(recursive=True)]:
+        for thread in process.threads():
+            os.sched_setaffinity(thread.id, server_cores)
+    for thread in psutil.Process().threads():
+        os.sched_setaffinity(thread.id, client_cores)
+    return f"server (SeaweedFS, API) on CPU {server_cores}, clients on CPU {client_cores}"
+
+
 def page_upload(
     browser: Any,
     stack: dict[str, Any],
@@ -242,6 +261,8 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
         s3.delete_object(Bucket=stack["bucket"], Key=key)
         return result
 
+    if args.pin_cores:
+        print(pin_cores(stack["pid"]), flush=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -270,6 +291,7 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
         "file_mib": args.size_mib,
         "rounds": args.rounds,
         "server": "SeaweedFS (local stack, 127.0.0.1)",
+        "cores": "stack on the last core, clients on the others" if args.pin_cores else "shared",
         "page": {**page, "part_puts": runs["page"][0]["puts"]},
         "sdk": {**sdk, "part_count": runs["sdk"][0]["part_count"]},
         "ratio_page_over_sdk": round(page["mib_per_s_median"] / sdk["mib_per_s_median"], 3),
@@ -306,6 +328,12 @@ def main() -> int:
         "--page-only-with-checksums",
         action="store_true",
         help="skip the page's rounds without checksums (which measure their cost)",
+    )
+    parser.add_argument(
+        "--pin-cores",
+        action="store_true",
+        help="run the stack on the last core and the clients on the others (the "
+        "clients then do not compete with S3 for CPU, as with a remote S3)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audiolift-bench-browser-") as temporary:
