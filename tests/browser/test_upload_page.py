@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -357,6 +358,51 @@ def test_a_reload_mid_upload_resumes_with_only_the_missing_parts(
     assert stack.object_sha256(f"uploads/{job_id}") == hashlib.sha256(audio).hexdigest()
     assert page.evaluate("localStorage.getItem('audiolift.pending-uploads')") == "[]"
     stack.cancel_job(job_id)  # noise: nothing to learn from analysing it
+
+
+def test_a_file_changed_before_its_upload_resumed_is_refused_at_completion(
+    chromium: Any, browser_stack: BrowserStack, tmp_path: Path
+) -> None:
+    """The parts S3 holds from before a reload belong to the file as it was then. Edited
+    since (its size and modified time kept, so the page offers to resume), the whole
+    file's CRC32C (with the held parts' CRCs read from the file now) is not the object's:
+    S3 refuses to complete, the page says so and aborts the upload, nothing is stored."""
+    stack = browser_stack
+    if stack.name == "moto":
+        pytest.skip("moto's S3 does not check the whole object's CRC32C (SeaweedFS and S3 do)")
+    wav = tmp_path / "edited.wav"
+    audio = write_noise_wav(wav, 4 * PART_BYTES)
+    page = open_page(chromium, stack, parallel="1")
+    page.on("dialog", lambda dialog: dialog.accept())
+    throttle_uploads(chromium, page, 6e6)
+    network = NetworkLog(page, stack.info.s3_endpoint)
+    wait_connected(page)
+    page.set_input_files("#file-input", str(wav))
+    page.wait_for_function("document.querySelector('#upload').dataset.jobId")
+    job_id = page.get_attribute("#upload", "data-job-id")
+    deadline = time.monotonic() + 60
+    while not network.part_puts() and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    page.reload()
+    page.wait_for_selector(f'#pending-list li[data-job-id="{job_id}"]')
+    held = stack.held_parts(job_id)
+    assert 1 in held, held
+    stat = wav.stat()
+    edited = bytearray(audio)
+    edited[PART_BYTES // 2] ^= 0xFF  # in part 1, which S3 holds
+    wav.write_bytes(bytes(edited))
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    page.set_input_files("#file-input", str(wav))
+    page.click("#resume-upload")
+    page.wait_for_selector("#error:not([hidden])", timeout=120_000)
+    assert page.inner_text("#error-code") == "checksum_mismatch"
+    assert "edited.wav changed since its upload started" in page.inner_text("#error-message")
+    assert page.get_attribute("#upload", "data-state") == "failed"
+    listed = stack.clients.s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=f"uploads/{job_id}")
+    assert "Contents" not in listed
+    assert wait_job_status(stack, job_id, "cancelled") == "cancelled"
+    assert page.evaluate("localStorage.getItem('audiolift.pending-uploads')") == "[]"
 
 
 def test_pause_resume_and_cancel(

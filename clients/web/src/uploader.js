@@ -238,7 +238,16 @@ export class MultipartUpload {
     const parts = [...this.etags.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([part_number, etag]) => ({ part_number, etag }))
-    return this.api.completeUpload(this.jobId, parts, await this.fileCrc32c())
+    const crc32c = await this.fileCrc32c()
+    try {
+      return await this.api.completeUpload(this.jobId, parts, crc32c)
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 'checksum_mismatch')) throw error
+      // S3 holds parts of another version of the file (it changed between the start of
+      // the upload and a resume): they can never make this file, so the upload goes.
+      await this.api.abortUpload(this.jobId).catch(() => {})
+      throw new ApiError(409, 'checksum_mismatch', `${this.file.name} changed since its upload started: the parts already uploaded are not this file’s. Pick it again to upload it afresh.`)
+    }
   }
 
   /** The CRC32C of the parts S3 held before this page sent any (a resumed upload),
