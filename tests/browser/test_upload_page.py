@@ -442,9 +442,12 @@ def test_pause_resume_and_cancel(
     # Cancel: the multipart upload is aborted through the API, the job is cancelled.
     page.click("#again")
     page.set_input_files("#file-input", str(wav))
+    # The panel keeps the finished upload's job id and 100 % until the new one starts.
     page.wait_for_function(
-        "document.querySelector('#upload').dataset.jobId &&"
-        " document.querySelector('#upload-progress').value >= 10"
+        "([previous]) => { const panel = document.querySelector('#upload');"
+        " return panel.dataset.jobId && panel.dataset.jobId !== previous &&"
+        " document.querySelector('#upload-progress').value >= 10 }",
+        arg=[job_id],
     )
     job_id = page.get_attribute("#upload", "data-job-id")
     with page.expect_response(
