@@ -6,14 +6,26 @@ stack, same run.
 
 The local stack runs as in ``make dev`` but without the processor
 (``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (it checks the presigned
-signatures and the bucket's CORS), moto's server for DynamoDB, the API under uvicorn, and
-the page served by the stack itself. The page runs in headless Chromium (Debian's, driven
-by Playwright); its own clock (from the pick to the completed upload, as it shows the
-person) gives its time. The SDK uploads the same file from this process with its defaults.
-Rounds alternate page, page without per-part MD5s, SDK, ... so drift in the machine's
-load hits all; the figures are medians, the ratio is page MiB/s (with its per-part MD5s,
-as it ships) over SDK MiB/s (goal >= 0.8); the page without MD5s gives their cost. Objects are
-deleted after each round. Results also go to bench/out/bench_browser.json.
+signatures, the part and whole-file CRC32Cs and the bucket's CORS), moto's server for
+DynamoDB, the API under uvicorn, and the page served by the stack itself. The page runs in
+headless Chromium (Debian's, driven by Playwright); its own clock (from the pick to the
+completed upload, as it shows the person) gives its time. The SDK uploads the same file
+from this process with its defaults. Both check integrity the same way: each part's CRC32C
+signed into its URL, the whole file's CRC32C (combined from the parts') at completion.
+Rounds alternate page, page without checksums, SDK, ... so drift in the machine's load
+hits all; the figures are medians (one upload of each, first, is not counted: it warms up a fresh
+SeaweedFS), the ratio is page MiB/s (with its checksums, as it ships) over SDK MiB/s (goal
+>= 0.8); the page without checksums gives their cost.
+
+Where the time goes: for every upload, the CPU seconds of each process taking part (the
+Chromium processes by type, each SeaweedFS component, the stack's process with the API,
+this process, which runs the SDK or Playwright's side of the page) are read before and
+after (psutil), and printed per MiB uploaded (medians), with the whole machine's busy
+time: on a small machine the clients and S3 share the cores, so a client's CPU per MiB
+decides its throughput as much as its design does. "others" is CPU used by processes
+that are not part of the run (another job on the machine): a large figure there means a
+noisy round. Objects are deleted after each round. Results also go to
+bench/out/bench_browser.json.
 
 The file is a valid WAV header over random samples: the page and the SDK both look at a
 file's first bytes before they upload it.
@@ -33,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from audiolift_devstack.launcher import start_stack_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +71,76 @@ def make_wav(path: Path, size: int) -> None:
             left -= count
 
 
+def process_role(process: psutil.Process) -> str:
+    """What a process of the run is: a Chromium process by its type, a SeaweedFS
+    component, the stack's process (API, moto), Playwright's driver, or other."""
+    command = process.cmdline()
+    if not command:
+        return "other"
+    program = Path(command[0]).name
+    if "chrom" in program:
+        kind = next((a.split("=", 1)[1] for a in command if a.startswith("--type=")), "browser")
+        if kind == "utility":
+            sub = next((a for a in command if a.startswith("--utility-sub-type=")), "")
+            kind = "network" if "NetworkService" in sub else "utility"
+        return f"chromium {kind}"
+    if program == "weed":
+        component = next((a for a in command[1:] if not a.startswith("-")), "")
+        return f"seaweedfs {component}"
+    if "audiolift_devstack" in command:
+        return "stack (API, moto)"
+    if program == "node" or any("playwright" in a for a in command):
+        return "playwright driver"
+    return "other"
+
+
+CpuSnapshot = tuple[dict[int, tuple[str, float]], float]
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    """CPU seconds so far of this process and each of its descendants (with its role),
+    and the machine's busy seconds."""
+    me = psutil.Process()
+    seconds: dict[int, tuple[str, float]] = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            role = "this process" if process.pid == me.pid else process_role(process)
+        except psutil.Error:
+            continue  # gone meanwhile
+        seconds[process.pid] = (role, times.user + times.system)
+    machine = psutil.cpu_times()
+    return seconds, sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+
+
+def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds per role between two snapshots; "others": the rest of the machine."""
+    used: dict[str, float] = {}
+    for pid, (role, seconds) in after[0].items():
+        used[role] = used.get(role, 0.0) + seconds - before[0].get(pid, (role, 0.0))[1]
+    used["others"] = max(0.0, after[1] - before[1] - sum(used.values()))
+    return used
+
+
+def pin_cores(server_pid: int) -> str:
+    """Server and clients on separate cores, as when S3 is not on the client's machine:
+    the stack's processes (SeaweedFS, the API) on the last core, this process (the SDK,
+    Playwright) and Chromium (its processes inherit it) on the others."""
+    cores = sorted(psutil.Process().cpu_affinity() or [])
+    if len(cores) < 2:
+        raise SystemExit("--pin-cores needs at least two cores")
+    server_cores, client_cores = cores[-1:], cores[:-1]
+    server = psutil.Process(server_pid)
+    # Every thread: an affinity set for a process id binds its main thread only (Go and
+    # uvicorn already run others); threads started later inherit their creator's.
+    for process in [server, *server.children(recursive=True)]:
+        for thread in process.threads():
+            os.sched_setaffinity(thread.id, server_cores)
+    for thread in psutil.Process().threads():
+        os.sched_setaffinity(thread.id, client_cores)
+    return f"server (SeaweedFS, API) on CPU {server_cores}, clients on CPU {client_cores}"
+
+
 def page_upload(
     browser: Any,
     stack: dict[str, Any],
@@ -66,7 +149,8 @@ def page_upload(
     checksums: bool = True,
     parallel: int | None = None,
 ) -> dict[str, Any]:
-    """One upload through the page in a fresh browser context; the page's own timing."""
+    """One upload through the page in a fresh browser context; the page's own timing,
+    and the CPU each process used from the pick to the end."""
     if not stack.get("web_url"):
         raise RuntimeError("the stack serves no page: build it (scripts/install_browser.sh)")
     context = browser.new_context()
@@ -79,10 +163,21 @@ def page_upload(
             query += f"&parallel={parallel}"
         page.goto(stack["web_url"] + query)
         page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_selector('#connection[data-state="ok"]')
+        before = cpu_snapshot()
         started = time.perf_counter()
         page.set_input_files("#file-input", str(path))
-        page.wait_for_selector('#upload[data-state="done"]', timeout=1_800_000)
+        # Polled twice a second: wait_for_selector polls on every animation frame, which
+        # would charge Playwright's work to the page's renderer.
+        page.wait_for_function(
+            "['done', 'failed'].includes(document.querySelector('#upload').dataset.state)",
+            polling=500,
+            timeout=1_800_000,
+        )
         wall = time.perf_counter() - started
+        cpu = cpu_used(before, cpu_snapshot())
+        if page.get_attribute("#upload", "data-state") != "done":
+            raise RuntimeError(f"the page's upload failed: {page.inner_text('#error-message')}")
         text = page.inner_text("#upload-text")
         match = UPLOADED_TEXT.search(text)
         if match is None:
@@ -93,7 +188,13 @@ def page_upload(
         # data-seconds (ms precision) where the page sets it; else its text (0.1 s).
         exact = page.get_attribute("#upload", "data-seconds")
         seconds = float(exact) if exact else float(match.group(1)) or wall
-        return {"seconds": seconds, "wall_seconds": wall, "job_id": job_id, "puts": len(puts)}
+        return {
+            "seconds": seconds,
+            "wall_seconds": wall,
+            "job_id": job_id,
+            "puts": len(puts),
+            "cpu": cpu,
+        }
     finally:
         context.close()
 
@@ -102,18 +203,37 @@ def sdk_upload(stack: dict[str, Any], path: Path) -> dict[str, Any]:
     from audiolift import Client
 
     with Client(stack["api_url"], stack["api_key"]) as client:
+        before = cpu_snapshot()
         started = time.perf_counter()
         job = client.upload(path)
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "job_id": job.job_id, "part_count": job.part_count}
+        cpu = cpu_used(before, cpu_snapshot())
+    return {"seconds": seconds, "job_id": job.job_id, "part_count": job.part_count, "cpu": cpu}
 
 
-def summarize(runs: list[dict[str, Any]], size: int) -> dict[str, Any]:
+def summarize(runs: list[dict[str, Any]], size: int, *, browser: bool) -> dict[str, Any]:
+    """Medians of the rounds: MiB/s, and CPU milliseconds per MiB by role and for the
+    client itself (Chromium's processes for the page, this process for the SDK)."""
     rates = [size / MiB / run["seconds"] for run in runs]
+    ms_per_mib = 1000 / (size / MiB)
+    roles = sorted({role for run in runs for role in run["cpu"]})
+    per_mib = {
+        role: round(statistics.median(run["cpu"].get(role, 0.0) for run in runs) * ms_per_mib, 2)
+        for role in roles
+    }
+
+    def is_client(role: str) -> bool:
+        return role.startswith("chromium") if browser else role == "this process"
+
+    client = statistics.median(
+        sum(seconds for role, seconds in run["cpu"].items() if is_client(role)) for run in runs
+    )
     return {
         "mib_per_s_median": round(statistics.median(rates), 1),
         "mib_per_s_each": [round(r, 1) for r in rates],
         "seconds_each": [round(run["seconds"], 2) for run in runs],
+        "client_cpu_ms_per_mib": round(client * ms_per_mib, 2),
+        "cpu_ms_per_mib": {role: ms for role, ms in per_mib.items() if ms >= 0.05},
     }
 
 
@@ -123,50 +243,78 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
 
     size = args.size_mib * MiB
     s3 = s3_client_for(stack)
-    kinds = ["page", "sdk"] if args.page_only_with_checksums else ["page", "page_no_md5", "sdk"]
+    kinds = (
+        ["page", "sdk"] if args.page_only_with_checksums else ["page", "page_no_checksums", "sdk"]
+    )
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+
+    def upload(kind: str) -> dict[str, Any]:
+        if kind == "sdk":
+            result = sdk_upload(stack, path)
+        else:
+            result = page_upload(
+                browser, stack, path, checksums=kind == "page", parallel=args.parallel
+            )
+        key = f"uploads/{result['job_id']}"
+        head = s3.head_object(Bucket=stack["bucket"], Key=key)
+        assert head["ContentLength"] == size, head
+        s3.delete_object(Bucket=stack["bucket"], Key=key)
+        return result
+
+    if args.pin_cores:
+        print(pin_cores(stack["pid"]), flush=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
+            # Not counted: the first uploads into a fresh SeaweedFS also grow its volumes.
+            for kind in ("page", "sdk"):
+                upload(kind)
             for round_number in range(1, args.rounds + 1):
                 for kind in kinds:
-                    if kind == "sdk":
-                        result = sdk_upload(stack, path)
-                    else:
-                        result = page_upload(
-                            browser, stack, path, checksums=kind == "page", parallel=args.parallel
-                        )
-                    key = f"uploads/{result['job_id']}"
-                    head = s3.head_object(Bucket=stack["bucket"], Key=key)
-                    assert head["ContentLength"] == size, head
-                    s3.delete_object(Bucket=stack["bucket"], Key=key)
+                    result = upload(kind)
                     runs[kind].append(result)
+                    busiest = sorted(result["cpu"].items(), key=lambda item: -item[1])[:4]
                     print(
-                        f"round {round_number} {kind:11}: {size / MiB / result['seconds']:7.1f} "
-                        f"MiB/s  ({result['seconds']:.2f} s)",
+                        f"round {round_number} {kind:17}: {size / MiB / result['seconds']:7.1f} "
+                        f"MiB/s  ({result['seconds']:.2f} s; CPU s: "
+                        + ", ".join(f"{role} {seconds:.1f}" for role, seconds in busiest)
+                        + ")",
                         flush=True,
                     )
         finally:
             browser.close()
-    page = summarize(runs["page"], size)
-    sdk = summarize(runs["sdk"], size)
+    page = summarize(runs["page"], size, browser=True)
+    sdk = summarize(runs["sdk"], size, browser=False)
     report = {
         "file_mib": args.size_mib,
         "rounds": args.rounds,
         "server": "SeaweedFS (local stack, 127.0.0.1)",
+        "cores": "stack on the last core, clients on the others" if args.pin_cores else "shared",
         "page": {**page, "part_puts": runs["page"][0]["puts"]},
         "sdk": {**sdk, "part_count": runs["sdk"][0]["part_count"]},
         "ratio_page_over_sdk": round(page["mib_per_s_median"] / sdk["mib_per_s_median"], 3),
         "goal": ">= 0.8",
     }
-    if "page_no_md5" in runs:
-        plain = summarize(runs["page_no_md5"], size)
+    if "page_no_checksums" in runs:
+        plain = summarize(runs["page_no_checksums"], size, browser=True)
         report["page_without_checksums"] = plain
-        # What per-part MD5s cost the page: its time with them over its time without.
+        # What the page's CRC32Cs cost: its time with them over its time without.
         report["checksum_cost"] = round(plain["mib_per_s_median"] / page["mib_per_s_median"], 3)
     return report
+
+
+def print_cpu(report: dict[str, Any]) -> None:
+    print("CPU ms per MiB uploaded (medians; the client's own first):")
+    for name in ("page", "page_without_checksums", "sdk"):
+        if name not in report:
+            continue
+        figures = report[name]["cpu_ms_per_mib"]
+        shown = ", ".join(
+            f"{role} {ms:.1f}" for role, ms in sorted(figures.items(), key=lambda i: -i[1])
+        )
+        print(f"  {name}: client {report[name]['client_cpu_ms_per_mib']:.1f}; {shown}")
 
 
 def main() -> int:
@@ -179,7 +327,13 @@ def main() -> int:
     parser.add_argument(
         "--page-only-with-checksums",
         action="store_true",
-        help="skip the page's rounds without per-part MD5s (which measure their cost)",
+        help="skip the page's rounds without checksums (which measure their cost)",
+    )
+    parser.add_argument(
+        "--pin-cores",
+        action="store_true",
+        help="run the stack on the last core and the clients on the others (the "
+        "clients then do not compete with S3 for CPU, as with a remote S3)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="audiolift-bench-browser-") as temporary:
@@ -200,10 +354,11 @@ def main() -> int:
     print(f"  page (headless Chromium): {report['page']['mib_per_s_median']:.1f} MiB/s")
     if "page_without_checksums" in report:
         plain = report["page_without_checksums"]["mib_per_s_median"]
-        print(f"  page without per-part MD5s: {plain:.1f} MiB/s  (MD5s cost "
+        print(f"  page without checksums:   {plain:.1f} MiB/s  (CRC32Cs cost "
               f"{(report['checksum_cost'] - 1) * 100:+.0f} % of the time)")  # fmt: skip
     print(f"  SDK (defaults):           {report['sdk']['mib_per_s_median']:.1f} MiB/s")
     print(f"  ratio page / SDK: {report['ratio_page_over_sdk']:.2f}x  (goal >= 0.8)")
+    print_cpu(report)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_browser.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -4,11 +4,11 @@ the project's one local stack (``audiolift_devstack``), never a harness of their
 - ``web_bundle``: clients/web/dist/, rebuilt with esbuild when a source is newer.
 - ``browser_stack``: ``python -m audiolift_devstack up`` in a child process (the
   devstack's launcher), twice over (parametrised): S3 from moto's server, and S3 from
-  SeaweedFS (which checks presigned signatures, Content-MD5 and bucket CORS itself). Both
-  run the API under uvicorn, DynamoDB/SQS on moto and the devstack's poller feeding the
-  processor's Lambda handler; the stack also serves the page, on its own origin, so CORS
-  is exercised as in a deployment. Parts are 5 MiB (S3's minimum) so small files have
-  several.
+  SeaweedFS (which checks presigned signatures, part and whole-file CRC32Cs and bucket
+  CORS itself). Both run the API under uvicorn, DynamoDB/SQS on moto and the devstack's
+  poller feeding the processor's Lambda handler; the stack also serves the page, on its
+  own origin, so CORS is exercised as in a deployment. Parts are 5 MiB (S3's minimum)
+  so small files have several.
 - ``chromium``: a fresh Playwright browser context per test, in Debian's /usr/bin/chromium
   launched once per session (Playwright's own browser downloads are not used).
 """
@@ -41,7 +41,7 @@ INSTALL_HINT = "run scripts/install_browser.sh"
 
 
 def _bundle_is_stale() -> bool:
-    bundles = [WEB_ROOT / "dist" / name for name in ("app.js", "uppy.js", "md5-worker.js")]
+    bundles = [WEB_ROOT / "dist" / name for name in ("app.js", "uppy.js", "checksum-worker.js")]
     if not all(bundle.exists() for bundle in bundles):
         return True
     built = min(bundle.stat().st_mtime for bundle in bundles)

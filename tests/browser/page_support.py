@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import google_crc32c
 import httpx
 import numpy as np
 import soundfile as sf
@@ -159,11 +160,14 @@ def write_noise_wav(path: Path, size: int) -> bytes:
     return data
 
 
-def part_md5s(data: bytes, part_bytes: int = PART_BYTES) -> dict[str, str]:
-    """{"<part number>": base64 MD5} as the page sends them when it signs parts."""
+def crc32c_base64(data: bytes) -> str:
+    """The CRC32C of ``data`` as S3 writes it: 4 bytes big-endian, base64."""
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+def part_crc32cs(data: bytes, part_bytes: int = PART_BYTES) -> dict[str, str]:
+    """{"<part number>": base64 CRC32C} as the page sends them when it signs parts."""
     return {
-        str(i // part_bytes + 1): base64.b64encode(
-            hashlib.md5(data[i : i + part_bytes]).digest()
-        ).decode()
+        str(i // part_bytes + 1): crc32c_base64(data[i : i + part_bytes])
         for i in range(0, len(data), part_bytes)
     }

@@ -1,6 +1,7 @@
 """The browser page (clients/web) in real headless Chromium on the local stack: a WAV
 picked in the file input goes up in parallel parts over the API's /v1 routes, each PUT
-straight to S3's presigned URL with its Content-MD5, and the page follows the job; the
+straight to S3's presigned URL with its CRC32C, the whole file's CRC32C (combined from the
+parts') checked by S3 at completion, and the page follows the job; the
 key and the API are checked on load; a file that is not audio or is too large is refused
 before any request; a reload mid-upload resumes with only the missing parts; pause,
 resume and cancel work; Uppy still uploads through the API's Companion routes."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,9 @@ from page_support import (
     SAMPLE_RATE,
     BrowserStack,
     NetworkLog,
+    crc32c_base64,
     origin,
-    part_md5s,
+    part_crc32cs,
     part_number,
     wav_header,
     write_music_like_wav,
@@ -134,14 +137,16 @@ def test_upload_goes_straight_to_s3_in_parallel_parts_and_the_job_follows(
     assert ("POST", "/v1/uploads") in paths
     assert ("POST", f"/v1/uploads/{job_id}/complete") in paths
 
-    # Every part was signed with its MD5, in batches (fewer calls than parts); each PUT
-    # sent what the API said to send with it.
+    # The upload was declared CRC32C; every part was signed with its CRC32C, in batches
+    # (fewer calls than parts); each PUT sent what the API said to send with it.
+    created = next(r for r in network.requests if r.url.endswith("/v1/uploads"))
+    assert json.loads(created.post_data)["checksum_algorithm"] == "CRC32C"
     signs = [
         r for r in network.requests if r.method == "POST" and r.url.endswith(f"{job_id}/parts")
     ]
     assert 1 <= len(signs) < 3
-    md5s = {k: v for r in signs for k, v in json.loads(r.post_data)["content_md5"].items()}
-    assert md5s == part_md5s(audio)
+    crcs = {k: v for r in signs for k, v in json.loads(r.post_data)["checksum_crc32c"].items()}
+    assert crcs == part_crc32cs(audio)
     signed = {
         p["part_number"]: p.get("headers") or {}
         for r in signs
@@ -149,14 +154,26 @@ def test_upload_goes_straight_to_s3_in_parallel_parts_and_the_job_follows(
     }
     for request in network.requests:
         if request.method == "PUT":
-            wanted = signed[part_number(request.url)].get("Content-MD5")
-            assert request.headers.get("content-md5") == wanted
+            wanted = signed[part_number(request.url)]["x-amz-checksum-crc32c"]
+            assert request.headers.get("x-amz-checksum-crc32c") == wanted
+    # Completion stated the whole file's CRC32C, combined from the parts' CRCs: the same
+    # as a straight CRC32C of the file.
+    completed = next(r for r in network.requests if r.url.endswith(f"{job_id}/complete"))
+    assert json.loads(completed.post_data)["crc32c"] == crc32c_base64(audio)
 
-    # Side effects: the object in S3 is the file; the job completed with its result.
+    # Side effects: the object in S3 is the file, with the file's CRC32C as its checksum
+    # (SeaweedFS, as S3, keeps the FULL_OBJECT CRC it checked; moto composes its own);
+    # the job completed with its result.
     assert stack.object_sha256(f"uploads/{job_id}") == hashlib.sha256(audio).hexdigest()
+    if stack.name == "seaweedfs":
+        head = stack.clients.s3.head_object(
+            Bucket=stack.info.bucket, Key=f"uploads/{job_id}", ChecksumMode="ENABLED"
+        )
+        assert head.get("ChecksumCRC32C") == crc32c_base64(audio)
     item = stack.job_item(job_id)
     assert item["status"]["S"] == "completed"
     assert item["filename"]["S"] == "take one.wav"
+    assert item["checksum_algorithm"]["S"] == "CRC32C"
     document = json.loads(
         stack.clients.s3.get_object(Bucket=stack.info.bucket, Key=f"results/{job_id}.json")[
             "Body"
@@ -330,13 +347,62 @@ def test_a_reload_mid_upload_resumes_with_only_the_missing_parts(
     page.click("#resume-upload")
     page.wait_for_selector('#upload[data-state="done"]', timeout=120_000)
 
-    # Only the parts S3 did not hold went up, each once; the object is the file.
+    # Only the parts S3 did not hold went up, each once; the object is the file. The
+    # whole file's CRC32C, which S3 checked, includes the held parts' CRCs (computed from
+    # the file's bytes after the reload).
     sent = sorted(part_number(url) for _, url, _, _ in network.part_puts())
     assert sent == sorted(set(range(1, 7)) - set(held)), (sent, held)
+    completed = next(r for r in network.requests if r.url.endswith(f"{job_id}/complete"))
+    assert json.loads(completed.post_data)["crc32c"] == crc32c_base64(audio)
     assert page.get_attribute("#upload", "data-job-id") == job_id
     assert stack.object_sha256(f"uploads/{job_id}") == hashlib.sha256(audio).hexdigest()
     assert page.evaluate("localStorage.getItem('audiolift.pending-uploads')") == "[]"
     stack.cancel_job(job_id)  # noise: nothing to learn from analysing it
+
+
+def test_a_file_changed_before_its_upload_resumed_is_refused_at_completion(
+    chromium: Any, browser_stack: BrowserStack, tmp_path: Path
+) -> None:
+    """The parts S3 holds from before a reload belong to the file as it was then. Edited
+    since (its size and modified time kept, so the page offers to resume), the whole
+    file's CRC32C (with the held parts' CRCs read from the file now) is not the object's:
+    S3 refuses to complete, the page says so and aborts the upload, nothing is stored."""
+    stack = browser_stack
+    if stack.name == "moto":
+        pytest.skip("moto's S3 does not check the whole object's CRC32C (SeaweedFS and S3 do)")
+    wav = tmp_path / "edited.wav"
+    audio = write_noise_wav(wav, 4 * PART_BYTES)
+    page = open_page(chromium, stack, parallel="1")
+    page.on("dialog", lambda dialog: dialog.accept())
+    throttle_uploads(chromium, page, 6e6)
+    network = NetworkLog(page, stack.info.s3_endpoint)
+    wait_connected(page)
+    page.set_input_files("#file-input", str(wav))
+    page.wait_for_function("document.querySelector('#upload').dataset.jobId")
+    job_id = page.get_attribute("#upload", "data-job-id")
+    deadline = time.monotonic() + 60
+    while not network.part_puts() and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    page.reload()
+    page.wait_for_selector(f'#pending-list li[data-job-id="{job_id}"]')
+    held = stack.held_parts(job_id)
+    assert 1 in held, held
+    stat = wav.stat()
+    edited = bytearray(audio)
+    edited[PART_BYTES // 2] ^= 0xFF  # in part 1, which S3 holds
+    wav.write_bytes(bytes(edited))
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    page.set_input_files("#file-input", str(wav))
+    page.click("#resume-upload")
+    page.wait_for_selector("#error:not([hidden])", timeout=120_000)
+    assert page.inner_text("#error-code") == "checksum_mismatch"
+    assert "edited.wav changed since its upload started" in page.inner_text("#error-message")
+    assert page.get_attribute("#upload", "data-state") == "failed"
+    listed = stack.clients.s3.list_objects_v2(Bucket=stack.info.bucket, Prefix=f"uploads/{job_id}")
+    assert "Contents" not in listed
+    assert wait_job_status(stack, job_id, "cancelled") == "cancelled"
+    assert page.evaluate("localStorage.getItem('audiolift.pending-uploads')") == "[]"
 
 
 def test_pause_resume_and_cancel(
@@ -376,9 +442,12 @@ def test_pause_resume_and_cancel(
     # Cancel: the multipart upload is aborted through the API, the job is cancelled.
     page.click("#again")
     page.set_input_files("#file-input", str(wav))
+    # The panel keeps the finished upload's job id and 100 % until the new one starts.
     page.wait_for_function(
-        "document.querySelector('#upload').dataset.jobId &&"
-        " document.querySelector('#upload-progress').value >= 10"
+        "([previous]) => { const panel = document.querySelector('#upload');"
+        " return panel.dataset.jobId && panel.dataset.jobId !== previous &&"
+        " document.querySelector('#upload-progress').value >= 10 }",
+        arg=[job_id],
     )
     job_id = page.get_attribute("#upload", "data-job-id")
     with page.expect_response(
@@ -422,38 +491,21 @@ def test_uppy_still_uploads_through_the_companion_routes(
     assert wait_job_status(stack, job_id, "completed", timeout=60) == "completed"
 
 
-def api_signs_content_md5(stack: BrowserStack) -> bool:
-    """Whether POST /v1/uploads/{id}/parts answers ``headers`` with the Content-MD5 it
-    signed (the per-part checksum contract)."""
-    auth = {"Authorization": f"Bearer {stack.info.api_key}"}
-    api = stack.info.api_url
-    created = httpx.post(
-        f"{api}/v1/uploads", json={"filename": "probe.wav", "size": 1000}, headers=auth
-    ).json()
-    try:
-        md5 = part_md5s(b"x" * 1000)
-        signed = httpx.post(
-            f"{api}/v1/uploads/{created['job_id']}/parts",
-            json={"part_numbers": [1], "content_md5": md5},
-            headers=auth,
-        ).json()
-        return bool(signed["parts"][0].get("headers", {}).get("Content-MD5") == md5["1"])
-    finally:
-        httpx.delete(f"{api}/v1/uploads/{created['job_id']}", headers=auth)
-
-
-# In the page: sign part 1 with the MD5 of its real bytes, PUT other bytes of the same
-# size with the headers the API returned, then the real bytes. Playwright cannot rewrite
-# a Blob upload's body on the way (its route hangs), so the corruption happens here.
-CORRUPTED_PART_JS = """async ({ api, key, md5 }) => {
+# In the page: an upload declared CRC32C; sign part 1 with the CRC32C of its real bytes,
+# PUT other bytes of the same size with the headers the API returned (the browser sends
+# the signed x-amz-checksum-crc32c across origins: CORS allows it), then the real bytes.
+# Playwright cannot rewrite a Blob upload's body on the way (its route hangs), so the
+# corruption happens here.
+CORRUPTED_PART_JS = """async ({ api, key, crc }) => {
   const auth = { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }
   const size = 5 * 1024 * 1024
   const created = await (await fetch(`${api}/v1/uploads`, {
-    method: 'POST', headers: auth, body: JSON.stringify({ filename: 'x.wav', size: size * 2 }),
+    method: 'POST', headers: auth,
+    body: JSON.stringify({ filename: 'x.wav', size: size * 2, checksum_algorithm: 'CRC32C' }),
   })).json()
   const signed = await (await fetch(`${api}/v1/uploads/${created.job_id}/parts`, {
     method: 'POST', headers: auth,
-    body: JSON.stringify({ part_numbers: [1], content_md5: { 1: md5 } }),
+    body: JSON.stringify({ part_numbers: [1], checksum_crc32c: { 1: crc } }),
   })).json()
   const part = signed.parts[0]
   const put = async (fill) => {
@@ -474,15 +526,13 @@ def test_a_part_corrupted_on_the_way_is_refused_by_s3(
 ) -> None:
     stack = browser_stack
     if stack.name == "moto":
-        pytest.skip("moto's S3 does not check Content-MD5 (SeaweedFS and S3 do)")
-    if not api_signs_content_md5(stack):
-        pytest.skip("this API does not sign Content-MD5 into part URLs")
+        pytest.skip("moto's S3 does not check part checksums (SeaweedFS and S3 do)")
     page = open_page(chromium, stack)
-    md5 = part_md5s(b"a" * PART_BYTES)["1"]
+    crc = crc32c_base64(b"a" * PART_BYTES)
     outcome = page.evaluate(
-        CORRUPTED_PART_JS, {"api": stack.info.api_url, "key": stack.info.api_key, "md5": md5}
+        CORRUPTED_PART_JS, {"api": stack.info.api_url, "key": stack.info.api_key, "crc": crc}
     )
-    assert outcome["headers"] == {"Content-MD5": md5}
+    assert outcome["headers"] == {"x-amz-checksum-crc32c": crc}
     assert outcome["corrupted"]["status"] == 400
     assert "BadDigest" in outcome["corrupted"]["text"]
     assert outcome["intact"]["status"] == 200

@@ -93,14 +93,20 @@ export class ApiClient {
     }
   }
 
-  createUpload({ filename, size, content_type }) {
-    return this.request('/v1/uploads', { method: 'POST', body: { filename, size, content_type } })
+  /** A job and its multipart upload; ``checksum_algorithm: "CRC32C"`` declares that
+   *  the parts will carry their CRC32C and completion the whole file's. */
+  createUpload({ filename, size, content_type, checksum_algorithm }) {
+    return this.request('/v1/uploads', {
+      method: 'POST',
+      body: { filename, size, content_type, checksum_algorithm },
+    })
   }
 
-  /** Signed URLs for these parts; with ``contentMd5`` ({"<n>": base64}) each URL requires it. */
-  async signParts(jobId, partNumbers, contentMd5, signal) {
+  /** Signed URLs for these parts; with ``crc32cs`` ({"<n>": base64 CRC32C}) each URL
+   *  requires its part's x-amz-checksum-crc32c header. */
+  async signParts(jobId, partNumbers, crc32cs, signal) {
     const body = { part_numbers: partNumbers }
-    if (contentMd5) body.content_md5 = contentMd5
+    if (crc32cs) body.checksum_crc32c = crc32cs
     const answer = await this.request(`/v1/uploads/${encodeURIComponent(jobId)}/parts`, {
       method: 'POST',
       body,
@@ -117,10 +123,11 @@ export class ApiClient {
     return [...latest.values()]
   }
 
-  completeUpload(jobId, parts) {
+  /** Completes the upload; ``crc32c`` (base64) is the whole file's, which S3 checks. */
+  completeUpload(jobId, parts, crc32c) {
     return this.request(`/v1/uploads/${encodeURIComponent(jobId)}/complete`, {
       method: 'POST',
-      body: { parts },
+      body: crc32c ? { parts, crc32c } : { parts },
     })
   }
 

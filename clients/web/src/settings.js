@@ -1,5 +1,5 @@
 // Where the API is, which key to send, and how to upload (parts in flight per file,
-// per-part checksums): from the query string (?api=…&key=…&parallel=…&checksums=off)
+// CRC32C checksums): from the query string (?api=…&key=…&parallel=…&checksums=off)
 // or the settings form, remembered in localStorage. A key that came in the query string
 // is removed from the address bar at once, so it does not stay in history or bookmarks.
 

@@ -1,15 +1,20 @@
 // A multipart upload over the API's /v1 routes, the way the CLI does it: the API's own
 // part plan (from POST /v1/uploads), part URLs signed just in time in batches, several
-// parts of the file in flight at once (bounded), each part's Content-MD5 signed into its
-// URL so S3 itself refuses bytes that changed on the way, retries with backoff, pause,
-// resume (also after a reload: the parts S3 already holds are not sent again) and cancel.
+// parts of the file in flight at once (bounded), retries with backoff, pause, resume
+// (also after a reload: the parts S3 already holds are not sent again) and cancel.
 //
-// Memory: a part is never held as a whole. Its MD5 is computed over 4 MiB slices read
-// one at a time (md5.js, in a worker), and the PUT sends the File's own slice (a Blob),
-// which the browser streams from disk.
+// Integrity: the upload is declared CRC32C at creation; each part's CRC32C is signed into
+// its URL (S3 refuses bytes that changed on the way), and completion states the whole
+// file's CRC32C, combined from the parts' (crc32c.js; no second pass), which S3 checks
+// against the object it assembles.
+//
+// Memory: a part is never held as a whole. Its CRC is computed from a stream of the
+// part's bytes (checksums.js, in a worker), and the PUT sends the File's own slice (a
+// Blob), which the browser streams from disk.
 
 import { ApiError } from './api.js'
-import { partMd5 } from './md5.js'
+import { partCrc32c } from './checksums.js'
+import { crc32cBase64, crc32cOfPieces } from './crc32c.js'
 
 export const DEFAULT_CONCURRENCY = 6
 const MAX_ATTEMPTS = 5
@@ -101,6 +106,8 @@ export class MultipartUpload {
     this.concurrency = Math.max(1, Math.floor(concurrency) || DEFAULT_CONCURRENCY)
     this.checksums = checksums
     this.hooks = hooks
+    this.withCrc32c = false // the upload was created with checksum_algorithm CRC32C
+    this.crc32cs = new Map() // part number -> the CRC32C of the file's bytes there
     this.jobId = null
     this.partSize = 0
     this.partCount = 0
@@ -141,6 +148,8 @@ export class MultipartUpload {
       this.jobId = job.job_id
       this.partSize = job.part_size
       this.partCount = job.part_count
+      // Whatever the setting says now: completion of a CRC32C upload needs the file's CRC.
+      this.withCrc32c = job.checksum_algorithm === 'CRC32C'
       const held = await this.api.uploadedParts(this.jobId)
       for (const part of held) {
         // A part of the wrong size (a PUT cut short elsewhere) is sent again.
@@ -151,13 +160,15 @@ export class MultipartUpload {
         filename: this.file.name,
         size: this.file.size,
         content_type: this.file.type || undefined,
+        checksum_algorithm: this.checksums ? 'CRC32C' : undefined,
       })
+      this.withCrc32c = this.checksums
       this.jobId = created.job_id
       this.partSize = created.part_size
       this.partCount = created.part_count
       // The first batch comes signed without checksums; with checksums every part is
-      // signed again with its MD5 just before it is sent.
-      if (!this.checksums) {
+      // signed again with its CRC32C just before it is sent.
+      if (!this.withCrc32c) {
         for (const part of created.parts || []) this.signed.set(part.part_number, part)
       }
     }
@@ -227,7 +238,43 @@ export class MultipartUpload {
     const parts = [...this.etags.entries()]
       .sort((a, b) => a[0] - b[0])
       .map(([part_number, etag]) => ({ part_number, etag }))
-    return this.api.completeUpload(this.jobId, parts)
+    const crc32c = await this.fileCrc32c()
+    try {
+      return await this.api.completeUpload(this.jobId, parts, crc32c)
+    } catch (error) {
+      if (!(error instanceof ApiError && error.code === 'checksum_mismatch')) throw error
+      // S3 holds parts of another version of the file (it changed between the start of
+      // the upload and a resume): they can never make this file, so the upload goes.
+      await this.api.abortUpload(this.jobId).catch(() => {})
+      throw new ApiError(409, 'checksum_mismatch', `${this.file.name} changed since its upload started: the parts already uploaded are not this file’s. Pick it again to upload it afresh.`)
+    }
+  }
+
+  /** The CRC32C of the parts S3 held before this page sent any (a resumed upload),
+   *  computed from the file's bytes: if the file changed there, the whole file's CRC
+   *  then differs from the object's and S3 refuses to complete. Started as soon as the
+   *  parts to send are hashed, so it overlaps their PUTs. */
+  hashHeldParts() {
+    if (!this.withCrc32c) return Promise.resolve()
+    this.hashingHeld ??= (async () => {
+      for (const number of this.etags.keys()) {
+        if (!this.crc32cs.has(number)) this.crc32cs.set(number, await partCrc32c(this.partBlob(number)))
+      }
+    })().finally(() => {
+      this.hashingHeld = null
+    })
+    return this.hashingHeld
+  }
+
+  /** The whole file's CRC32C (base64), combined from its parts'; null without CRC32C. */
+  async fileCrc32c() {
+    if (!this.withCrc32c) return null
+    await this.hashHeldParts()
+    const pieces = []
+    for (let number = 1; number <= this.partCount; number += 1) {
+      pieces.push({ crc: this.crc32cs.get(number), size: this.partBytes(number) })
+    }
+    return crc32cBase64(crc32cOfPieces(pieces))
   }
 
   async sendPart(part, preparer, signal) {
@@ -258,7 +305,7 @@ export class MultipartUpload {
         }
         await delay(Math.min(8000, 250 * 2 ** attempt) * (0.5 + Math.random()), signal)
         if (error.resign || error.code === 'bad_digest') {
-          // A new URL (an old one may have expired); after BadDigest, a fresh checksum.
+          // A new URL (an old one may have expired), with the part hashed again.
           ;({ url, headers } = await preparer.resign(part.number))
         }
       }
@@ -290,7 +337,7 @@ export class MultipartUpload {
 /**
  * Hands the workers their parts, each with a signed URL (and the headers to send with
  * it). Signing is done ahead, in batches: when fewer than ``concurrency`` signed parts
- * are waiting, the next batch (with checksums: each part hashed first) is signed in one
+ * are waiting, the next batch (with CRC32Cs: each part hashed first) is signed in one
  * call, so the API is asked about once per ``concurrency`` parts, not once per part
  * (after the first few batches, which are smaller to start sooner).
  */
@@ -314,7 +361,10 @@ class PartPreparer {
         this.topUp() // sign the next batch while this part goes up
         return part
       }
-      if (!this.queue.length && !this.preparing) return null
+      if (!this.queue.length && !this.preparing) {
+        this.upload.hashHeldParts().catch(() => {}) // a failure shows at completion
+        return null
+      }
       await this.topUp()
     }
   }
@@ -347,15 +397,17 @@ class PartPreparer {
 
   async sign(numbers) {
     const upload = this.upload
-    let contentMd5
-    if (upload.checksums) {
-      contentMd5 = {}
+    let crc32cs
+    if (upload.withCrc32c) {
+      crc32cs = {}
       for (const number of numbers) {
-        contentMd5[String(number)] = await partMd5(upload.partBlob(number))
+        const crc = await partCrc32c(upload.partBlob(number))
         if (this.signal.aborted) throw new DOMException('stopped', 'AbortError')
+        upload.crc32cs.set(number, crc)
+        crc32cs[String(number)] = crc32cBase64(crc)
       }
     }
-    const signed = await upload.api.signParts(upload.jobId, numbers, contentMd5, this.signal)
+    const signed = await upload.api.signParts(upload.jobId, numbers, crc32cs, this.signal)
     for (const part of signed) upload.signed.set(part.part_number, part)
   }
 

@@ -1,13 +1,13 @@
 // Hashes file parts off the page's main thread, so that hashing never delays the
-// events that start the next part's PUT. Message in: {id, blob}; out: {id, md5} (base64)
-// or {id, error}.
+// events that start the next part's PUT. Message in: {id, blob}; out: {id, crc} (the
+// CRC32C, a number) or {id, error}.
 
-import { blobMd5 } from './md5.js'
+import { blobCrc32c } from './checksums.js'
 
 self.onmessage = async (event) => {
   const { id, blob } = event.data
   try {
-    self.postMessage({ id, md5: await blobMd5(blob) })
+    self.postMessage({ id, crc: await blobCrc32c(blob) })
   } catch (error) {
     self.postMessage({ id, error: String(error?.message || error) })
   }
