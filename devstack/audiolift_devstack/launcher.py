@@ -148,10 +148,9 @@ def start_stack_process(
         )
     deadline = started + timeout
     while True:
-        if stack_file.exists():
-            info = StackInfo.load(stack_file)
-            if info.pid == process.pid:
-                break
+        info = _written_by(stack_file, process.pid)
+        if info is not None:
+            break
         if process.poll() is not None:
             raise RuntimeError(
                 f"the local stack exited with {process.returncode}:\n{_log_tail(log_path)}"
@@ -169,6 +168,17 @@ def start_stack_process(
         startup_seconds=time.monotonic() - started,
         descendants=psutil.Process(process.pid).children(recursive=True),
     )
+
+
+def _written_by(stack_file: Path, pid: int) -> StackInfo | None:
+    """The stack file, if the stack of process ``pid`` wrote it. A stale file (from a
+    killed stack in the same state directory) is no answer, and may vanish between a
+    look and a read: the new stack deletes it as it starts."""
+    try:
+        info = StackInfo.load(stack_file)
+    except FileNotFoundError:
+        return None
+    return info if info.pid == pid else None
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
