@@ -57,10 +57,12 @@ STACK_ARGUMENTS = (
     "--function-timeout", str(FUNCTION_TIMEOUT), "--sweep-interval", "2",
     "--part-size-bytes", str(TEST_PART_BYTES), "--log-level", "INFO",
     "--env", f"READ_CHUNK_BYTES={1024 * 1024}",
+    # The processor writes the record every 2 s while alive; the lease (20 s) decides.
+    "--env", "SWEEP_PROCESSING_QUIET_SECONDS=5",
 )  # fmt: skip
 FLAC = "audio/flac"
 # A processing job is re-driven once its lease has run out and it has been quiet for the
-# sweeper's minute: at most ~65 s after the kill, plus an analysis.
+# sweeper's 5 s: at most ~25 s after the kill, plus an analysis.
 REDRIVE_TIMEOUT = 150.0
 
 

@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 log = logger("audiolift-sweeper")
 sweeper_metrics = metrics("audiolift-sweeper")
 
-# A live processing job updates its record every few seconds; one quiet for a minute is
-# worth a look (the lease decides).
-PROCESSING_QUIET_SECONDS = 60
 PAGE_SIZE = 100
 
 OBJECT_MISSING = {
@@ -101,7 +98,7 @@ def rules(settings: SweeperSettings, now: float) -> list[Rule]:
     return [
         Rule(
             JobStatus.PROCESSING,
-            updated_before=_iso(now - PROCESSING_QUIET_SECONDS),
+            updated_before=_iso(now - settings.processing_quiet_seconds),
             lease_expired_at=now,
             redriven_before=now - wait,
         ),

@@ -270,6 +270,9 @@ class SweeperSettings:
     max_jobs_per_run: int = 200
     # Stop starting work this long before the invocation's deadline.
     safety_margin_seconds: float = 10.0
+    # A live processing job updates its record every few seconds (progress, heartbeats);
+    # one quiet for this long is worth a look (its lease decides whether it is stuck).
+    processing_quiet_seconds: int = 60
 
     @property
     def redrive_wait_seconds(self) -> int:
@@ -291,5 +294,8 @@ class SweeperSettings:
             max_jobs_per_run=_int(env, "SWEEP_MAX_JOBS", 200, low=1, high=10_000),
             safety_margin_seconds=_float(
                 env, "SWEEP_SAFETY_MARGIN_SECONDS", 10.0, low=0.0, high=600.0
+            ),
+            processing_quiet_seconds=_int(
+                env, "SWEEP_PROCESSING_QUIET_SECONDS", 60, low=1, high=86_400
             ),
         )

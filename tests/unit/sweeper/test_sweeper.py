@@ -212,6 +212,23 @@ def test_a_job_with_a_live_lease_is_left_alone(
     assert redrives(drain(aws, aws_resources.queue_url)) == []
 
 
+def test_a_processing_job_is_looked_at_once_quiet_for_the_configured_time(
+    aws: AwsClients,
+    aws_resources: CreatedResources,
+    jobs_table: JobsTable,
+    make_sweeper: SweeperFactory,
+) -> None:
+    """Lease run out, record unchanged for 30 s: not yet with the default minute, at once
+    with SWEEP_PROCESSING_QUIET_SECONDS=10."""
+    job = put_job(jobs_table, JobStatus.PROCESSING, quiet_for=30, lease_left=-5)
+    put_object(aws, aws_resources, job)
+    drain(aws, aws_resources.queue_url)
+
+    assert make_sweeper().run(plenty).redriven == 0
+    assert make_sweeper(processing_quiet_seconds=10).run(plenty).redriven == 1
+    assert len(redrives(drain(aws, aws_resources.queue_url))) == 1
+
+
 def test_a_job_updated_after_it_was_read_is_not_touched(
     aws: AwsClients, aws_resources: CreatedResources, jobs_table: JobsTable
 ) -> None:
