@@ -56,8 +56,12 @@ lint: venv  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/core functions devstack clients/python tests bench scripts
 
+# Unit tests are independent (moto in process, free ports): two workers, one per core of
+# the CI machine, halve their time. The live-stack tests run one at a time.
+UNIT_WORKERS ?= 2
+
 unit: venv  ## unit tests (moto in process)
-	$(VENV)/bin/pytest -q tests/unit
+	$(VENV)/bin/pytest -q -n $(UNIT_WORKERS) tests/unit
 
 integration: venv  ## tests against live local servers (moto server, SeaweedFS)
 	$(VENV)/bin/pytest -q tests/integration
@@ -69,7 +73,8 @@ sam-check: venv sam-venv  ## cfn-lint (source and translated), sam validate, sam
 	SAM=$(SAM_VENV)/bin/sam PY=$(PY) scripts/sam_checks.sh
 
 test: venv sam-venv browser-deps lint  ## everything CI runs
-	$(VENV)/bin/pytest -q tests --ignore=tests/browser
+	$(VENV)/bin/pytest -q -n $(UNIT_WORKERS) tests/unit
+	$(VENV)/bin/pytest -q tests --ignore=tests/browser --ignore=tests/unit
 	@# Its own run: Playwright's sync API keeps an event loop running on the main
 	@# thread for the session, which Mangum's handler (run_until_complete) cannot share.
 	$(VENV)/bin/pytest -q tests/browser
