@@ -146,20 +146,13 @@ def start_stack_process(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    deadline = started + timeout
-    while True:
-        info = _written_by(stack_file, process.pid)
-        if info is not None:
-            break
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the local stack exited with {process.returncode}:\n{_log_tail(log_path)}"
-            )
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise TimeoutError(f"the local stack did not start in {timeout} s")
-        time.sleep(0.1)
+    try:
+        info = _wait_until_written(process, stack_file, log_path, started, timeout)
+    except BaseException:
+        # Not started, or the caller gave up (Ctrl-C): stop what was started.
+        process.kill()
+        process.wait()
+        raise
     return StackProcess(
         process,
         state_dir,
@@ -168,6 +161,26 @@ def start_stack_process(
         startup_seconds=time.monotonic() - started,
         descendants=psutil.Process(process.pid).children(recursive=True),
     )
+
+
+def _wait_until_written(
+    process: subprocess.Popen[bytes],
+    stack_file: Path,
+    log_path: Path,
+    started: float,
+    timeout: float,
+) -> StackInfo:
+    while True:
+        info = _written_by(stack_file, process.pid)
+        if info is not None:
+            return info
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the local stack exited with {process.returncode}:\n{_log_tail(log_path)}"
+            )
+        if time.monotonic() > started + timeout:
+            raise TimeoutError(f"the local stack did not start in {timeout} s")
+        time.sleep(0.1)
 
 
 def _written_by(stack_file: Path, pid: int) -> StackInfo | None:
