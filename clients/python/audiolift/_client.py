@@ -365,7 +365,7 @@ class Client:
         uploader = PartUploader(
             s3=self._s3,
             retry=self.retry,
-            urls=PartUrls(self._signer(job)),
+            urls=PartUrls(self._signer(job), first_batch=min(concurrency, plan.part_count)),
             plan=plan,
             snapshot=snapshot,
             progress=progress,
@@ -388,8 +388,9 @@ class Client:
         completion: dict[str, Any] = {"parts": parts, "sha256": digest}
         if uploader.signs_crc32c:
             completion["crc32c"] = uploader.whole_crc32c()  # S3 checks it
-        self._call("POST", f"/v1/uploads/{_segment(job_id)}/complete", json_body=completion)
-        return self.get_job(job_id)
+        done = self._call("POST", f"/v1/uploads/{_segment(job_id)}/complete", json_body=completion)
+        # The API answers with the job itself (older ones: only its id and status).
+        return Job.from_api(done, self) if "size" in done else self.get_job(job_id)
 
     def _abort_quietly(self, job_id: str) -> None:
         with contextlib.suppress(AudioliftError):

@@ -48,6 +48,7 @@ from ._retry import RetryConfig
 STREAM_CHUNK_BYTES = 1024 * 1024
 URL_BATCH_SIZE = 100  # the API signs at most 1000 at once; 100 is what it hands out first
 URL_REFRESH_MARGIN_SECONDS = 60.0  # don't start a part on a URL about to expire
+FIRST_BATCH_WAIT_SECONDS = 0.2  # at most, for the first signing request to cover every sender
 MAX_RESIGNS_PER_PART = 3
 # S3 refusing a part's bytes as not matching its checksum: read and send it again this
 # many times (a flaky disk, memory or proxy), then give up with a clear error.
@@ -169,7 +170,10 @@ class PartUrls:
     checksum is known and whose URL is missing or stale (a batch), so URLs are made shortly
     before use and a long upload never runs on expired ones. One signing request at a
     time: parts hashed meanwhile wait and are usually signed by the request already under
-    way."""
+    way. The first request waits (at most ``first_batch_wait`` seconds) until
+    ``first_batch`` parts are hashed, so that every sender starts with it: hashing a part
+    takes milliseconds, a request tens of them, and the parts it leaves out would wait for
+    the next one."""
 
     def __init__(
         self,
@@ -178,6 +182,8 @@ class PartUrls:
         batch_size: int = URL_BATCH_SIZE,
         refresh_margin: float = URL_REFRESH_MARGIN_SECONDS,
         clock: Callable[[], float] = time.time,
+        first_batch: int = 1,
+        first_batch_wait: float = FIRST_BATCH_WAIT_SECONDS,
     ):
         self._sign = sign
         self._digests: dict[int, str] = {}  # parts hashed and not done yet
@@ -185,7 +191,9 @@ class PartUrls:
         self._batch_size = batch_size
         self._margin = refresh_margin
         self._clock = clock
-        self._lock = threading.Lock()  # the dictionaries
+        self._first_batch = max(1, min(first_batch, batch_size))
+        self._first_batch_wait = first_batch_wait
+        self._lock = threading.Condition()  # the dictionaries; notified as parts are hashed
         self._signing = threading.Lock()  # one signing request at a time
         self.sign_requests = 0
 
@@ -201,11 +209,16 @@ class PartUrls:
             if self._digests.get(part_number) != checksum:
                 self._urls.pop(part_number, None)  # signed for other bytes
             self._digests[part_number] = checksum
+            self._lock.notify_all()
 
     def get(self, part_number: int, checksum: str) -> SignedUrl:
         self.hashed(part_number, checksum)
         with self._signing:
             with self._lock:
+                if self.sign_requests == 0:
+                    self._lock.wait_for(
+                        lambda: len(self._digests) >= self._first_batch, self._first_batch_wait
+                    )
                 now = self._clock()
                 url = self._fresh(part_number, now)
                 if url is not None:

@@ -348,7 +348,10 @@ def test_complete_verifies_and_completes(api: Api) -> None:
     api.upload_parts(job_id, payload)
     response = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert response.status_code == 200, response.text
-    assert response.json() == {"job_id": job_id, "status": "uploaded"}
+    # The job as GET /v1/jobs/{id} shows it: no second request needed.
+    view = api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("alice")).json()
+    assert response.json() == view
+    assert (view["job_id"], view["status"], view["size"]) == (job_id, "uploaded", len(payload))
 
     stored = api.aws.s3.get_object(Bucket=api.bucket, Key=f"uploads/{job_id}")
     assert stored["Body"].read() == payload
@@ -431,7 +434,8 @@ def test_complete_is_idempotent(api: Api) -> None:
     first = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     second = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
     assert first.status_code == second.status_code == 200
-    assert first.json() == second.json() == {"job_id": job_id, "status": "uploaded"}
+    assert first.json()["status"] == second.json()["status"] == "uploaded"
+    assert first.json()["job_id"] == second.json()["job_id"] == job_id
     assert (
         api.aws.s3.get_object(Bucket=api.bucket, Key=f"uploads/{job_id}")["Body"].read() == payload
     )

@@ -14,7 +14,7 @@ from ..models import (
     CompleteRequest,
     CreateUploadRequest,
     CreateUploadResponse,
-    JobStatusResponse,
+    JobView,
     ListPartsResponse,
     SignPartsRequest,
     SignPartsResponse,
@@ -93,7 +93,7 @@ def list_parts(job: OwnedJob, svc: Service) -> Any:
 
 @router.post(
     "/uploads/{job_id}/complete",
-    response_model=JobStatusResponse,
+    response_model=JobView,
     responses=error_responses(400, 404, 409, 413),
     summary="Verify the parts (contiguous, sizes as declared) and complete the upload",
 )
@@ -111,7 +111,8 @@ def complete_upload(
     )
     if job.status is JobStatus.AWAITING_UPLOAD:
         request.state.metric = "UploadsCompleted"
-    return {"job_id": done.job_id, "status": done.status.value}
+    # The job as it now is: a client needs no second request to show it.
+    return JobView.model_validate(done, from_attributes=True)
 
 
 @router.delete(
