@@ -18,7 +18,8 @@ s3transfer's defaults).
 
 Each upload runs in a fresh subprocess (imports excluded from the timing) that reports its
 wall time, CPU time and peak RSS (VmHWM, which includes the interpreter and imports).
-Rounds alternate SDK, boto3, SDK, boto3, ... so drift in the machine's load hits both;
+A first, uncounted round of each warms the server up. Rounds alternate SDK, boto3, SDK,
+boto3, ... so drift in the machine's load hits both;
 the figures are the median of the rounds, the ratio is SDK MiB/s over boto3 MiB/s (goal
 >= 1.0). On a small machine SeaweedFS is the bottleneck (the clients' own CPU time is
 printed too), so single rounds swing by +-15 %: use --rounds 3 or more. Objects are
@@ -196,7 +197,9 @@ def parent(args: argparse.Namespace) -> int:
             s3 = handle.clients.s3
             sdk_runs: list[dict[str, Any]] = []
             boto_runs: list[dict[str, Any]] = []
-            for round_number in range(1, args.rounds + 1):
+            # Round 0 warms the server up (its first upload allocates its volumes) and
+            # is not counted: whichever client went first would pay for it.
+            for round_number in range(0, args.rounds + 1):
                 for kind in ("sdk", "boto3"):
                     extra = (
                         ["--concurrency", str(args.concurrency)]
@@ -207,6 +210,8 @@ def parent(args: argparse.Namespace) -> int:
                     head = s3.head_object(Bucket=stack["bucket"], Key=result["key"])
                     assert head["ContentLength"] == size, head
                     s3.delete_object(Bucket=stack["bucket"], Key=result["key"])
+                    if round_number == 0:
+                        continue
                     (sdk_runs if kind == "sdk" else boto_runs).append(result)
                     print(
                         f"round {round_number} {kind:5}: {size / MiB / result['seconds']:7.1f} "
