@@ -15,11 +15,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from audiolift_devstack.template_resources import Resolver, load_template, resource_properties
 from audiolift_testkit import SMALL_PART_BYTES, Api, tone_wav
+
+if TYPE_CHECKING:
+    from audiolift_core.jobs import Job
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -364,6 +367,21 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     assert denied(recorder, "ProcessorFunctionRole", api.bucket, api.table) == []
 
 
+def uploaded_for_processing(api: Api, audio: bytes) -> tuple[Job, str, CallRecorder]:
+    """A job uploaded and completed through the API, the processing queue, and a recorder
+    of every call made from now on."""
+    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
+    put_parts(api, CallRecorder(), job_id, audio)
+    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
+    assert completed.status_code == 200, completed.text
+    job = api.jobs.get(job_id)
+    assert job is not None
+    queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
+    recorder = CallRecorder()
+    recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
+    return job, queue_url, recorder
+
+
 def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api) -> None:
     """An analysis longer than one invocation: checkpoints written, read back, deleted;
     the hand-on message sent to the processing queue; the record updated under the lease."""
@@ -374,17 +392,8 @@ def test_checkpointing_and_handing_on_is_allowed_to_the_processor_role(api: Api)
     from audiolift_processor.events import ObjectRef, refs_from_sqs_body
     from audiolift_processor.processing import Outcome, Processor
 
-    audio = tone_wav(seconds=60.0)
-    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
-    put_parts(api, CallRecorder(), job_id, audio)
-    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
-    assert completed.status_code == 200, completed.text
-    job = api.jobs.get(job_id)
-    assert job is not None
-    queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
-
-    recorder = CallRecorder()
-    recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
+    job, queue_url, recorder = uploaded_for_processing(api, tone_wav(seconds=60.0))
+    job_id = job.job_id
     settings = ProcessorSettings(
         storage=StorageSettings(jobs_table=api.table, upload_bucket=api.bucket),
         read_chunk_bytes=64 * 1024,
@@ -426,17 +435,9 @@ def test_an_analysis_in_parallel_parts_is_allowed_to_the_processor_role(api: Api
     from audiolift_processor.events import ObjectRef, refs_from_sqs_body
     from audiolift_processor.processing import Processor
 
-    audio = tone_wav(seconds=30.0, rate=44_100)  # 2.6 MB: three ranges of ~1 MiB
-    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
-    put_parts(api, CallRecorder(), job_id, audio)
-    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
-    assert completed.status_code == 200, completed.text
-    job = api.jobs.get(job_id)
-    assert job is not None
-    queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
-
-    recorder = CallRecorder()
-    recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
+    # 2.6 MB: three ranges of ~1 MiB
+    job, queue_url, recorder = uploaded_for_processing(api, tone_wav(seconds=30.0, rate=44_100))
+    job_id = job.job_id
     settings = ProcessorSettings(
         storage=StorageSettings(jobs_table=api.table, upload_bucket=api.bucket),
         read_chunk_bytes=64 * 1024,
