@@ -258,20 +258,21 @@ def test_an_object_deleted_mid_analysis_fails_the_job_object_missing(
     assert s3_state(stack, job_id) == set()
 
 
-def test_objects_deleted_or_replaced_before_processing(
-    stack: StackProcess, recording: Path, tmp_path: Path
-) -> None:
+def test_objects_deleted_or_replaced_before_processing(stack: StackProcess, tmp_path: Path) -> None:
     """The poller takes one message at a time: while it analyses ``busy``, the other
     jobs' messages wait in the queue, and their objects change meanwhile."""
     short = write_sample_recording(tmp_path / "short.flac", 6)
     replacement = write_sample_recording(tmp_path / "replacement.flac", 9, seed=3)
+    # Three times the shared recording: its analysis must outlast the two completions,
+    # the delete and the put below, on a fast and quiet machine too.
+    long = write_sample_recording(tmp_path / "long.flac", 540, seed=5)
     s3, bucket = stack.clients.s3, stack.info.bucket
     # Sent before, completed while the poller is busy: their messages wait in the queue.
     uploads = [
         upload_through_api(stack, short, content_type=FLAC, complete=False) for _ in range(2)
     ]
     deleted, replaced = (str(upload["job_id"]) for upload in uploads)
-    busy = start_analysis(stack, recording)
+    busy = start_analysis(stack, long)
     for upload in uploads:
         complete_upload(stack, upload)
     assert job_view(stack, deleted)["status"] == "uploaded"
