@@ -17,7 +17,9 @@ to the same bucket with its dev credentials (8 MiB parts, 10 threads, a CRC32 pe
 s3transfer's defaults).
 
 Each upload runs in a fresh subprocess (imports excluded from the timing) that reports its
-wall time, CPU time and peak RSS (VmHWM, which includes the interpreter and imports).
+wall time, CPU time and peak RSS (VmHWM, which includes the interpreter and imports); the
+CPU time each SeaweedFS process spent meanwhile is printed beside it (on a small machine
+the server's share of the cores sets the pace of both clients).
 A first, uncounted round of each warms the server up. Rounds alternate SDK, boto3, SDK,
 boto3, ... so drift in the machine's load hits both;
 the figures are the median of the rounds, the ratio is SDK MiB/s over boto3 MiB/s (goal
@@ -70,6 +72,28 @@ def start_stack_process(state_dir: Path, *args: str, timeout: float) -> Any:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def server_cpu_seconds(state_dir: Path) -> dict[str, float]:
+    """CPU seconds so far of each SeaweedFS process of this stack (master, volume, filer,
+    s3), by the component named in its command line."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ours = argv[0].endswith(b"weed") and str(state_dir).encode() in b" ".join(argv)
+        if not ours:
+            continue
+        component = next((a.decode() for a in argv[1:] if a and not a.startswith(b"-")), "?")
+        fields = stat.rsplit(")", 1)[1].split()
+        found[component] = found.get(component, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return found
 
 
 def peak_rss_mib() -> float:
@@ -206,7 +230,13 @@ def parent(args: argparse.Namespace) -> int:
                         if kind == "sdk"
                         else ["--key", f"bench/boto3-{round_number}"]
                     )
+                    server_before = server_cpu_seconds(state_dir)
                     result = run_child(kind, stack_file, path, extra)
+                    server_after = server_cpu_seconds(state_dir)
+                    result["server_cpu_seconds"] = {
+                        name: round(server_after[name] - server_before.get(name, 0.0), 2)
+                        for name in server_after
+                    }
                     head = s3.head_object(Bucket=stack["bucket"], Key=result["key"])
                     assert head["ContentLength"] == size, head
                     s3.delete_object(Bucket=stack["bucket"], Key=result["key"])
@@ -216,7 +246,9 @@ def parent(args: argparse.Namespace) -> int:
                     print(
                         f"round {round_number} {kind:5}: {size / MiB / result['seconds']:7.1f} "
                         f"MiB/s  ({result['seconds']:.2f} s)  peak RSS "
-                        f"{result['peak_rss_mib']:.0f} MiB, CPU {result['cpu_seconds']:.1f} s",
+                        f"{result['peak_rss_mib']:.0f} MiB, CPU {result['cpu_seconds']:.1f} s, "
+                        f"S3 server CPU {sum(result['server_cpu_seconds'].values()):.1f} s "
+                        f"{result['server_cpu_seconds']}",
                         flush=True,
                     )
         finally:

@@ -25,8 +25,11 @@ def free_port(host: str = LOOPBACK) -> int:
 
 def bound_socket(host: str = LOOPBACK, port: int = 0) -> socket.socket:
     """A listening TCP socket on ``host:port`` (0: any free port), for servers that accept
-    a pre-bound socket (uvicorn, http.server): no window for another process to take it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    a pre-bound socket (uvicorn, http.server): no window for another process to take it.
+    The protocol is named: asyncio turns Nagle's algorithm off only on sockets whose
+    ``proto`` is IPPROTO_TCP, and with it on, every answer on a kept-alive connection whose
+    body is written after its headers waited ~40 ms for the client's delayed ACK."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
