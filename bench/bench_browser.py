@@ -8,8 +8,11 @@ The local stack runs as in ``make dev`` but without the processor
 (``python -m audiolift_devstack up --no-poller``): SeaweedFS as S3 (it checks the presigned
 signatures, the part and whole-file CRC32Cs and the bucket's CORS), moto's server for
 DynamoDB, the API under uvicorn, and the page served by the stack itself. The page runs in
-headless Chromium (Debian's, driven by Playwright); its own clock (from the pick to the
-completed upload, as it shows the person) gives its time. The SDK uploads the same file
+headless Chromium (Debian's), driven over a DevTools pipe that observes no request
+(chromium_pipe.py: Playwright's network instrumentation cost Chromium ~2 ms of CPU per MiB
+uploaded, which a person's browser does not pay; ``--driver playwright`` shows it); the
+page's own clock (from the pick to the completed upload, as it shows the person) gives
+its time. The SDK uploads the same file
 from this process with its defaults. Both check integrity the same way: each part's CRC32C
 signed into its URL, the whole file's CRC32C (combined from the parts') at completion.
 Rounds alternate page, page without checksums, SDK, ... so drift in the machine's load
@@ -42,11 +45,14 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import psutil
 from audiolift_devstack.launcher import start_stack_process
+from chromium_pipe import ChromiumPipe
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
@@ -141,62 +147,92 @@ def pin_cores(server_pid: int) -> str:
     return f"server (SeaweedFS, API) on CPU {server_cores}, clients on CPU {client_cores}"
 
 
+class PlaywrightPage:
+    """A Playwright page with the few calls the benchmark makes of ``chromium_pipe.Page``."""
+
+    def __init__(self, browser: Any, url: str):
+        self._context = browser.new_context()
+        self._page = self._context.new_page()
+        self._page.goto(url)
+
+    def evaluate(self, expression: str) -> Any:
+        return self._page.evaluate(expression)
+
+    def wait_for(self, expression: str, *, timeout: float = 60.0, interval: float = 0.5) -> None:
+        # Polled twice a second: on every animation frame, Playwright's work would be
+        # charged to the page's renderer.
+        self._page.wait_for_function(
+            expression, polling=int(interval * 1000), timeout=int(timeout * 1000)
+        )
+
+    def set_input_files(self, selector: str, path: Path) -> None:
+        self._page.set_input_files(selector, str(path))
+
+    def close(self) -> None:
+        self._context.close()
+
+
+# The part PUTs the page made, from its resource timing (XHRs to URLs with a part number).
+COUNT_PART_PUTS = (
+    "performance.getEntriesByType('resource')"
+    ".filter(e => e.initiatorType === 'xmlhttprequest' && e.name.includes('partNumber=')).length"
+)
+
+
 def page_upload(
-    browser: Any,
+    new_page: Callable[[str], Any],
     stack: dict[str, Any],
     path: Path,
     *,
     checksums: bool = True,
     parallel: int | None = None,
 ) -> dict[str, Any]:
-    """One upload through the page in a fresh browser context; the page's own timing,
-    and the CPU each process used from the pick to the end."""
+    """One upload through the page in a fresh page; the page's own timing, and the CPU
+    each process used from the pick to the end."""
     if not stack.get("web_url"):
         raise RuntimeError("the stack serves no page: build it (scripts/install_browser.sh)")
-    context = browser.new_context()
+    query = f"&checksums={'on' if checksums else 'off'}"
+    if parallel:
+        query += f"&parallel={parallel}"
+    page = new_page(stack["web_url"] + query)
     try:
-        page = context.new_page()
-        puts: list[int] = []
-        page.on("request", lambda r: puts.append(1) if r.method == "PUT" else None)
-        query = f"&checksums={'on' if checksums else 'off'}"
-        if parallel:
-            query += f"&parallel={parallel}"
-        page.goto(stack["web_url"] + query)
-        page.wait_for_selector("body[data-ready=true]")
-        page.wait_for_selector('#connection[data-state="ok"]')
+        page.wait_for(
+            "document.body?.dataset.ready === 'true'"
+            " && document.querySelector('#connection')?.dataset.state === 'ok'",
+            interval=0.05,
+        )
         before = cpu_snapshot()
         started = time.perf_counter()
-        page.set_input_files("#file-input", str(path))
-        # Polled twice a second: wait_for_selector polls on every animation frame, which
-        # would charge Playwright's work to the page's renderer.
-        page.wait_for_function(
+        page.set_input_files("#file-input", path)
+        page.wait_for(
             "['done', 'failed'].includes(document.querySelector('#upload').dataset.state)",
-            polling=500,
-            timeout=1_800_000,
+            timeout=1800,
         )
         wall = time.perf_counter() - started
         cpu = cpu_used(before, cpu_snapshot())
-        if page.get_attribute("#upload", "data-state") != "done":
-            raise RuntimeError(f"the page's upload failed: {page.inner_text('#error-message')}")
-        text = page.inner_text("#upload-text")
-        match = UPLOADED_TEXT.search(text)
-        if match is None:
-            raise RuntimeError(f"the page did not say how long it took: {text!r}")
-        job_id = page.get_attribute("#upload", "data-job-id") or page.get_attribute(
-            "#job", "data-job-id"
+        upload = page.evaluate(
+            "(() => { const u = document.querySelector('#upload').dataset;"
+            " return {state: u.state, seconds: u.seconds, jobId: u.jobId,"
+            " text: document.querySelector('#upload-text').innerText,"
+            " error: document.querySelector('#error-message')?.innerText} })()"
         )
+        if upload["state"] != "done":
+            raise RuntimeError(f"the page's upload failed: {upload['error']}")
+        match = UPLOADED_TEXT.search(upload["text"])
+        if match is None:
+            raise RuntimeError(f"the page did not say how long it took: {upload['text']!r}")
+        job_id = upload["jobId"] or page.evaluate("document.querySelector('#job')?.dataset.jobId")
         # data-seconds (ms precision) where the page sets it; else its text (0.1 s).
-        exact = page.get_attribute("#upload", "data-seconds")
-        seconds = float(exact) if exact else float(match.group(1)) or wall
+        seconds = float(upload["seconds"]) if upload["seconds"] else float(match.group(1))
         return {
-            "seconds": seconds,
+            "seconds": seconds or wall,
             "wall_seconds": wall,
             "job_id": job_id,
-            "puts": len(puts),
+            "puts": page.evaluate(COUNT_PART_PUTS),
             "cpu": cpu,
         }
     finally:
-        context.close()
+        page.close()
 
 
 def sdk_upload(stack: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -239,7 +275,6 @@ def summarize(runs: list[dict[str, Any]], size: int, *, browser: bool) -> dict[s
 
 def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> dict[str, Any]:
     from audiolift_devstack.clients import s3_client_for
-    from playwright.sync_api import sync_playwright
 
     size = args.size_mib * MiB
     s3 = s3_client_for(stack)
@@ -253,7 +288,7 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
             result = sdk_upload(stack, path)
         else:
             result = page_upload(
-                browser, stack, path, checksums=kind == "page", parallel=args.parallel
+                new_page, stack, path, checksums=kind == "page", parallel=args.parallel
             )
         key = f"uploads/{result['job_id']}"
         head = s3.head_object(Bucket=stack["bucket"], Key=key)
@@ -263,28 +298,36 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
 
     if args.pin_cores:
         print(pin_cores(stack["pid"]), flush=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            # Not counted: the first uploads into a fresh SeaweedFS also grow its volumes.
-            for kind in ("page", "sdk"):
-                upload(kind)
-            for round_number in range(1, args.rounds + 1):
-                for kind in kinds:
-                    result = upload(kind)
-                    runs[kind].append(result)
-                    busiest = sorted(result["cpu"].items(), key=lambda item: -item[1])[:4]
-                    print(
-                        f"round {round_number} {kind:17}: {size / MiB / result['seconds']:7.1f} "
-                        f"MiB/s  ({result['seconds']:.2f} s; CPU s: "
-                        + ", ".join(f"{role} {seconds:.1f}" for role, seconds in busiest)
-                        + ")",
-                        flush=True,
-                    )
-        finally:
-            browser.close()
+    with ExitStack() as running:
+        if args.driver == "playwright":
+            from playwright.sync_api import sync_playwright
+
+            playwright = running.enter_context(sync_playwright())
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            running.callback(browser.close)
+
+            def new_page(url: str) -> Any:
+                return PlaywrightPage(browser, url)
+        else:
+            chromium = running.enter_context(ChromiumPipe(CHROMIUM, CHROMIUM_ARGS))
+            new_page = chromium.new_page
+        # Not counted: the first uploads into a fresh SeaweedFS also grow its volumes.
+        for kind in ("page", "sdk"):
+            upload(kind)
+        for round_number in range(1, args.rounds + 1):
+            for kind in kinds:
+                result = upload(kind)
+                runs[kind].append(result)
+                busiest = sorted(result["cpu"].items(), key=lambda item: -item[1])[:4]
+                print(
+                    f"round {round_number} {kind:17}: {size / MiB / result['seconds']:7.1f} "
+                    f"MiB/s  ({result['seconds']:.2f} s; CPU s: "
+                    + ", ".join(f"{role} {seconds:.1f}" for role, seconds in busiest)
+                    + ")",
+                    flush=True,
+                )
     page = summarize(runs["page"], size, browser=True)
     sdk = summarize(runs["sdk"], size, browser=False)
     report = {
@@ -292,6 +335,7 @@ def run_rounds(args: argparse.Namespace, path: Path, stack: dict[str, Any]) -> d
         "rounds": args.rounds,
         "server": "SeaweedFS (local stack, 127.0.0.1)",
         "cores": "stack on the last core, clients on the others" if args.pin_cores else "shared",
+        "driver": args.driver,
         "page": {**page, "part_puts": runs["page"][0]["puts"]},
         "sdk": {**sdk, "part_count": runs["sdk"][0]["part_count"]},
         "ratio_page_over_sdk": round(page["mib_per_s_median"] / sdk["mib_per_s_median"], 3),
@@ -328,6 +372,14 @@ def main() -> int:
         "--page-only-with-checksums",
         action="store_true",
         help="skip the page's rounds without checksums (which measure their cost)",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=("pipe", "playwright"),
+        default="pipe",
+        help="how Chromium is driven: over a DevTools pipe with no network instrumentation "
+        "(default: as a person's browser runs), or by Playwright (which observes every "
+        "request and costs Chromium CPU)",
     )
     parser.add_argument(
         "--pin-cores",

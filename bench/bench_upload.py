@@ -215,7 +215,10 @@ def parent(args: argparse.Namespace) -> int:
         state_dir = work / "stack"
         state_dir.mkdir()
         print("starting the local stack (SeaweedFS, moto, API; no processor) ...", flush=True)
-        handle = start_stack_process(state_dir, "--no-poller", timeout=STACK_START_TIMEOUT)
+        stack_args = ["--no-poller"]
+        if args.part_size_mib:
+            stack_args += ["--part-size-bytes", str(args.part_size_mib * MiB)]
+        handle = start_stack_process(state_dir, *stack_args, timeout=STACK_START_TIMEOUT)
         stack, stack_file = handle.info.as_dict(), handle.stack_file
         try:
             s3 = handle.clients.s3
@@ -289,6 +292,9 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--part-size-mib", type=int, default=None, help="the API's part size (default: its own)"
+    )
     parser.add_argument("--child", choices=("sdk", "boto3"), help=argparse.SUPPRESS)
     parser.add_argument("--stack-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)

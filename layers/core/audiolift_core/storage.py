@@ -30,6 +30,9 @@ def result_key(prefix: str, job_id: str) -> str:
 
 
 def _completed_part(part: UploadedPart) -> CompletedPartTypeDef:
+    # A part's checksum goes back as S3 listed it, as s3transfer does for a FULL_OBJECT
+    # upload; S3 then wants the parts numbered from 1 without gaps, which a planned
+    # upload's are (verify_parts).
     completed: CompletedPartTypeDef = {"PartNumber": part.part_number, "ETag": part.etag}
     if part.checksum_crc32c:
         completed["ChecksumCRC32C"] = part.checksum_crc32c
