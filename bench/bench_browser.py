@@ -79,7 +79,8 @@ def make_wav(path: Path, size: int) -> None:
 
 def process_role(process: psutil.Process) -> str:
     """What a process of the run is: a Chromium process by its type, a SeaweedFS
-    component, the stack's process (API, moto), Playwright's driver, or other."""
+    component, the stack's process (API, moto) or its jobs table (dynalite, on node),
+    Playwright's driver, or other."""
     command = process.cmdline()
     if not command:
         return "other"
@@ -95,6 +96,8 @@ def process_role(process: psutil.Process) -> str:
         return f"seaweedfs {component}"
     if "audiolift_devstack" in command:
         return "stack (API, moto)"
+    if any("dynalite" in a for a in command):
+        return "stack (dynalite)"
     if program == "node" or any("playwright" in a for a in command):
         return "playwright driver"
     return "other"

@@ -308,23 +308,34 @@ def test_a_file_that_is_not_audio_or_too_large_is_refused_before_any_request(
     assert page.locator("#picker").is_visible()
 
 
-def test_a_reload_mid_upload_resumes_with_only_the_missing_parts(
-    chromium: Any, browser_stack: BrowserStack, tmp_path: Path
-) -> None:
-    stack = browser_stack
-    wav = tmp_path / "long night.wav"
-    audio = write_noise_wav(wav, 6 * PART_BYTES - 12345)  # six parts
-    page = open_page(chromium, stack, parallel="2")
-    page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" on reload
+def upload_slowly_until(
+    chromium: Any, stack: BrowserStack, wav: Path, *, parallel: int, part_puts: int
+) -> tuple[Any, str, NetworkLog]:
+    """Start uploading ``wav`` from a fresh page whose PUTs are throttled (so a reload
+    lands mid-upload), and return once ``part_puts`` part PUTs have started: the page
+    (which accepts the "leave the page?" dialog), the job's id and its network log."""
+    page = open_page(chromium, stack, parallel=str(parallel))
+    page.on("dialog", lambda dialog: dialog.accept())
     throttle_uploads(chromium, page, 6e6)
     network = NetworkLog(page, stack.info.s3_endpoint)
     wait_connected(page)
     page.set_input_files("#file-input", str(wav))
     page.wait_for_function("document.querySelector('#upload').dataset.jobId")
     job_id = page.get_attribute("#upload", "data-job-id")
+    assert job_id
     deadline = time.monotonic() + 60
-    while len(network.part_puts()) < 2 and time.monotonic() < deadline:
+    while len(network.part_puts()) < part_puts and time.monotonic() < deadline:
         page.wait_for_timeout(50)
+    return page, job_id, network
+
+
+def test_a_reload_mid_upload_resumes_with_only_the_missing_parts(
+    chromium: Any, browser_stack: BrowserStack, tmp_path: Path
+) -> None:
+    stack = browser_stack
+    wav = tmp_path / "long night.wav"
+    audio = write_noise_wav(wav, 6 * PART_BYTES - 12345)  # six parts
+    page, job_id, network = upload_slowly_until(chromium, stack, wav, parallel=2, part_puts=2)
     # Bounded by the setting, as the page counts its PUTs (the browser's request events
     # may see the next PUT start before the last one's "finished" event arrives).
     assert page.get_attribute("#upload", "data-max-in-flight") == "2"
@@ -372,17 +383,7 @@ def test_a_file_changed_before_its_upload_resumed_is_refused_at_completion(
         pytest.skip("moto's S3 does not check the whole object's CRC32C (SeaweedFS and S3 do)")
     wav = tmp_path / "edited.wav"
     audio = write_noise_wav(wav, 4 * PART_BYTES)
-    page = open_page(chromium, stack, parallel="1")
-    page.on("dialog", lambda dialog: dialog.accept())
-    throttle_uploads(chromium, page, 6e6)
-    network = NetworkLog(page, stack.info.s3_endpoint)
-    wait_connected(page)
-    page.set_input_files("#file-input", str(wav))
-    page.wait_for_function("document.querySelector('#upload').dataset.jobId")
-    job_id = page.get_attribute("#upload", "data-job-id")
-    deadline = time.monotonic() + 60
-    while not network.part_puts() and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
+    page, job_id, _ = upload_slowly_until(chromium, stack, wav, parallel=1, part_puts=1)
     page.reload()
     page.wait_for_selector(f'#pending-list li[data-job-id="{job_id}"]')
     held = stack.held_parts(job_id)

@@ -248,7 +248,7 @@ class FanOut:
             if part == plan.hash_part:
                 result = self._hash(claim, plan, saver)
             else:
-                result = self._analyse_range(claim, plan, part, saver)
+                result = self._analyze_range(claim, plan, part, saver)
             done = self._count(claim, part, result)
         except HandedOn:
             return Outcome.CONTINUED
@@ -330,7 +330,7 @@ class FanOut:
 
     # --- the work of a part --------------------------------------------------------------
 
-    def _analyse_range(
+    def _analyze_range(
         self, claim: Claim, plan: FanOutPlan, part: int, saver: Checkpointer
     ) -> dict[str, Any]:
         from .analysis.state import dumps

@@ -34,7 +34,7 @@ def signal_with_everything(channels: int, seconds: int = 20) -> np.ndarray:
     return signal
 
 
-def analyse(
+def analyze(
     signal: np.ndarray, start: int, end: int, options: AnalysisOptions, *, warm: bool
 ) -> StreamingAnalyzer:
     channels = signal.shape[1]
@@ -58,7 +58,7 @@ def parts_document(
     edges = [0, *cuts, len(signal)]
     states = []
     for start, end in itertools.pairwise(edges):
-        part = analyse(signal, start, end, options, warm=warm)
+        part = analyze(signal, start, end, options, warm=warm)
         states.append(loads(dumps(part.state())))  # as stored between invocations
         part.close()
     return StreamingAnalyzer.merge(states).finish()
@@ -84,7 +84,7 @@ def assert_same(a: Any, b: Any, path: str = "document") -> None:
 def test_merged_parts_equal_the_straight_through_document(channels: int, threads: Any) -> None:
     signal = signal_with_everything(channels)
     options = AnalysisOptions(threads=threads, waveform_buckets=300)
-    expected = analyse(signal, 0, len(signal), options, warm=False).finish()
+    expected = analyze(signal, 0, len(signal), options, warm=False).finish()
     # part starts on multiples of the sub-block (4800) and the silence window (2400),
     # one inside the long silence, one inside a waveform bucket
     cuts = [4 * 4800 * 10, 9 * 4800 * 10, 13 * 4800 * 10 + 4800 * 3]
@@ -97,7 +97,7 @@ def test_merged_parts_equal_the_straight_through_document(channels: int, threads
 def test_one_part_merges_to_itself() -> None:
     signal = signal_with_everything(2)
     options = AnalysisOptions(threads=1)
-    expected = analyse(signal, 0, len(signal), options, warm=False).finish()
+    expected = analyze(signal, 0, len(signal), options, warm=False).finish()
     assert_same(parts_document(signal, [], options), expected)
 
 
@@ -109,7 +109,7 @@ def test_without_the_warm_up_loudness_and_true_peak_would_differ() -> None:
     signal = np.clip(rng.standard_normal((12 * SR, 2)) * 0.3, -1, 1)
     signal[:, 1] += 0.2  # a DC offset: the filter's transient is large
     options = AnalysisOptions(threads=1)
-    expected = analyse(signal, 0, len(signal), options, warm=False).finish()
+    expected = analyze(signal, 0, len(signal), options, warm=False).finish()
     cuts = [4800 * 30, 4800 * 70, 4800 * 100]
     warmed = parts_document(signal, cuts, options)
     cold = parts_document(signal, cuts, options, warm=False)
@@ -121,10 +121,10 @@ def test_without_the_warm_up_loudness_and_true_peak_would_differ() -> None:
 def test_parts_that_do_not_fit_together_are_refused() -> None:
     signal = signal_with_everything(1)
     options = AnalysisOptions(threads=1)
-    first = analyse(signal, 0, 48_000, options, warm=True)
-    gap = analyse(signal, 96_000, len(signal), options, warm=True)
-    inside_a_window = analyse(signal, 0, 48_001, options, warm=True)
-    rest = analyse(signal, 48_001, len(signal), options, warm=True)
+    first = analyze(signal, 0, 48_000, options, warm=True)
+    gap = analyze(signal, 96_000, len(signal), options, warm=True)
+    inside_a_window = analyze(signal, 0, 48_001, options, warm=True)
+    rest = analyze(signal, 48_001, len(signal), options, warm=True)
     with pytest.raises(ValueError, match="consecutive"):
         merge_states([first.state(), gap.state()])
     with pytest.raises(ValueError, match="inside"):
