@@ -409,3 +409,24 @@ def test_usage_errors_exit_2(run: Any) -> None:
     assert bad.code == 2
     assert "--concurrency: must be at least 1" in bad.err
     assert "usage: audiolift" in run("--help").out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--api-url", "127.0.0.1:8000", "http:// or https://"),
+        ("--api-url", "ftp://api.test", "http:// or https://"),
+        ("--api-url", "http://[::1", "not a valid URL"),
+        ("--api-key", "k\u00e9y", "API key"),
+        ("--api-key", "a\nb", "API key"),
+    ],
+)
+def test_a_malformed_api_url_or_key_exits_2_before_any_request(
+    run: Any, cloud: FakeCloud, flag: str, value: str, says: str
+) -> None:
+    """What a mistyped or badly pasted URL or key gets: one line saying what is wrong,
+    the configuration exit code, no request retried as if the network had failed."""
+    result = run("jobs", flag, value)
+    assert result.code == 2
+    assert says in one_line_error(result)
+    assert cloud.requests == []
