@@ -430,3 +430,15 @@ def test_a_malformed_api_url_or_key_exits_2_before_any_request(
     assert result.code == 2
     assert says in one_line_error(result)
     assert cloud.requests == []
+
+
+@pytest.mark.timeout(20)  # "nan" and "inf" waited for ever
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "inf", "soon"])
+def test_wait_timeout_must_be_a_positive_number_of_seconds(
+    run: Any, cloud: FakeCloud, audio_file: Path, seconds: str
+) -> None:
+    """A negative or zero --timeout gave up at once after uploading the file (exit 4)."""
+    result = run("upload", str(audio_file), "--wait", "--timeout", seconds)
+    assert result.code == 2
+    assert "--timeout" in result.err
+    assert cloud.requests == []
