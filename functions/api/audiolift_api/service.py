@@ -341,9 +341,16 @@ class UploadService:
                 f"The job has no result: it is {job.status.value}.",
                 details={"status": job.status.value},
             )
-        size = self.store.object_size(job.result_key)
-        if size <= self.settings.result_inline_max_bytes:
-            return ResultLocation(document=self.store.get_json(job.result_key))
+        try:
+            size = self.store.object_size(job.result_key)
+            if size <= self.settings.result_inline_max_bytes:
+                return ResultLocation(document=self.store.get_json(job.result_key))
+        except NotFound:
+            # The bucket's lifecycle expired it; the table's TTL removes the job later.
+            raise NotFound(
+                f"The result of job {job.job_id} is no longer stored (results are kept "
+                f"{self.settings.job_ttl_days} days)."
+            ) from None
         return ResultLocation(url=self.store.presign_get(job.result_key, 300))
 
     def cancel(self, job: Job) -> Job:
