@@ -36,6 +36,7 @@ from rich.table import Table
 from ._client import Client
 from ._errors import (
     AudioliftError,
+    ChecksumMismatchError,
     ConfigurationError,
     ConflictError,
     JobFailedError,
@@ -275,14 +276,19 @@ class Cli:
                         )
                     )
 
-                job = self.client.upload(
-                    snapshot.path,
-                    concurrency=self.args.concurrency,
-                    on_progress=on_progress,
-                    content_type=self.args.content_type,
-                    sha256=self.args.sha256,
-                    on_created=remember,
-                )
+                try:
+                    job = self.client.upload(
+                        snapshot.path,
+                        concurrency=self.args.concurrency,
+                        on_progress=on_progress,
+                        content_type=self.args.content_type,
+                        sha256=self.args.sha256,
+                        on_created=remember,
+                    )
+                except ChecksumMismatchError:
+                    # The SDK aborted it: nothing is left to resume.
+                    state.forget(snapshot.path, snapshot.size, snapshot.mtime_ns)
+                    raise
         state.forget(snapshot.path, snapshot.size, snapshot.mtime_ns)
         if not self.args.wait:
             if self.args.json:

@@ -442,3 +442,15 @@ def test_wait_timeout_must_be_a_positive_number_of_seconds(
     assert result.code == 2
     assert "--timeout" in result.err
     assert cloud.requests == []
+
+
+def test_an_upload_aborted_for_its_sha256_is_not_offered_for_resuming(
+    run: Any, cloud: FakeCloud, audio_file: Path
+) -> None:
+    """The SDK aborts an upload whose file does not have the declared SHA-256: the next
+    run of the same file starts afresh without trying the cancelled job first."""
+    wrong = run("upload", str(audio_file), "--sha256", "0" * 64)
+    assert wrong.code == 1 and "[checksum_mismatch]" in wrong.err
+    again = run("upload", str(audio_file))
+    assert again.code == 0, again.err
+    assert "Cannot resume" not in again.err and "Resumed" not in again.err
