@@ -53,3 +53,36 @@ def test_upload_in_parts_is_processed_to_completion(
     assert result["peak_dbfs"] == pytest.approx(peak_dbfs, abs=0.01)
     # The sample has silences: the analysis must have seen them.
     assert result["silence"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/jobs/{id}"),
+        ("GET", "/v1/jobs/{id}/result"),
+        ("POST", "/v1/jobs/{id}/cancel"),
+        ("DELETE", "/v1/jobs/{id}"),
+        ("POST", "/v1/uploads/{id}/parts"),
+        ("GET", "/v1/uploads/{id}/parts"),
+        ("POST", "/v1/uploads/{id}/complete"),
+        ("DELETE", "/v1/uploads/{id}"),
+    ],
+)
+def test_a_job_id_longer_than_any_table_key_is_404_not_500(
+    local_stack: StackProcess, method: str, path: str
+) -> None:
+    """DynamoDB (here dynalite; moto does not check) refuses a key over 2,048 bytes with a
+    ValidationException, which answered 500: such an id names no job."""
+    import httpx
+
+    with httpx.Client(base_url=local_stack.info.api_url, headers=local_stack.auth) as api:
+        for job_id in ("a" * 2049, "\u00e9" * 1025):
+            body = {"part_numbers": [1]} if path.endswith("/parts") and method == "POST" else None
+            response = api.request(method, path.format(id=job_id), json=body)
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["code"] == "not_found"
+        # Uppy's routes take the job id from the object key.
+        response = api.get(
+            "/s3/multipart/some-upload", params={"key": "uploads/" + "\U0001f3b5" * 1000}
+        )
+        assert response.status_code == 404, response.text

@@ -240,3 +240,59 @@ def test_s3_checks_part_and_whole_file_crc32cs_given_through_the_api(
     )
     assert head["ContentLength"] == len(payload)
     assert head["ChecksumCRC32C"] == crc32c_b64(payload)
+
+
+def test_completes_racing_each_other_all_answer_with_the_job(local_stack: StackProcess) -> None:
+    """Completes of one upload at once (a client's retry while its first request is still
+    being served): each lists the parts, then all ask S3 to complete together. S3 may
+    answer all but one with NoSuchUpload (SeaweedFS does, often; S3's documentation allows
+    it), though the object is there: every one answers with the job, none with 409."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audiolift_api.service import UploadService
+    from audiolift_core.jobs import JobStatus
+    from audiolift_core.jobs_table import JobsTable
+    from audiolift_core.settings import S3_MIN_PART_BYTES, ApiSettings, StorageSettings
+    from audiolift_core.storage import UploadStore
+    from audiolift_devstack.clients import clients_for
+
+    info = local_stack.info
+    clients = clients_for(info)  # clients of its own: the hook below stays on them
+    settings = ApiSettings(
+        storage=StorageSettings(jobs_table=info.table, upload_bucket=info.bucket),
+        auth_mode="api_key",
+        preferred_part_bytes=S3_MIN_PART_BYTES,
+    )
+    store = UploadStore(clients.s3, info.bucket)
+    service = UploadService(settings, JobsTable(clients.dynamodb, info.table), store)
+    racers, rounds = 4, 4
+    together = threading.Barrier(racers, timeout=30)
+
+    def complete_together(**_: object) -> None:
+        together.wait()  # every racer has listed the parts: now all complete at once
+
+    clients.s3.meta.events.register("before-call.s3.CompleteMultipartUpload", complete_together)
+    try:
+        for _ in range(rounds):
+            payload = os.urandom(S3_MIN_PART_BYTES + 1024)
+            job = service.create_upload(
+                "race-owner", filename="race.wav", size=len(payload), content_type="audio/wav"
+            )
+            assert job.upload_id and job.part_count == 2
+            for number, offset in ((1, 0), (2, S3_MIN_PART_BYTES)):
+                clients.s3.upload_part(
+                    Bucket=info.bucket, Key=job.object_key, UploadId=job.upload_id,
+                    PartNumber=number, Body=payload[offset : offset + S3_MIN_PART_BYTES],
+                )  # fmt: skip
+            with ThreadPoolExecutor(racers) as pool:
+                answers = list(pool.map(service.complete, [job] * racers))
+            for done in answers:
+                assert done.job_id == job.job_id and done.size == len(payload)
+                assert done.status not in (JobStatus.AWAITING_UPLOAD, JobStatus.CANCELLED)
+            stored = clients.s3.get_object(Bucket=info.bucket, Key=job.object_key)
+            assert stored["Body"].read() == payload
+    finally:
+        clients.s3.meta.events.unregister(
+            "before-call.s3.CompleteMultipartUpload", complete_together
+        )

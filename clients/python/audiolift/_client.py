@@ -67,9 +67,9 @@ class Client:
         max_s3_connections: int = MAX_S3_CONNECTIONS,
         upload_chunk_bytes: int = STREAM_CHUNK_BYTES,
     ):
-        if not base_url:
-            raise ConfigurationError("The API URL is empty.")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _api_url(base_url)
+        if api_key:
+            _check_api_key(api_key)
         self.retry = retry or RetryConfig()
         if upload_chunk_bytes < 1:
             raise ValueError("upload_chunk_bytes must be positive")
@@ -395,6 +395,32 @@ class Client:
     def _abort_quietly(self, job_id: str) -> None:
         with contextlib.suppress(AudioliftError):
             self.abort_upload(job_id)
+
+
+def _api_url(value: str) -> str:
+    """The API's base URL, checked before any request: a mistyped one would otherwise be
+    retried as if the network had failed."""
+    url = (value or "").strip().rstrip("/")
+    if not url:
+        raise ConfigurationError("The API URL is empty.")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ConfigurationError(f"The API URL {url!r} is not a valid URL: {error}.") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"The API URL must start with http:// or https:// and name a host, not {url!r}."
+        )
+    return url
+
+
+def _check_api_key(api_key: str) -> None:
+    # An HTTP header carries printable ASCII; never echo the key itself.
+    if not (api_key.isascii() and api_key.isprintable()) or any(c.isspace() for c in api_key):
+        raise ConfigurationError(
+            "The API key has a character no API key has (a space, a line break or a "
+            "non-ASCII character): check how it was copied."
+        )
 
 
 def _segment(job_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import sys
@@ -35,6 +36,7 @@ from rich.table import Table
 from ._client import Client
 from ._errors import (
     AudioliftError,
+    ChecksumMismatchError,
     ConfigurationError,
     ConflictError,
     JobFailedError,
@@ -114,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--sha256", metavar="HEX", type=_sha256,
         help="the SHA-256 the file must have (it is always computed and checked anyway)",
     )  # fmt: skip
-    upload.add_argument("--timeout", type=float, default=None, help="seconds --wait waits")
+    upload.add_argument(
+        "--timeout", type=_seconds, default=None, help="seconds --wait waits (default: until done)"
+    )
     resume = upload.add_mutually_exclusive_group()
     resume.add_argument(
         "--resume", dest="resume", action="store_true", default=None,
@@ -153,6 +157,16 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
 
 
@@ -262,14 +276,19 @@ class Cli:
                         )
                     )
 
-                job = self.client.upload(
-                    snapshot.path,
-                    concurrency=self.args.concurrency,
-                    on_progress=on_progress,
-                    content_type=self.args.content_type,
-                    sha256=self.args.sha256,
-                    on_created=remember,
-                )
+                try:
+                    job = self.client.upload(
+                        snapshot.path,
+                        concurrency=self.args.concurrency,
+                        on_progress=on_progress,
+                        content_type=self.args.content_type,
+                        sha256=self.args.sha256,
+                        on_created=remember,
+                    )
+                except ChecksumMismatchError:
+                    # The SDK aborted it: nothing is left to resume.
+                    state.forget(snapshot.path, snapshot.size, snapshot.mtime_ns)
+                    raise
         state.forget(snapshot.path, snapshot.size, snapshot.mtime_ns)
         if not self.args.wait:
             if self.args.json:

@@ -37,6 +37,7 @@ HTTP_STATUS: list[tuple[type[AudioliftError], int]] = [
 ]
 
 _STARLETTE_CODES = {
+    400: "invalid_request",  # e.g. a body the JSON parser gives up on (nested too deep)
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",

@@ -19,6 +19,7 @@ from audiolift_core.errors import (
     EmptyUpload,
     InvalidRequest,
     NotFound,
+    UploadClosed,
     UploadTooLarge,
 )
 from audiolift_core.job_events import JobEvents
@@ -237,18 +238,18 @@ class UploadService:
         assert job.upload_id is not None
         try:
             in_s3 = self.store.list_parts(job.object_key, job.upload_id)
-        except Conflict:
-            # The upload is closed. If S3 holds the object, an earlier complete succeeded
-            # and only the record is behind (e.g. a retry after a lost response).
+            parts = verify_parts(
+                job.plan if job.part_count else None,
+                in_s3,
+                declared=declared,
+                max_bytes=self.settings.max_upload_bytes,
+                min_part_bytes=min(self.settings.part_min_bytes, S3_MIN_PART_BYTES),
+            )
+            self.store.complete(job.object_key, job.upload_id, parts, whole_crc32c=whole_crc32c)
+        except UploadClosed:
+            # If S3 holds the object, another complete succeeded and only the record is
+            # behind: a retry after a lost response, or one racing the first request.
             return self._recover_completed(job)
-        parts = verify_parts(
-            job.plan if job.part_count else None,
-            in_s3,
-            declared=declared,
-            max_bytes=self.settings.max_upload_bytes,
-            min_part_bytes=min(self.settings.part_min_bytes, S3_MIN_PART_BYTES),
-        )
-        self.store.complete(job.object_key, job.upload_id, parts, whole_crc32c=whole_crc32c)
         total = sum(p.size for p in parts)
         return self._mark_uploaded(job, total)
 
@@ -340,9 +341,16 @@ class UploadService:
                 f"The job has no result: it is {job.status.value}.",
                 details={"status": job.status.value},
             )
-        size = self.store.object_size(job.result_key)
-        if size <= self.settings.result_inline_max_bytes:
-            return ResultLocation(document=self.store.get_json(job.result_key))
+        try:
+            size = self.store.object_size(job.result_key)
+            if size <= self.settings.result_inline_max_bytes:
+                return ResultLocation(document=self.store.get_json(job.result_key))
+        except NotFound:
+            # The bucket's lifecycle expired it; the table's TTL removes the job later.
+            raise NotFound(
+                f"The result of job {job.job_id} is no longer stored (results are kept "
+                f"{self.settings.job_ttl_days} days)."
+            ) from None
         return ResultLocation(url=self.store.presign_get(job.result_key, 300))
 
     def cancel(self, job: Job) -> Job:

@@ -63,6 +63,13 @@ class Conflict(AudioliftError):
     default_message = "The job is not in a state that allows this."
 
 
+class UploadClosed(Conflict):
+    """S3 holds no open multipart upload by that id: it was completed (maybe by a
+    concurrent request) or aborted."""
+
+    default_message = "The upload is no longer open."
+
+
 class IncompleteUpload(Conflict):
     code = "incomplete_upload"
     default_message = "Some parts of the upload are missing."

@@ -37,6 +37,8 @@ SWEEP_INDEX = "by_status"  # sweep_status + updated_at, keys and lease only: the
 # The sweep index's key: the status while the job is unfinished, absent once it finished,
 # so the index is sparse (finished jobs, the vast majority, are not in it).
 SWEEP_KEY = "sweep_status"
+# DynamoDB's largest partition key, in UTF-8 bytes.
+MAX_KEY_BYTES = 2048
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -137,6 +139,8 @@ class JobsTable:
     # --- reads -----------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
+        if len(job_id.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            return None  # DynamoDB refuses such a key (ValidationException): no job has it
         with translated("Reading the job"):
             response = self._client.get_item(
                 TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True

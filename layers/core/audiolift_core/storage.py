@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .aws import IGNORE, translated
 from .checksums import ChecksumAlgorithm, PartChecksum
-from .errors import Conflict, NotFound, UploadChecksumMismatch
+from .errors import Conflict, NotFound, UploadChecksumMismatch, UploadClosed
 from .parts import UploadedPart
 from .presign import PartUrlSigner
 
@@ -160,7 +160,7 @@ class UploadStore:
         marker = 0
         while True:
             with translated(
-                "Listing the uploaded parts", gone=Conflict("The upload is no longer open.")
+                "Listing the uploaded parts", gone=UploadClosed("The upload is no longer open.")
             ):
                 response = self._client.list_parts(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
@@ -193,7 +193,9 @@ class UploadStore:
         with translated(
             "Completing the upload",
             codes={
-                "NoSuchUpload": Conflict("The upload is no longer open (completed or aborted)."),
+                "NoSuchUpload": UploadClosed(
+                    "The upload is no longer open (completed or aborted)."
+                ),
                 "BadDigest": UploadChecksumMismatch(
                     "The uploaded parts do not add up to the CRC32C stated for the file; "
                     "the upload is still open."

@@ -210,3 +210,18 @@ def test_older_uppy_batch_signing(api: Api) -> None:
     )
     assert response.status_code == 200
     assert sorted(response.json()["presignedUrls"]) == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("numbers", ["1_0", "\uff11", "+1", "1,a", "1.0"])
+def test_batch_signing_takes_only_plain_decimal_part_numbers(api: Api, numbers: str) -> None:
+    """Python's int() also reads '1_0' as 10 and a full-width one (U+FF11) as 1: a part number
+    is ASCII digits, as metadata.size is."""
+    uppy = UppyS3Companion(api)
+    created = uppy.create("take.wav", "audio/wav").json()
+    response = api.client.get(
+        f"/s3/multipart/{created['uploadId']}/batch",
+        params={"key": created["key"], "partNumbers": numbers},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

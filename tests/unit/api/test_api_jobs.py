@@ -271,6 +271,20 @@ def test_result_of_a_completed_job_is_the_document(api: Api) -> None:
     assert view["summary"] == {"integrated_lufs": -23.1}
 
 
+def test_result_expired_before_its_job_says_so(api: Api) -> None:
+    """The bucket's lifecycle can expire a result before the table's TTL removes its job
+    (TTL deletes up to days late): the answer says what happened, not 'No such object.'"""
+    job_id = complete_upload(api)
+    finish(api, job_id)
+    api.aws.s3.delete_object(Bucket=api.bucket, Key=result_key("results/", job_id))
+    response = api.client.get(f"/v1/jobs/{job_id}/result", headers=api.auth("alice"))
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    assert "no longer stored" in error["message"] and job_id in error["message"]
+    assert "results/" not in error["message"]
+
+
 def test_large_result_is_a_303_to_a_presigned_get(api: Api) -> None:
     from dataclasses import replace
 

@@ -502,6 +502,18 @@ def test_unknown_route_and_method_use_the_error_shape(api: Api) -> None:
     )
 
 
+def test_a_body_json_cannot_parse_is_400_invalid_request(api: Api) -> None:
+    """Nesting deeper than the JSON parser's recursion limit: the framework refuses the
+    body itself; the answer still has one of the documented codes."""
+    response = api.client.post(
+        "/v1/uploads",
+        content=b"[" * 100_000,
+        headers={**api.auth("alice"), "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_request"
+
+
 def test_every_response_carries_a_correlation_id(api: Api) -> None:
     response = api.client.get("/health", headers={"x-correlation-id": "abc-123"})
     assert response.headers["x-correlation-id"] == "abc-123"

@@ -8,7 +8,13 @@ from typing import Any
 
 import boto3
 import pytest
-from audiolift_core.errors import AudioliftError, Conflict, NotFound, TransientError
+from audiolift_core.errors import (
+    AudioliftError,
+    Conflict,
+    NotFound,
+    TransientError,
+    UploadClosed,
+)
 from audiolift_core.storage import UploadedPart, UploadStore
 from botocore.config import Config
 from botocore.stub import Stubber
@@ -75,7 +81,7 @@ def test_list_parts_stops_if_the_marker_does_not_advance(
 @pytest.mark.parametrize(
     ("operation", "code", "status", "call", "raised"),
     [
-        ("list_parts", "NoSuchUpload", 404, lambda s: s.list_parts(KEY, "u"), Conflict),
+        ("list_parts", "NoSuchUpload", 404, lambda s: s.list_parts(KEY, "u"), UploadClosed),
         ("list_parts", "SlowDown", 503, lambda s: s.list_parts(KEY, "u"), TransientError),
         (
             "complete_multipart_upload",
@@ -89,7 +95,7 @@ def test_list_parts_stops_if_the_marker_does_not_advance(
             "NoSuchUpload",
             404,
             lambda s: s.complete(KEY, "u", [UploadedPart(1, "e", 1)]),
-            Conflict,
+            UploadClosed,
         ),
         ("head_object", "404", 404, lambda s: s.head(KEY), NotFound),
         ("get_object", "NoSuchKey", 404, lambda s: s.get_json(KEY), NotFound),

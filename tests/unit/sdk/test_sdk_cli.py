@@ -409,3 +409,48 @@ def test_usage_errors_exit_2(run: Any) -> None:
     assert bad.code == 2
     assert "--concurrency: must be at least 1" in bad.err
     assert "usage: audiolift" in run("--help").out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--api-url", "127.0.0.1:8000", "http:// or https://"),
+        ("--api-url", "ftp://api.test", "http:// or https://"),
+        ("--api-url", "http://[::1", "not a valid URL"),
+        ("--api-key", "k\u00e9y", "API key"),
+        ("--api-key", "a\nb", "API key"),
+    ],
+)
+def test_a_malformed_api_url_or_key_exits_2_before_any_request(
+    run: Any, cloud: FakeCloud, flag: str, value: str, says: str
+) -> None:
+    """What a mistyped or badly pasted URL or key gets: one line saying what is wrong,
+    the configuration exit code, no request retried as if the network had failed."""
+    result = run("jobs", flag, value)
+    assert result.code == 2
+    assert says in one_line_error(result)
+    assert cloud.requests == []
+
+
+@pytest.mark.timeout(20)  # "nan" and "inf" waited for ever
+@pytest.mark.parametrize("seconds", ["-1", "0", "nan", "inf", "soon"])
+def test_wait_timeout_must_be_a_positive_number_of_seconds(
+    run: Any, cloud: FakeCloud, audio_file: Path, seconds: str
+) -> None:
+    """A negative or zero --timeout gave up at once after uploading the file (exit 4)."""
+    result = run("upload", str(audio_file), "--wait", "--timeout", seconds)
+    assert result.code == 2
+    assert "--timeout" in result.err
+    assert cloud.requests == []
+
+
+def test_an_upload_aborted_for_its_sha256_is_not_offered_for_resuming(
+    run: Any, cloud: FakeCloud, audio_file: Path
+) -> None:
+    """The SDK aborts an upload whose file does not have the declared SHA-256: the next
+    run of the same file starts afresh without trying the cancelled job first."""
+    wrong = run("upload", str(audio_file), "--sha256", "0" * 64)
+    assert wrong.code == 1 and "[checksum_mismatch]" in wrong.err
+    again = run("upload", str(audio_file))
+    assert again.code == 0, again.err
+    assert "Cannot resume" not in again.err and "Resumed" not in again.err

@@ -86,10 +86,11 @@ def sign_batch(
 ) -> Any:
     """Older Uppy versions ask for several part URLs at once."""
     job = _job_for(svc, caller, key, upload_id, request)
-    try:
-        numbers = [int(n) for n in partNumbers.split(",") if n.strip()]
-    except ValueError:
-        raise InvalidRequest("partNumbers must be comma-separated numbers.") from None
+    texts = [n.strip() for n in partNumbers.split(",") if n.strip()]
+    # ASCII digits only: int() would also read "1_0", "+1" and non-ASCII digits.
+    if not all(n.isascii() and n.isdigit() for n in texts):
+        raise InvalidRequest("partNumbers must be comma-separated numbers.")
+    numbers = [int(n) for n in texts]
     signed = svc.sign_parts(job, numbers)
     return {"presignedUrls": {str(p.part_number): p.url for p in signed}}
 
