@@ -296,3 +296,29 @@ def test_completes_racing_each_other_all_answer_with_the_job(local_stack: StackP
         clients.s3.meta.events.unregister(
             "before-call.s3.CompleteMultipartUpload", complete_together
         )
+
+
+def test_a_part_url_carries_only_its_planned_length(local_stack: StackProcess) -> None:
+    """A planned part's URL binds its length: S3 refuses a longer or shorter body
+    (SignatureDoesNotMatch) and stores nothing, so a URL that leaks cannot carry more than
+    the part it was made for; the planned length goes up."""
+    size = 5 * 1024 * 1024 + 1234
+    api = httpx.Client(base_url=local_stack.info.api_url, headers=local_stack.auth, timeout=30)
+    created = api.post("/v1/uploads", json={"filename": "noise.wav", "size": size})
+    assert created.status_code == 201, created.text
+    job = created.json()
+    last = job["parts"][job["part_count"] - 1]
+    last_bytes = size - (job["part_count"] - 1) * job["part_size"]
+    key = f"uploads/{job['job_id']}"
+    upload_id = local_stack.clients.s3.list_multipart_uploads(
+        Bucket=local_stack.info.bucket, Prefix=key
+    )["Uploads"][0]["UploadId"]
+    for wrong in (last_bytes + 1, last_bytes - 1, 64 * 1024 * 1024):
+        refused = httpx.put(last["url"], content=os.urandom(wrong), timeout=60)
+        assert refused.status_code == 403, refused.text
+        assert "SignatureDoesNotMatch" in refused.text
+    assert uploaded_parts(local_stack, key, upload_id) == []
+    stored = httpx.put(last["url"], content=os.urandom(last_bytes))
+    assert stored.status_code == 200, stored.text
+    assert uploaded_parts(local_stack, key, upload_id) == [last["part_number"]]
+    api.delete(f"/v1/uploads/{job['job_id']}")

@@ -63,7 +63,12 @@ class CreateUploadRequest(BaseModel):
 
 class SignedPartModel(BaseModel):
     part_number: int
-    url: str
+    url: str = Field(
+        description=(
+            "Presigned PUT URL. It also signs the part's planned length: S3 refuses a body "
+            "of any other length (403)."
+        )
+    )
     expires_at: str
     headers: dict[str, str] = Field(
         default_factory=dict,

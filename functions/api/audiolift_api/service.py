@@ -32,6 +32,7 @@ from audiolift_core.parts import (
     plan_parts,
     verify_parts,
 )
+from audiolift_core.presign import SignedPartHeaders
 from audiolift_core.settings import S3_MIN_PART_BYTES, ApiSettings
 from audiolift_core.storage import UploadStore, result_key, upload_key
 from audiolift_core.uploads import resolve_content_type, sanitize_filename
@@ -191,9 +192,17 @@ class UploadService:
         ttl = self.settings.presign_ttl_seconds
         expires_at = isoformat(datetime.fromtimestamp(self._clock() + ttl, tz=UTC))
         assert job.upload_id is not None
-        urls = self.store.presign_parts(
-            job.object_key, job.upload_id, numbers, ttl, checksums=checksums
-        )
+        # A planned part's URL also binds its length: S3 refuses a body of any other
+        # size, so a URL cannot carry more than the part it was made for. (Uppy's jobs
+        # have no plan: Uppy sizes its own parts.)
+        plan = job.plan if job.part_count else None
+        bound = {
+            n: SignedPartHeaders(
+                content_length=plan.part_bytes(n) if plan else None, checksum=checksums.get(n)
+            )
+            for n in numbers
+        }
+        urls = self.store.presign_parts(job.object_key, job.upload_id, numbers, ttl, bound)
         return [
             SignedPart(
                 n,

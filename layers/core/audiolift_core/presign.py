@@ -2,8 +2,9 @@
 
 A batch of 100 part URLs signed by botocore one at a time costs ~17-23 ms (endpoint
 resolution, parameter validation and event hooks for every URL); the URLs differ only in
-``partNumber`` and, when the client sends a part checksum, the signed checksum header
-(``Content-MD5`` or ``x-amz-checksum-crc32c``). ``PartUrlSigner`` takes botocore's first
+``partNumber``, the part's length when it is signed (``content-length``: S3 then refuses a
+body of any other length) and, when the client sends a part checksum, the signed checksum
+header (``Content-MD5`` or ``x-amz-checksum-crc32c``). ``PartUrlSigner`` takes botocore's first
 URL apart, checks that recomputing its SigV4 query signature (same key, scope, timestamp
 and expiry) reproduces it exactly, and then signs the others itself (~1 ms per 100). If
 the first URL is in any form it does not reproduce, the caller lets botocore sign every
@@ -30,14 +31,30 @@ if TYPE_CHECKING:
 _ALGORITHM = "AWS4-HMAC-SHA256"
 
 
-def _signed_header_names(checksum: PartChecksum | None) -> list[str]:
-    """The headers botocore signs into an UploadPart URL, in SigV4's (sorted) order."""
-    return sorted(["host", checksum.signed_name] if checksum else ["host"])
+@dataclass(frozen=True)
+class SignedPartHeaders:
+    """What an UploadPart URL binds besides the host: the part's length (None: any) and
+    its checksum header (None: none)."""
 
+    content_length: int | None = None
+    checksum: PartChecksum | None = None
 
-def _signed_headers_query(checksum: PartChecksum | None) -> str:
-    """``X-Amz-SignedHeaders`` as it appears in the URL (the ';' percent-encoded)."""
-    return "%3B".join(_signed_header_names(checksum))
+    def values(self, host: str) -> dict[str, str]:
+        """The signed headers' values by name (lower case), as SigV4 canonicalizes them."""
+        values = {"host": host}
+        if self.content_length is not None:
+            values["content-length"] = str(self.content_length)
+        if self.checksum:
+            values[self.checksum.signed_name] = self.checksum.value.strip()
+        return values
+
+    def names(self) -> list[str]:
+        """The signed headers' names, in SigV4's (sorted) order."""
+        return sorted(self.values(""))
+
+    def query(self) -> str:
+        """``X-Amz-SignedHeaders`` as it appears in the URL (the ';' percent-encoded)."""
+        return "%3B".join(self.names())
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -47,7 +64,7 @@ def _hmac(key: bytes, message: str) -> bytes:
 @dataclass(frozen=True)
 class PartUrlSigner:
     """SigV4 query signing (an S3 presigned URL) of UploadPart URLs that differ from a
-    botocore-signed one only in ``partNumber`` and the optional signed checksum header."""
+    botocore-signed one only in ``partNumber`` and the signed length and checksum header."""
 
     base: str  # scheme://host/path
     pairs: tuple[tuple[str, str], ...]  # the query as signed, minus X-Amz-Signature
@@ -61,11 +78,10 @@ class PartUrlSigner:
         cls,
         url: str,
         credentials: ReadOnlyCredentials | None,
-        *,
-        checksum: PartChecksum | None = None,
+        signed: SignedPartHeaders = SignedPartHeaders(),
     ) -> PartUrlSigner | None:
-        """A signer for URLs like ``url`` (signed with ``checksum``, if given), or None
-        if it cannot reproduce ``url``'s signature with these credentials."""
+        """A signer for URLs like ``url`` (which botocore signed binding ``signed``), or
+        None if it cannot reproduce ``url``'s signature with these credentials."""
         secret_key = getattr(credentials, "secret_key", None)
         if not isinstance(secret_key, str) or not secret_key:
             return None
@@ -74,9 +90,10 @@ class PartUrlSigner:
         query = dict(pairs)
         if len(query) != len(pairs) or "partNumber" not in query:
             return None
-        if query.get("X-Amz-Algorithm") != _ALGORITHM or query.get(
-            "X-Amz-SignedHeaders"
-        ) != _signed_headers_query(checksum):
+        if (
+            query.get("X-Amz-Algorithm") != _ALGORITHM
+            or query.get("X-Amz-SignedHeaders") != signed.query()
+        ):
             return None
         timestamp = query.get("X-Amz-Date", "")
         scope = unquote(query.get("X-Amz-Credential", "")).split("/")
@@ -96,31 +113,27 @@ class PartUrlSigner:
             signing_key=key,
         )
         # Only trust the signer if it reproduces botocore's own signature.
-        if signer._signature(signer.pairs, checksum) != query.get("X-Amz-Signature"):
+        if signer._signature(signer.pairs, signed) != query.get("X-Amz-Signature"):
             return None
         return signer
 
-    def url(self, part_number: int, checksum: PartChecksum | None = None) -> str:
-        """The presigned URL of ``part_number``; with ``checksum`` the URL is valid only
-        for a PUT that sends that checksum header (and S3 checks the body against it)."""
-        replaced = {
-            "partNumber": str(part_number),
-            "X-Amz-SignedHeaders": _signed_headers_query(checksum),
-        }
+    def url(self, part_number: int, signed: SignedPartHeaders = SignedPartHeaders()) -> str:
+        """The presigned URL of ``part_number``, valid only for a PUT of ``signed``'s
+        length (if given) that sends its checksum header (if given; S3 then checks the
+        body against it)."""
+        replaced = {"partNumber": str(part_number), "X-Amz-SignedHeaders": signed.query()}
         pairs = [(k, replaced.get(k, v)) for k, v in self.pairs]
         query = "&".join(f"{k}={v}" for k, v in pairs)
-        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs, checksum)}"
+        return f"{self.base}?{query}&X-Amz-Signature={self._signature(pairs, signed)}"
 
-    def _signature(self, pairs: Sequence[tuple[str, str]], checksum: PartChecksum | None) -> str:
+    def _signature(self, pairs: Sequence[tuple[str, str]], signed: SignedPartHeaders) -> str:
         canonical_query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
-        values = {"host": self.host}
-        if checksum:
-            values[checksum.signed_name] = checksum.value.strip()
-        names = _signed_header_names(checksum)
+        values = signed.values(self.host)
+        names = sorted(values)
         headers = "".join(f"{name}:{values[name]}\n" for name in names)
-        signed = ";".join(names)
+        signed_names = ";".join(names)
         canonical_request = (
-            f"PUT\n{self.path}\n{canonical_query}\n{headers}\n{signed}\nUNSIGNED-PAYLOAD"
+            f"PUT\n{self.path}\n{canonical_query}\n{headers}\n{signed_names}\nUNSIGNED-PAYLOAD"
         )
         digest = hashlib.sha256(canonical_request.encode()).hexdigest()
         return hmac.new(

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .aws import IGNORE, translated
-from .checksums import ChecksumAlgorithm, PartChecksum
+from .checksums import ChecksumAlgorithm
 from .errors import Conflict, NotFound, UploadChecksumMismatch, UploadClosed
 from .parts import UploadedPart
-from .presign import PartUrlSigner
+from .presign import PartUrlSigner, SignedPartHeaders
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
@@ -87,18 +87,21 @@ class UploadStore:
         upload_id: str,
         part_number: int,
         ttl_seconds: int,
-        checksum: PartChecksum | None = None,
+        signed: SignedPartHeaders = SignedPartHeaders(),
     ) -> str:
-        """botocore's presigned UploadPart URL; with ``checksum`` the PUT must send that
-        checksum header, and S3 refuses a body that does not match it (BadDigest)."""
+        """botocore's presigned UploadPart URL. With a checksum the PUT must send that
+        checksum header, and S3 refuses a body that does not match it (BadDigest); with
+        a length, S3 refuses a body of any other length (the signature covers it)."""
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
             "UploadId": upload_id,
             "PartNumber": part_number,
         }
-        if checksum:
-            params[checksum.boto_parameter] = checksum.value
+        if signed.content_length is not None:
+            params["ContentLength"] = signed.content_length
+        if signed.checksum:
+            params[signed.checksum.boto_parameter] = signed.checksum.value
         # Signing is local (no request); it fails only on missing credentials.
         with translated("Signing a part URL"):
             url = self._client.generate_presigned_url(
@@ -112,29 +115,32 @@ class UploadStore:
         upload_id: str,
         part_numbers: Sequence[int],
         ttl_seconds: int,
-        checksums: Mapping[int, PartChecksum] | None = None,
+        signed: Mapping[int, SignedPartHeaders] | None = None,
     ) -> dict[int, str]:
-        """Part URLs for many parts at once: botocore signs the first, ``PartUrlSigner``
-        the others from it (``presign``), unless it cannot reproduce the first exactly."""
+        """Part URLs for many parts at once, each binding what ``signed`` says of its
+        part (nothing but the host when absent): botocore signs the first,
+        ``PartUrlSigner`` the others from it, unless it cannot reproduce the first
+        exactly."""
         if not part_numbers:
             return {}
-        checksums = checksums or {}
+        bound = signed or {}
         first_number, *others = part_numbers
-        first_checksum = checksums.get(first_number)
-        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_checksum)
-        signed = {first_number: first}
+        first_bound = bound.get(first_number, SignedPartHeaders())
+        first = self.presign_part(key, upload_id, first_number, ttl_seconds, first_bound)
+        urls = {first_number: first}
         signer = (
-            PartUrlSigner.from_url(first, self.credentials(), checksum=first_checksum)
+            PartUrlSigner.from_url(first, self.credentials(), first_bound)
             if self.credentials is not None and others
             else None
         )
         for number in others:
-            signed[number] = (
-                signer.url(number, checksums.get(number))
+            part = bound.get(number, SignedPartHeaders())
+            urls[number] = (
+                signer.url(number, part)
                 if signer is not None
-                else self.presign_part(key, upload_id, number, ttl_seconds, checksums.get(number))
+                else self.presign_part(key, upload_id, number, ttl_seconds, part)
             )
-        return signed
+        return urls
 
     def list_parts(self, key: str, upload_id: str) -> list[UploadedPart]:
         """Every uploaded part, over all ListParts pages (1,000 a page), one per part

@@ -18,7 +18,9 @@ import google_crc32c
 import pytest
 from audiolift_api.body_limit import MAX_BODY_BYTES
 from audiolift_core.jobs import JobStatus
+from audiolift_core.presign import PartUrlSigner, SignedPartHeaders
 from audiolift_testkit import SMALL_PART_BYTES, Api
+from botocore.credentials import ReadOnlyCredentials
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -304,7 +306,31 @@ def test_sign_parts_signs_a_content_md5_into_the_url_and_returns_the_header(api:
     signed_headers = {
         n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()
     }
-    assert signed_headers == {1: ["host"], 2: ["content-md5;host"], 3: ["host"]}
+    assert signed_headers == {
+        1: ["content-length;host"], 2: ["content-length;content-md5;host"],
+        3: ["content-length;host"],
+    }  # fmt: skip
+
+
+def test_a_planned_parts_url_binds_its_length(api: Api) -> None:
+    """Each URL is valid only for a PUT of its part's planned length (S3 checks the
+    signed Content-Length), so a URL cannot carry more than its part; the length is not in
+    ``headers``: clients send the part's bytes and their HTTP stack sets it."""
+    size = 3 * SMALL_PART_BYTES - 1000
+    created = api.create_upload(size=size)
+    # What the API's S3 client signs with: the credentials conftest's environment gives.
+    credentials = ReadOnlyCredentials("testing", "testing", None)
+    assert created["part_size"] == SMALL_PART_BYTES and created["part_count"] == 3
+    lengths = {1: SMALL_PART_BYTES, 2: SMALL_PART_BYTES, 3: SMALL_PART_BYTES - 1000}
+    assert [p["part_number"] for p in created["parts"]] == [1, 2, 3]
+    for part in created["parts"]:
+        url, length = part["url"], lengths[part["part_number"]]
+        assert parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"] == ["content-length;host"]
+        assert part["headers"] == {}
+        # The signature verifies for the planned length, and for no other.
+        assert PartUrlSigner.from_url(url, credentials, SignedPartHeaders(length)) is not None
+        for other in (length - 1, length + 1):
+            assert PartUrlSigner.from_url(url, credentials, SignedPartHeaders(other)) is None
 
 
 def test_every_signed_part_carries_headers(api: Api) -> None:
@@ -382,7 +408,8 @@ def test_sign_parts_signs_a_crc32c_into_the_url_and_returns_the_header(api: Api)
         n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()
     }
     assert signed_headers == {
-        1: ["host"], 2: ["host;x-amz-checksum-crc32c"], 3: ["content-md5;host"]
+        1: ["content-length;host"], 2: ["content-length;host;x-amz-checksum-crc32c"],
+        3: ["content-length;content-md5;host"],
     }  # fmt: skip
 
 

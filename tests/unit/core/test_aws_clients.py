@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from audiolift_core import aws
 from audiolift_core.checksums import PartChecksum
+from audiolift_core.presign import SignedPartHeaders
 from audiolift_core.storage import UploadStore
 
 BUCKET = "audiolift-123456789012-eu-west-1-0a1b2c3d"
@@ -32,9 +33,8 @@ def signed_urls(region: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", region)
     aws.forget_clients()
     store = UploadStore(aws.s3_client(), BUCKET, credentials=aws.credentials)
-    parts = store.presign_parts(
-        "uploads/job", "upload-1", [1, 2], 900, checksums={2: PartChecksum.content_md5("x")}
-    )
+    bound = {2: SignedPartHeaders(content_length=5, checksum=PartChecksum.content_md5("x"))}
+    parts = store.presign_parts("uploads/job", "upload-1", [1, 2], 900, bound)
     return [*parts.values(), store.presign_get("results/job.json", 300)]
 
 

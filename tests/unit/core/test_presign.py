@@ -1,7 +1,7 @@
 """Part URLs re-signed by ``PartUrlSigner`` from the first botocore-signed one: every URL
 must be byte-for-byte the URL botocore itself signs at the same instant, with and without
-a signed checksum header (Content-MD5 or x-amz-checksum-crc32c), for every client shape
-the project uses."""
+a signed length and a signed checksum header (Content-MD5 or x-amz-checksum-crc32c), for
+every client shape the project uses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import botocore.auth
 import google_crc32c
 import pytest
 from audiolift_core.checksums import PartChecksum
-from audiolift_core.presign import PartUrlSigner
+from audiolift_core.presign import PartUrlSigner, SignedPartHeaders
 from audiolift_core.storage import UploadStore
 from botocore.config import Config
 
@@ -80,18 +80,39 @@ STORES = {
     ),
     "us-east-1": lambda: store_for(session(region="us-east-1")),
 }
-CHECKSUMS = {
-    "no-checksums": {},
-    "md5-every-part": MD5S,
-    "md5-some-parts": {n: MD5S[n] for n in NUMBERS[1::2]},
-    "md5-all-but-the-first": {n: MD5S[n] for n in NUMBERS[1:]},
-    "crc32c-every-part": CRC32CS,
-    "crc32c-all-but-the-first": {n: CRC32CS[n] for n in NUMBERS[1:]},
-    "mixed": {n: (CRC32CS if i % 2 else MD5S)[n] for i, n in enumerate(NUMBERS)},
+MiB = 1024 * 1024
+# A planned upload's lengths: 16 MiB parts, the last one shorter.
+LENGTHS = {n: 16 * MiB if n != NUMBERS[-1] else 12345 for n in NUMBERS}
+NOTHING = SignedPartHeaders()
+
+
+def bind(
+    checksums: dict[int, PartChecksum], lengths: dict[int, int] | None = None
+) -> dict[int, SignedPartHeaders]:
+    lengths = lengths or {}
+    return {
+        n: SignedPartHeaders(content_length=lengths.get(n), checksum=checksums.get(n))
+        for n in NUMBERS
+        if n in checksums or n in lengths
+    }
+
+
+BINDINGS = {
+    "nothing": {},
+    "md5-every-part": bind(MD5S),
+    "md5-some-parts": bind({n: MD5S[n] for n in NUMBERS[1::2]}),
+    "md5-all-but-the-first": bind({n: MD5S[n] for n in NUMBERS[1:]}),
+    "crc32c-every-part": bind(CRC32CS),
+    "crc32c-all-but-the-first": bind({n: CRC32CS[n] for n in NUMBERS[1:]}),
+    "mixed": bind({n: (CRC32CS if i % 2 else MD5S)[n] for i, n in enumerate(NUMBERS)}),
+    "length-every-part": bind({}, LENGTHS),
+    "length-all-but-the-first": bind({}, {n: LENGTHS[n] for n in NUMBERS[1:]}),
+    "length-and-crc32c": bind(CRC32CS, LENGTHS),
+    "length-and-md5-some-parts": bind({n: MD5S[n] for n in NUMBERS[::3]}, LENGTHS),
 }
 
 
-def botocore_url(store: UploadStore, number: int, checksum: PartChecksum | None) -> str:
+def botocore_url(store: UploadStore, number: int, signed: SignedPartHeaders) -> str:
     """What botocore's own presigner makes of this part (the reference)."""
     params: dict[str, Any] = {
         "Bucket": "my-bucket",
@@ -99,8 +120,10 @@ def botocore_url(store: UploadStore, number: int, checksum: PartChecksum | None)
         "UploadId": UPLOAD_ID,
         "PartNumber": number,
     }
-    if checksum:
-        params[checksum.boto_parameter] = checksum.value
+    if signed.content_length is not None:
+        params["ContentLength"] = signed.content_length
+    if signed.checksum:
+        params[signed.checksum.boto_parameter] = signed.checksum.value
     client: Any = store._client  # the test's own client, handed to the store above
     url: str = client.generate_presigned_url(
         "upload_part", Params=params, ExpiresIn=900, HttpMethod="PUT"
@@ -108,23 +131,30 @@ def botocore_url(store: UploadStore, number: int, checksum: PartChecksum | None)
     return url
 
 
-@pytest.mark.parametrize("checksums", CHECKSUMS.values(), ids=CHECKSUMS.keys())
+@pytest.mark.parametrize("bound", BINDINGS.values(), ids=BINDINGS.keys())
 @pytest.mark.parametrize("make_store", STORES.values(), ids=STORES.keys())
-def test_resigned_urls_equal_botocores(make_store: Any, checksums: dict[int, PartChecksum]) -> None:
+def test_resigned_urls_equal_botocores(
+    make_store: Any, bound: dict[int, SignedPartHeaders]
+) -> None:
     store = make_store()
     signs: list[str] = []
     store._client.meta.events.register(
         "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
     )
-    signed = store.presign_parts(KEY, UPLOAD_ID, NUMBERS, 900, checksums=checksums)
+    signed = store.presign_parts(KEY, UPLOAD_ID, NUMBERS, 900, bound)
     assert list(signed) == NUMBERS
     assert signs == ["botocore"]  # botocore signed the first URL only: the fast path ran
     for number in NUMBERS:
-        assert signed[number] == botocore_url(store, number, checksums.get(number))
-    last = checksums.get(NUMBERS[-1])
-    if last is not None:
-        expected = "content-md5%3Bhost" if last in MD5S.values() else "host%3Bx-amz-checksum-crc32c"
-        assert f"X-Amz-SignedHeaders={expected}&" in signed[NUMBERS[-1]]
+        assert signed[number] == botocore_url(store, number, bound.get(number, NOTHING))
+    last = bound.get(NUMBERS[-1], NOTHING)
+    expected = "%3B".join(
+        sorted(
+            ["host"]
+            + (["content-length"] if last.content_length is not None else [])
+            + ([last.checksum.signed_name] if last.checksum else [])
+        )
+    )
+    assert f"X-Amz-SignedHeaders={expected}&" in signed[NUMBERS[-1]]
 
 
 def test_the_signer_refuses_a_url_it_cannot_reproduce() -> None:
@@ -136,13 +166,24 @@ def test_the_signer_refuses_a_url_it_cannot_reproduce() -> None:
     wrong = frozen(boto3.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="wrong"))
     assert PartUrlSigner.from_url(url, wrong) is None
     assert PartUrlSigner.from_url(url, None) is None
-    # Signed with a checksum it was not told about, or the other way round, or another one.
-    for checksum, other in ((MD5S[1], MD5S[2]), (CRC32CS[1], CRC32CS[2]), (MD5S[1], CRC32CS[1])):
-        with_checksum = store.presign_part("k", "u", 1, 60, checksum)
-        assert PartUrlSigner.from_url(with_checksum, real) is None
-        assert PartUrlSigner.from_url(url, real, checksum=checksum) is None
-        assert PartUrlSigner.from_url(with_checksum, real, checksum=other) is None
-        assert PartUrlSigner.from_url(with_checksum, real, checksum=checksum) is not None
+    # Signed with a checksum or length it was not told about, or the other way round, or
+    # another one.
+    cases = [
+        (SignedPartHeaders(checksum=MD5S[1]), SignedPartHeaders(checksum=MD5S[2])),
+        (SignedPartHeaders(checksum=CRC32CS[1]), SignedPartHeaders(checksum=CRC32CS[2])),
+        (SignedPartHeaders(checksum=MD5S[1]), SignedPartHeaders(checksum=CRC32CS[1])),
+        (SignedPartHeaders(content_length=100), SignedPartHeaders(content_length=101)),
+        (
+            SignedPartHeaders(content_length=100, checksum=CRC32CS[1]),
+            SignedPartHeaders(checksum=CRC32CS[1]),
+        ),
+    ]
+    for bound, other in cases:
+        with_binding = store.presign_part("k", "u", 1, 60, bound)
+        assert PartUrlSigner.from_url(with_binding, real) is None
+        assert PartUrlSigner.from_url(url, real, bound) is None
+        assert PartUrlSigner.from_url(with_binding, real, other) is None
+        assert PartUrlSigner.from_url(with_binding, real, bound) is not None
     tampered = url.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=host%3Bx-amz-acl")
     assert PartUrlSigner.from_url(tampered, real) is None
 
@@ -154,10 +195,14 @@ def test_without_credentials_botocore_signs_every_part() -> None:
     store._client.meta.events.register(
         "before-sign.s3.UploadPart", lambda **_: signs.append("botocore")
     )
-    signed = store.presign_parts("k", "u", [3, 4, 5], 60, checksums={4: MD5S[1], 5: CRC32CS[1]})
+    bound = {
+        4: SignedPartHeaders(checksum=MD5S[1]),
+        5: SignedPartHeaders(content_length=7, checksum=CRC32CS[1]),
+    }
+    signed = store.presign_parts("k", "u", [3, 4, 5], 60, bound)
     assert len(signs) == 3
     assert "partNumber=5" in signed[5] and "content-md5" in signed[4]
-    assert "x-amz-checksum-crc32c" in signed[5]
+    assert "content-length%3Bhost%3Bx-amz-checksum-crc32c" in signed[5]
 
 
 def test_no_parts_no_urls() -> None:

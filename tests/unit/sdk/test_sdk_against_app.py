@@ -166,7 +166,7 @@ def test_parallel_upload_through_the_app(app_stack: AppStack, recording: Path) -
         part = data[(number - 1) * PART_BYTES : number * PART_BYTES]
         crc = base64.b64encode(google_crc32c.value(part).to_bytes(4, "big")).decode()
         assert put.headers["x-amz-checksum-crc32c"] == crc
-        assert put.url.params["X-Amz-SignedHeaders"] == "host;x-amz-checksum-crc32c"
+        assert put.url.params["X-Amz-SignedHeaders"] == "content-length;host;x-amz-checksum-crc32c"
 
 
 def test_faults_are_retried_and_expired_urls_resigned(app_stack: AppStack, recording: Path) -> None:
