@@ -147,6 +147,9 @@ def function_settings(
     )
 
 
+DEV_KEY_FILE = "dev-api-key"  # in the state directory, kept across restarts
+
+
 @dataclass
 class StackConfig:
     state_dir: Path = Path(".state")
@@ -156,7 +159,7 @@ class StackConfig:
     s3_port: int | None = None  # SeaweedFS's S3 port (None: any free port)
     region: str = "us-east-1"
     name_prefix: str = "audiolift-local"
-    api_key: str | None = None  # None: a new random dev key
+    api_key: str | None = None  # None: the kept one (state_dir/dev-api-key), else a new one
     part_min_bytes: int | None = None  # PART_MIN_BYTES for the API (None: S3's 5 MiB)
     part_size_bytes: int | None = None  # PART_SIZE_BYTES (the API's preferred part size)
     table_backend: TableBackend = "dynalite"
@@ -295,7 +298,7 @@ class Stack(Service):
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.state_dir = Path(self.config.state_dir).resolve()
-        self.api_key = self.config.api_key or "al_dev_" + secrets.token_urlsafe(24)
+        self.api_key = self.config.api_key or ""  # else known once the state dir is ready
         self.names = ResourceNames.with_prefix(self.config.name_prefix)
         self.moto: MotoServer | None = None
         self.seaweed: SeaweedFS | None = None
@@ -391,9 +394,27 @@ class Stack(Service):
         if self.config.fresh:
             for kept in ("seaweedfs", "dynamodb"):
                 shutil.rmtree(self.state_dir / kept, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / DEV_KEY_FILE).unlink()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.stack_file.unlink()  # a stale file from a killed stack
+        self.api_key = self.config.api_key or self._kept_dev_key()
+
+    def _kept_dev_key(self) -> str:
+        """The dev key of the last run on this state directory (the jobs it keeps stay
+        the caller's, and the page's saved URL keeps working), else a new one, kept."""
+        path = self.state_dir / DEV_KEY_FILE
+        with contextlib.suppress(FileNotFoundError):
+            kept = path.read_text().strip()
+            if kept:
+                return kept
+        key = "al_dev_" + secrets.token_urlsafe(24)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(key + "\n")
+        temporary.chmod(0o600)
+        temporary.replace(path)
+        return key
 
     def _spawn_children(self) -> None:
         """SeaweedFS (with the bridge its filer notifies) and dynalite, started from this

@@ -1,7 +1,8 @@
 """The local stack keeps its state and takes its children with it.
 
 - Restarted on the same state directory, even after a SIGKILL, it still has every job
-  (dynalite's table on disk), every object and every result (SeaweedFS's data).
+  (dynalite's table on disk), every object and every result (SeaweedFS's data), and the
+  same dev key.
 - A SIGKILL of ``up`` leaves no process behind: SeaweedFS and dynalite die with it.
 - ``--function-timeout`` is the processor's timeout: the handler's deadline, the queue's
   visibility timeout (six times, the template's rule) and PROCESSOR_TIMEOUT_SECONDS.
@@ -88,6 +89,26 @@ def test_fresh_wipes_the_kept_state(tmp_path: Path) -> None:
             assert api.get(f"/v1/jobs/{created.json()['job_id']}").status_code == 404
     finally:
         second.stop_checked()
+
+
+def test_the_dev_key_is_kept_with_the_state(tmp_path: Path) -> None:
+    """Started again on its state, the stack keeps its dev key (the jobs it kept stay
+    reachable with the key a person saved, and so does the page's URL); --fresh makes a
+    new one."""
+    state = tmp_path / "state"
+    keys = []
+    for extra in ((), (), ("--fresh",)):
+        stack = start_stack_process(state, "--s3", "moto", "--no-poller", *extra)
+        try:
+            keys.append(stack.info.api_key)
+            with httpx.Client(base_url=stack.info.api_url, headers=stack.auth) as api:
+                assert api.get("/v1/jobs").status_code == 200
+        finally:
+            stack.stop_checked()
+    assert keys[0].startswith("al_dev_")
+    assert keys[1] == keys[0]
+    assert keys[2] != keys[0]
+    assert (state / "dev-api-key").stat().st_mode & 0o777 == 0o600
 
 
 def test_the_function_timeout_sets_the_deadline_and_the_visibility_timeout(
