@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from audiolift_core.api_keys import ApiKeyStore
 from audiolift_core.aws import (
+    CallLimits,
     credentials,
     dynamodb_client,
     events_client,
@@ -56,20 +57,29 @@ class _LazyClient:
         return getattr(self._factory(), name)
 
 
+# The API function has 29 s (API Gateway's HTTP API gives up after 30): one call to a
+# service that hangs must fail well inside that, so the caller gets our 503 with
+# Retry-After (which the SDK retries), not API Gateway's bare error. S3's
+# CompleteMultipartUpload keeps its connection alive with whitespace while it works, so a
+# read timeout between bytes does not cut a long completion short.
+API_CALLS = CallLimits(total_max_attempts=2, connect_timeout=2, read_timeout=10)
+API_EVENT_CALLS = CallLimits(total_max_attempts=2, connect_timeout=1, read_timeout=2)
+
+
 def build_service(settings: ApiSettings) -> UploadService:
-    dynamodb = cast("DynamoDBClient", _LazyClient(dynamodb_client))
-    s3 = cast("S3Client", _LazyClient(s3_client))
+    dynamodb = cast("DynamoDBClient", _LazyClient(lambda: dynamodb_client(API_CALLS)))
+    s3 = cast("S3Client", _LazyClient(lambda: s3_client(API_CALLS)))
     api_keys = None
     if settings.auth_mode == "api_key" and settings.api_keys_parameter:
         api_keys = ApiKeyStore(
-            cast("SSMClient", _LazyClient(ssm_client)),
+            cast("SSMClient", _LazyClient(lambda: ssm_client(API_CALLS))),
             settings.api_keys_parameter,
             max_age_seconds=settings.api_keys_max_age_seconds,
         )
     events = None
     if settings.event_bus_name:
         events = JobEvents(
-            cast("EventBridgeClient", _LazyClient(events_client)),
+            cast("EventBridgeClient", _LazyClient(lambda: events_client(API_EVENT_CALLS))),
             settings.event_bus_name,
             bucket=settings.storage.upload_bucket,
             log=log,

@@ -8,7 +8,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from audiolift_core.aws import dynamodb_client, events_client, s3_client, sqs_client
+from audiolift_core.aws import (
+    CallLimits,
+    dynamodb_client,
+    events_client,
+    s3_client,
+    sqs_client,
+)
 from audiolift_core.job_events import JobEvents
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.observability import log_recorded_metrics
@@ -61,7 +67,7 @@ def default_processor() -> Processor:
         UploadStore(s3_client(), settings.storage.upload_bucket),
         # The range reader retries every failed GET itself (a body broken mid-transfer
         # only it can retry): botocore must not retry underneath it as well.
-        s3_client(total_max_attempts=1),
+        s3_client(CallLimits(total_max_attempts=1)),
         events=events,
         hand_on=hand_on,
     )

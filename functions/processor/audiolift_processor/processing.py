@@ -169,7 +169,7 @@ class Processor:
     ):
         """``reader_s3`` is the client the range reader GETs with: the reader retries
         every failed range itself, so botocore must make one attempt per call on it
-        (``audiolift_core.aws.s3_client(total_max_attempts=1)``). ``analyze`` replaces
+        (``s3_client(CallLimits(total_max_attempts=1))``). ``analyze`` replaces
         ``decode.analyze_stream`` (same signature). ``hand_on``: where an analysis that
         outlasts the invocation is handed on (None: it ends failed, code timeout)."""
         self.settings = settings

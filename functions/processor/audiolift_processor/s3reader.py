@@ -17,7 +17,7 @@ calls into fixed-size ``Range: bytes=a-b`` GETs.
   exponential backoff and full jitter; when the attempts run out the read fails with
   :class:`~audiolift_core.errors.TransientError`. This is the only retry layer: give the
   reader a client on which botocore makes one attempt per call
-  (``audiolift_core.aws.s3_client(total_max_attempts=1)``), or the two layers multiply. Only the
+  (``s3_client(CallLimits(total_max_attempts=1))``), or the two layers multiply. Only the
   reader can retry a body that breaks mid-transfer, so it is the one that retries.
 
 - The object's SHA-256 is computed while it is read, with no second pass where the

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -163,10 +164,42 @@ def credentials() -> ReadOnlyCredentials | None:
     return found.get_frozen_credentials() if found is not None else None
 
 
+@dataclass(frozen=True)
+class CallLimits:
+    """How long one call to an AWS service may take: ``total_max_attempts`` tries (the
+    first included; 1: botocore never retries, for callers that retry themselves), each
+    given ``connect_timeout`` to connect and ``read_timeout`` between the bytes of the
+    answer (botocore's defaults: 60 s each)."""
+
+    total_max_attempts: int
+    connect_timeout: float = 60.0
+    read_timeout: float = 60.0
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """A call to a service that accepts connections and never answers (backoff aside)."""
+        return self.total_max_attempts * (self.connect_timeout + self.read_timeout)
+
+    def config(self) -> dict[str, Any]:
+        """botocore Config arguments."""
+        return {
+            "retries": {"mode": "standard", "total_max_attempts": self.total_max_attempts},
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+        }
+
+
+S3_CALLS: Final = CallLimits(total_max_attempts=6)
+DYNAMODB_CALLS: Final = CallLimits(total_max_attempts=6)
+SQS_CALLS: Final = CallLimits(total_max_attempts=6)
+SSM_CALLS: Final = CallLimits(total_max_attempts=4)
+# Short: a job event is announced after the job's state is written, and a slow bus must
+# not hold the request or the analysis up.
+EVENTS_CALLS: Final = CallLimits(total_max_attempts=4, connect_timeout=2, read_timeout=5)
+
+
 @functools.cache
-def s3_client(*, total_max_attempts: int = 6) -> S3Client:
-    """``total_max_attempts`` counts the first try (botocore's ``max_attempts`` does not):
-    1 means botocore never retries, for callers that retry themselves."""
+def s3_client(limits: CallLimits = S3_CALLS) -> S3Client:
     from botocore.config import Config
 
     # On AWS, URLs name the bucket's own region (bucket.s3.<region>.amazonaws.com), also
@@ -182,49 +215,42 @@ def s3_client(*, total_max_attempts: int = 6) -> S3Client:
             if local
             else {"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
         ),
-        retries={"mode": "standard", "total_max_attempts": total_max_attempts},
         max_pool_connections=32,
+        **limits.config(),
     )
     client: S3Client = session().client("s3", config=config)
     return client
 
 
-def _client(service: str, **config: Any) -> Any:
-    """A client of the process's session, with ``config`` as botocore's Config."""
+def _client(service: str, limits: CallLimits) -> Any:
+    """A client of the process's session, within ``limits``."""
     from botocore.config import Config
 
     make: Callable[..., Any] = session().client  # one call for every service name
-    return make(service, config=Config(**config))
+    return make(service, config=Config(**limits.config()))
 
 
 @functools.cache
-def dynamodb_client() -> DynamoDBClient:
-    client: DynamoDBClient = _client("dynamodb", retries={"mode": "standard", "max_attempts": 5})
+def dynamodb_client(limits: CallLimits = DYNAMODB_CALLS) -> DynamoDBClient:
+    client: DynamoDBClient = _client("dynamodb", limits)
     return client
 
 
 @functools.cache
-def sqs_client() -> SQSClient:
-    client: SQSClient = _client("sqs", retries={"mode": "standard", "max_attempts": 5})
+def sqs_client(limits: CallLimits = SQS_CALLS) -> SQSClient:
+    client: SQSClient = _client("sqs", limits)
     return client
 
 
 @functools.cache
-def ssm_client() -> SSMClient:
-    client: SSMClient = _client("ssm", retries={"mode": "standard", "max_attempts": 3})
+def ssm_client(limits: CallLimits = SSM_CALLS) -> SSMClient:
+    client: SSMClient = _client("ssm", limits)
     return client
 
 
 @functools.cache
-def events_client() -> EventBridgeClient:
-    # Short timeouts: a job event is announced after the job's state is written, and a
-    # slow bus must not hold the request or the analysis up.
-    client: EventBridgeClient = _client(
-        "events",
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=2,
-        read_timeout=5,
-    )
+def events_client(limits: CallLimits = EVENTS_CALLS) -> EventBridgeClient:
+    client: EventBridgeClient = _client("events", limits)
     return client
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from audiolift_core.aws import s3_client
+from audiolift_core.aws import CallLimits, s3_client
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.processing_queue import ProcessingQueue
@@ -121,7 +121,7 @@ class Continuations:
             settings,
             table or self.table,
             self.store,
-            s3_client.__wrapped__(total_max_attempts=1),
+            s3_client.__wrapped__(CallLimits(total_max_attempts=1)),
             analyze=analyze,
             reader_retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
             hand_on=ProcessingQueue(self.aws.sqs, self.resources.queue_url) if hand_on else None,

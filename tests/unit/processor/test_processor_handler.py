@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from audiolift_core.aws import s3_client
+from audiolift_core.aws import CallLimits, s3_client
 from audiolift_core.errors import ConfigurationError
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
@@ -110,7 +110,7 @@ class Pipeline:
 def reader_s3(aws: AwsClients) -> Any:
     """The reader's client made as the handler makes it (botocore makes one attempt per
     call), fresh per test: fault hooks registered on it end with the test."""
-    return s3_client.__wrapped__(total_max_attempts=1)
+    return s3_client.__wrapped__(CallLimits(total_max_attempts=1))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from audiolift_core.aws import s3_client
+from audiolift_core.aws import CallLimits, s3_client
 from audiolift_core.jobs import Job, JobStatus
 from audiolift_core.jobs_table import JobsTable
 from audiolift_core.settings import ProcessorSettings, StorageSettings
@@ -66,7 +66,7 @@ def test_a_crashed_invocations_job_is_taken_over_from_the_queue(
         settings,
         table,
         UploadStore(aws.s3, resources.bucket_name),
-        s3_client.__wrapped__(total_max_attempts=1),
+        s3_client.__wrapped__(CallLimits(total_max_attempts=1)),
         reader_retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
     )
     job = _add_job(aws, resources, table)  # moto puts the S3 event on the queue

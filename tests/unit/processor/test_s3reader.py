@@ -23,7 +23,7 @@ import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from audiolift_core.aws import s3_client
+from audiolift_core.aws import CallLimits, s3_client
 from audiolift_core.errors import (
     AudioliftError,
     NotFound,
@@ -484,12 +484,13 @@ def test_retries_exhausted_is_a_transient_error(s3: Any, wire: Wire) -> None:
 
 
 def test_one_retry_layer_on_the_production_client(s3: Any) -> None:
-    """The processor's reader client (``s3_client(total_max_attempts=1)``, made as the handler
-    makes it) lets the reader's policy alone decide: every failed range is sent
+    """The processor's reader client (``s3_client(CallLimits(total_max_attempts=1))``, made
+    as the handler makes it) lets the reader's policy alone decide: every failed range is sent
     ``max_attempts`` times in all, not ``max_attempts`` x botocore's attempts."""
     data = _payload(200 * KiB)
     etag = _put(s3, data)
-    client = s3_client.__wrapped__(total_max_attempts=1)  # uncached: hooks stay on this client
+    # Uncached: the hooks stay on this client.
+    client = s3_client.__wrapped__(CallLimits(total_max_attempts=1))
     sent: list[str] = []
 
     def count(request: Any, **_: Any) -> None:
