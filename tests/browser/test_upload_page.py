@@ -539,6 +539,43 @@ def test_a_part_corrupted_on_the_way_is_refused_by_s3(
     assert outcome["intact"]["status"] == 200
 
 
+def test_a_busy_api_is_asked_again_after_the_wait_it_asks_for(
+    chromium: Any, browser_stack: BrowserStack, tmp_path: Path
+) -> None:
+    """The API answers 503 with Retry-After when S3 or DynamoDB is throttled or does not
+    answer: the page signs and completes again after that wait, and the upload goes on."""
+    stack = browser_stack
+    wav = tmp_path / "busy.wav"
+    audio = write_noise_wav(wav, 2 * PART_BYTES + 999)
+    page = open_page(chromium, stack)
+    refused: list[str] = []
+
+    def busy_once(route: Any) -> None:
+        kind = "complete" if route.request.url.endswith("/complete") else "sign"
+        if kind in refused:
+            route.continue_()
+            return
+        refused.append(kind)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "1", "Access-Control-Allow-Origin": "*"},
+            content_type="application/json",
+            body=json.dumps(
+                {"error": {"code": "service_unavailable", "message": "Try again shortly."}}
+            ),
+        )
+
+    page.route(f"{stack.info.api_url}/v1/uploads/*/parts", busy_once)
+    page.route(f"{stack.info.api_url}/v1/uploads/*/complete", busy_once)
+    wait_connected(page)
+    page.set_input_files("#file-input", str(wav))
+    page.wait_for_selector('#upload[data-state="done"]', timeout=60_000)
+    assert refused == ["sign", "complete"]
+    job_id = page.get_attribute("#upload", "data-job-id")
+    assert stack.object_sha256(f"uploads/{job_id}") == hashlib.sha256(audio).hexdigest()
+    stack.cancel_job(job_id)  # noise: nothing to learn from analysing it
+
+
 def test_a_short_recording_is_not_refused_by_the_local_check(
     chromium: Any, browser_stack: BrowserStack, tmp_path: Path
 ) -> None:

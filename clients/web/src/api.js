@@ -41,18 +41,59 @@ function unreachable(apiUrl, cause) {
   )
 }
 
+const RETRIES = 3
+const RETRY_STATUSES = new Set([429, 502, 503, 504])
+
+/** How long to wait before trying again: what Retry-After asks (seconds, at most 10),
+ *  else 0.5 s, 1 s, 2 s ... with jitter. */
+export function retryDelayMs(retryAfter, attempt) {
+  const asked = Number(retryAfter)
+  if (retryAfter !== null && retryAfter !== '' && Number.isFinite(asked) && asked >= 0) {
+    return Math.min(asked, 10) * 1000
+  }
+  return 500 * 2 ** attempt * (0.5 + Math.random() / 2)
+}
+
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new DOMException('stopped', 'AbortError'))
+      return
+    }
+    const timer = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer)
+      reject(new DOMException('stopped', 'AbortError'))
+    })
+  })
+}
+
 export class ApiClient {
   constructor(settings) {
     this.apiUrl = settings.apiUrl
     this.apiKey = settings.apiKey
   }
 
-  async request(path, { method = 'GET', body, signal } = {}) {
+  /** One call to the API. An idempotent one (a GET or DELETE, or a POST marked so) is
+   *  tried again when the API says it is busy or a dependency is (429, 502-504): after
+   *  the Retry-After it asks for (at most 10 s), else a short growing wait; at most
+   *  RETRIES more times. */
+  async request(path, { method = 'GET', body, signal, idempotent = method !== 'POST' } = {}) {
+    for (let attempt = 0; ; attempt += 1) {
+      const response = await this.send(path, method, body, signal)
+      if (response.ok) return response.status === 204 ? {} : response.json()
+      if (!idempotent || attempt >= RETRIES || !RETRY_STATUSES.has(response.status)) {
+        throw await errorFromResponse(response)
+      }
+      await pause(retryDelayMs(response.headers.get('Retry-After'), attempt), signal)
+    }
+  }
+
+  async send(path, method, body, signal) {
     const headers = { Accept: 'application/json', Authorization: `Bearer ${this.apiKey}` }
     if (body !== undefined) headers['Content-Type'] = 'application/json'
-    let response
     try {
-      response = await fetch(`${this.apiUrl}${path}`, {
+      return await fetch(`${this.apiUrl}${path}`, {
         method,
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -62,9 +103,6 @@ export class ApiClient {
       if (cause && cause.name === 'AbortError') throw cause
       throw unreachable(this.apiUrl, cause)
     }
-    if (!response.ok) throw await errorFromResponse(response)
-    if (response.status === 204) return {}
-    return response.json()
   }
 
   async health() {
@@ -111,6 +149,7 @@ export class ApiClient {
       method: 'POST',
       body,
       signal,
+      idempotent: true, // signing changes nothing
     })
     return answer.parts
   }
@@ -128,6 +167,7 @@ export class ApiClient {
     return this.request(`/v1/uploads/${encodeURIComponent(jobId)}/complete`, {
       method: 'POST',
       body: crc32c ? { parts, crc32c } : { parts },
+      idempotent: true, // completing a completed upload answers with its job
     })
   }
 
