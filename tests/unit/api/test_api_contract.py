@@ -291,6 +291,11 @@ def test_the_largest_legitimate_body_fits_the_limit(api: Api) -> None:
 # --- per-part Content-MD5 -----------------------------------------------------------------
 
 
+def signed_headers(parts: dict[int, dict[str, Any]]) -> dict[int, list[str]]:
+    """Each part URL's X-Amz-SignedHeaders, by part number."""
+    return {n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()}
+
+
 def test_sign_parts_signs_a_content_md5_into_the_url_and_returns_the_header(api: Api) -> None:
     job_id = api.create_upload(size=3 * SMALL_PART_BYTES)["job_id"]
     checksum = md5_b64(b"part two")
@@ -303,10 +308,7 @@ def test_sign_parts_signs_a_content_md5_into_the_url_and_returns_the_header(api:
     parts = {p["part_number"]: p for p in response.json()["parts"]}
     assert parts[2]["headers"] == {"Content-MD5": checksum}
     assert parts[1]["headers"] == {} and parts[3]["headers"] == {}
-    signed_headers = {
-        n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()
-    }
-    assert signed_headers == {
+    assert signed_headers(parts) == {
         1: ["content-length;host"], 2: ["content-length;content-md5;host"],
         3: ["content-length;host"],
     }  # fmt: skip
@@ -404,10 +406,7 @@ def test_sign_parts_signs_a_crc32c_into_the_url_and_returns_the_header(api: Api)
     parts = {p["part_number"]: p for p in response.json()["parts"]}
     assert parts[2]["headers"] == {"x-amz-checksum-crc32c": checksum}
     assert parts[1]["headers"] == {}
-    signed_headers = {
-        n: parse_qs(urlsplit(p["url"]).query)["X-Amz-SignedHeaders"] for n, p in parts.items()
-    }
-    assert signed_headers == {
+    assert signed_headers(parts) == {
         1: ["content-length;host"], 2: ["content-length;host;x-amz-checksum-crc32c"],
         3: ["content-length;content-md5;host"],
     }  # fmt: skip
