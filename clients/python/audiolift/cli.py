@@ -500,10 +500,11 @@ def limits_tables(limits: Limits) -> list[Table]:
         f"{_bytes_or_dash(limits.min_part_bytes)} - {_bytes_or_dash(limits.max_part_bytes)}",
     )
     uploads.add_row("parts per upload", number(limits.max_parts))
-    uploads.add_row("analysis time limit", number(limits.processor_timeout_seconds, "s", 0))
+    # Not a limit on a file: a longer analysis is checkpointed and continued.
+    uploads.add_row("one analysis run", number(limits.processor_timeout_seconds, "s", 0))
     tables = [uploads]
 
-    formats = Table("format", "extensions", "analysis speed", "largest analysable",
+    formats = Table("format", "extensions", "analysis speed", "analysed in one run",
                     "per GiB", title="formats", title_justify="left")  # fmt: skip
     for column in formats.columns[2:]:
         column.justify = "right"
