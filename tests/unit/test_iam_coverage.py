@@ -309,6 +309,17 @@ def test_complete_after_a_lost_response_is_allowed_to_the_api_role(
 # --- the processor --------------------------------------------------------------------------
 
 
+def completed_upload(api: Api, audio: bytes) -> Job:
+    """A job whose upload of ``audio`` went through the API and was completed."""
+    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
+    put_parts(api, CallRecorder(), job_id, audio)
+    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
+    assert completed.status_code == 200, completed.text
+    job = api.jobs.get(job_id)
+    assert job is not None
+    return job
+
+
 def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     from audiolift_core.jobs import JobStatus
     from audiolift_core.settings import ProcessorSettings, StorageSettings
@@ -316,13 +327,8 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
     from audiolift_processor.handler import handle_event
     from audiolift_processor.processing import Processor
 
-    audio = tone_wav()
-    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
-    put_parts(api, CallRecorder(), job_id, audio)
-    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
-    assert completed.status_code == 200, completed.text
-    job = api.jobs.get(job_id)
-    assert job is not None
+    job = completed_upload(api, tone_wav())
+    job_id = job.job_id
     head = api.aws.s3.head_object(Bucket=api.bucket, Key=job.object_key)
 
     recorder = CallRecorder()
@@ -370,12 +376,7 @@ def test_every_call_of_the_processor_is_allowed_to_its_role(api: Api) -> None:
 def uploaded_for_processing(api: Api, audio: bytes) -> tuple[Job, str, CallRecorder]:
     """A job uploaded and completed through the API, the processing queue, and a recorder
     of every call made from now on."""
-    job_id = api.create_upload(size=len(audio), filename="take.wav")["job_id"]
-    put_parts(api, CallRecorder(), job_id, audio)
-    completed = api.client.post(f"/v1/uploads/{job_id}/complete", headers=api.auth("alice"))
-    assert completed.status_code == 200, completed.text
-    job = api.jobs.get(job_id)
-    assert job is not None
+    job = completed_upload(api, audio)
     queue_url = api.aws.sqs.create_queue(QueueName="processing")["QueueUrl"]
     recorder = CallRecorder()
     recorder.attach(api.aws.s3, api.aws.dynamodb, api.aws.sqs)
