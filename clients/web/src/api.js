@@ -54,7 +54,8 @@ export function retryDelayMs(retryAfter, attempt) {
   return 500 * 2 ** attempt * (0.5 + Math.random() / 2)
 }
 
-function pause(ms, signal) {
+/** Resolves after ``ms``; rejects with an AbortError as soon as ``signal`` aborts. */
+export function pause(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
       reject(new DOMException('stopped', 'AbortError'))

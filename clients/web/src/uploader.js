@@ -12,23 +12,13 @@
 // part's bytes (checksums.js, in a worker), and the PUT sends the File's own slice (a
 // Blob), which the browser streams from disk.
 
-import { ApiError } from './api.js'
+import { ApiError, pause } from './api.js'
 import { partCrc32c } from './checksums.js'
 import { crc32cBase64, crc32cOfPieces } from './crc32c.js'
 
 export const DEFAULT_CONCURRENCY = 6
 const MAX_ATTEMPTS = 5
 const SIGN_BATCH_MAX = 100
-
-function delay(ms, signal) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer)
-      reject(new DOMException('stopped', 'AbortError'))
-    })
-  })
-}
 
 class PartError extends Error {
   constructor(status, code, message, { retry = true, resign = false } = {}) {
@@ -303,7 +293,7 @@ export class MultipartUpload {
           }
           throw new ApiError(error.status, error.code, `${error.message} Gave up after ${attempt} tries.`)
         }
-        await delay(Math.min(8000, 250 * 2 ** attempt) * (0.5 + Math.random()), signal)
+        await pause(Math.min(8000, 250 * 2 ** attempt) * (0.5 + Math.random()), signal)
         if (error.resign || error.code === 'bad_digest') {
           // A new URL (an old one may have expired), with the part hashed again.
           ;({ url, headers } = await preparer.resign(part.number))
