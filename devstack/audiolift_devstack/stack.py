@@ -150,6 +150,14 @@ def function_settings(
 DEV_KEY_FILE = "dev-api-key"  # in the state directory, kept across restarts
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` readable by its owner only, whole: readers never see half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
 @dataclass
 class StackConfig:
     state_dir: Path = Path(".state")
@@ -410,10 +418,7 @@ class Stack(Service):
             if kept:
                 return kept
         key = "al_dev_" + secrets.token_urlsafe(24)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(key + "\n")
-        temporary.chmod(0o600)
-        temporary.replace(path)
+        write_private(path, key + "\n")
         return key
 
     def _spawn_children(self) -> None:
@@ -728,10 +733,8 @@ class Stack(Service):
 
     def _write_stack_file(self) -> None:
         assert self.info is not None
-        temporary = self.stack_file.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.info.as_dict(), indent=2) + "\n")
-        temporary.chmod(0o600)  # it holds the dev key and credentials
-        temporary.replace(self.stack_file)  # readers never see half a file
+        # It holds the dev key and credentials.
+        write_private(self.stack_file, json.dumps(self.info.as_dict(), indent=2) + "\n")
 
     # --- stop ----------------------------------------------------------------------------------
 
