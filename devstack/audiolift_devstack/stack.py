@@ -73,6 +73,7 @@ log = logging.getLogger("audiolift_devstack")
 S3Backend = Literal["seaweedfs", "moto"]
 SWEEPER_HANDLER = "audiolift_sweeper.handler.handler"
 SWEEPER_ID = "SweeperFunction"
+API_ID = "ApiFunction"
 SWEEP_INTERVAL_SECONDS = 60.0
 # The sweeper's upload TTL when the template has no sweeper: the bucket's one-day rule.
 DEFAULT_UPLOAD_TTL_SECONDS = 86_400
@@ -145,6 +146,13 @@ def function_settings(
         memory_mb=int(value("MemorySize", 128)),
         environment=environment,
     )
+
+
+def deployed_api_keys_cache_seconds(template_path: Path | str = TEMPLATE_PATH) -> int:
+    """How long the deployed API caches the API keys (the template's
+    API_KEYS_CACHE_SECONDS; the local stack uses a shorter one, so that a revoked key stops
+    at once). Benchmarks run the API with it: ``up --env API_KEYS_CACHE_SECONDS=...``."""
+    return int(function_settings(API_ID, template_path).environment["API_KEYS_CACHE_SECONDS"])
 
 
 DEV_KEY_FILE = "dev-api-key"  # in the state directory, kept across restarts

@@ -26,6 +26,8 @@ from ._retry import RetryConfig
 from ._upload import (
     STREAM_CHUNK_BYTES,
     FileSnapshot,
+    HashedPrefix,
+    HeadStart,
     OrderedHasher,
     PartUploader,
     PartUrls,
@@ -40,6 +42,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # A part is up to hundreds of MiB: allow slow links to write it.
 DEFAULT_S3_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 MAX_S3_CONNECTIONS = 64
+# Hashed while the job is created, at most: a few parts' worth (hashing runs at over
+# 1 GB/s, the request takes tens to hundreds of ms).
+HEAD_START_BYTES = 256 * 1024 * 1024
 
 ProgressCallback = Callable[[UploadProgress], None]
 
@@ -259,7 +264,13 @@ class Client:
             body["content_type"] = content_type
         if expected:
             body["sha256"] = expected
-        created = self._call("POST", "/v1/uploads", json_body=body)
+        head_start = HeadStart(
+            snapshot.path, snapshot.size, limit=HEAD_START_BYTES, unit=self._chunk_bytes
+        ).start()
+        try:
+            created = self._call("POST", "/v1/uploads", json_body=body)
+        finally:
+            prefix = head_start.finish()
         job_id = str(created["job_id"])
         job = Job.from_api({**created, **body}, self)
         if on_created is not None:
@@ -268,7 +279,7 @@ class Client:
             plan = PartPlan(snapshot.size, int(created["part_size"]), int(created["part_count"]))
             # The URLs signed at creation carry no checksum (the parts were not hashed
             # yet): every part gets a URL signed for its CRC32C instead.
-            return self._transfer(job, plan, snapshot, {}, concurrency, on_progress)
+            return self._transfer(job, plan, snapshot, {}, concurrency, on_progress, prefix)
         except FileChangedError as error:
             error.job_id = job_id
             self._abort_quietly(job_id)  # its parts are useless now
@@ -351,8 +362,11 @@ class Client:
         kept: Mapping[int, UploadedPart],
         concurrency: int,
         on_progress: ProgressCallback | None,
+        prefix: HashedPrefix | None = None,
     ) -> Job:
-        """Upload the parts not ``kept``, hashing all of them, then complete."""
+        """Upload the parts not ``kept``, hashing all of them (but for those in ``prefix``,
+        hashed already), then complete."""
+        prefix = prefix or HashedPrefix.empty(self._chunk_bytes)
         job_id, expected_sha256 = job.job_id, job.sha256
         progress = ProgressCounter(
             job_id,
@@ -365,11 +379,18 @@ class Client:
         uploader = PartUploader(
             s3=self._s3,
             retry=self.retry,
-            urls=PartUrls(self._signer(job), first_batch=min(concurrency, plan.part_count)),
+            urls=PartUrls(
+                self._signer(job),
+                first_batch=min(concurrency, plan.part_count),
+                low_water=max(1, concurrency // 2),
+            ),
             plan=plan,
             snapshot=snapshot,
             progress=progress,
-            hasher=OrderedHasher(snapshot.size, max_buffered=concurrency * self._chunk_bytes),
+            hasher=OrderedHasher(
+                snapshot.size, max_buffered=concurrency * self._chunk_bytes, prefix=prefix
+            ),
+            prefix=prefix,
             stop=threading.Event(),
             chunk_bytes=self._chunk_bytes,
             signs_crc32c=job.checksum_algorithm == CRC32C,

@@ -17,6 +17,7 @@ S3 says one expired.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -169,11 +170,17 @@ class PartUrls:
     without a fresh URL triggers one signing request for it and the other parts whose
     checksum is known and whose URL is missing or stale (a batch), so URLs are made shortly
     before use and a long upload never runs on expired ones. One signing request at a
-    time: parts hashed meanwhile wait and are usually signed by the request already under
-    way. The first request waits (at most ``first_batch_wait`` seconds) until
+    time: a sender whose part has no URL yet waits for the request under way, which
+    usually signs it. The first request waits (at most ``first_batch_wait`` seconds) until
     ``first_batch`` parts are hashed, so that every sender starts with it: hashing a part
     takes milliseconds, a request tens of them, and the parts it leaves out would wait for
-    the next one."""
+    the next one.
+
+    After the first request, URLs are also signed ahead: once fewer than ``low_water``
+    signed URLs wait unused, the parts hashed meanwhile are signed in the background, so
+    that a sender finds its URL ready instead of waiting for a request (tens of ms on an
+    idle machine, hundreds under load). A request signed ahead that fails is not an error:
+    the sender that needs one of its parts asks again itself and sees the failure."""
 
     def __init__(
         self,
@@ -184,17 +191,22 @@ class PartUrls:
         clock: Callable[[], float] = time.time,
         first_batch: int = 1,
         first_batch_wait: float = FIRST_BATCH_WAIT_SECONDS,
+        low_water: int = 0,
     ):
         self._sign = sign
         self._digests: dict[int, str] = {}  # parts hashed and not done yet
         self._urls: dict[int, SignedUrl] = {}
+        self._handed: set[int] = set()  # parts whose URL a sender took
         self._batch_size = batch_size
         self._margin = refresh_margin
         self._clock = clock
         self._first_batch = max(1, min(first_batch, batch_size))
         self._first_batch_wait = first_batch_wait
-        self._lock = threading.Condition()  # the dictionaries; notified as parts are hashed
-        self._signing = threading.Lock()  # one signing request at a time
+        self._low_water = low_water  # 0: sign only when a sender asks
+        # Guards the above; notified as parts are hashed and as requests end.
+        self._lock = threading.Condition()
+        self._requesting = False  # a signing request is under way (one at a time)
+        self._closed = False
         self.sign_requests = 0
 
     def _fresh(self, part_number: int, now: float) -> SignedUrl | None:
@@ -203,6 +215,9 @@ class PartUrls:
             return url
         return None
 
+    def _unsigned(self, now: float) -> list[int]:
+        return [n for n in sorted(self._digests) if self._fresh(n, now) is None]
+
     def hashed(self, part_number: int, checksum: str) -> None:
         """A part's checksum is known: sign it with the next request."""
         with self._lock:
@@ -210,51 +225,99 @@ class PartUrls:
                 self._urls.pop(part_number, None)  # signed for other bytes
             self._digests[part_number] = checksum
             self._lock.notify_all()
+        self._sign_ahead_if_low()
 
     def get(self, part_number: int, checksum: str) -> SignedUrl:
         self.hashed(part_number, checksum)
-        with self._signing:
-            with self._lock:
-                if self.sign_requests == 0:
-                    self._lock.wait_for(
-                        lambda: len(self._digests) >= self._first_batch, self._first_batch_wait
-                    )
-                now = self._clock()
-                url = self._fresh(part_number, now)
+        url = self._take(part_number)
+        self._sign_ahead_if_low()
+        return url
+
+    def _take(self, part_number: int) -> SignedUrl:
+        with self._lock:
+            while True:
+                url = self._fresh(part_number, self._clock())
                 if url is not None:
+                    self._handed.add(part_number)
                     return url
-                batch = {part_number: checksum}
-                for number, digest in sorted(self._digests.items()):
-                    if len(batch) >= self._batch_size:
-                        break
-                    if number != part_number and self._fresh(number, now) is None:
-                        batch[number] = digest
-            return self._store(batch)[part_number]
+                if not self._requesting:
+                    break
+                self._lock.wait()  # the request under way may sign this part too
+            self._requesting = True
+            if self.sign_requests == 0:
+                self._lock.wait_for(
+                    lambda: len(self._digests) >= self._first_batch, self._first_batch_wait
+                )
+            others = [n for n in self._unsigned(self._clock()) if n != part_number]
+            batch = {n: self._digests[n] for n in [part_number, *others][: self._batch_size]}
+        url = self._request(batch)[part_number]
+        with self._lock:
+            self._handed.add(part_number)
+        return url
 
     def resign(self, part_number: int) -> SignedUrl:
         """A new URL for one part (S3 refused the old one)."""
-        with self._signing:
-            with self._lock:
-                self._urls.pop(part_number, None)
-                digest = self._digests[part_number]
-            return self._store({part_number: digest})[part_number]
+        with self._lock:
+            self._lock.wait_for(lambda: not self._requesting)
+            self._requesting = True
+            self._urls.pop(part_number, None)
+            batch = {part_number: self._digests[part_number]}
+        return self._request(batch)[part_number]
 
     def done(self, part_number: int) -> None:
         with self._lock:
             self._digests.pop(part_number, None)
             self._urls.pop(part_number, None)
+            self._handed.discard(part_number)
 
-    def _store(self, batch: Mapping[int, str]) -> dict[int, SignedUrl]:
-        self.sign_requests += 1
-        signed = {url.part_number: url for url in self._sign(batch)}
-        missing = [n for n in batch if n not in signed]
-        if missing:
-            raise UploadError(f"The API did not sign part(s) {missing}.", code="unsigned_parts")
+    def close(self) -> None:
+        """No more signing ahead (the upload ended)."""
         with self._lock:
-            for number, url in signed.items():
-                if number in self._digests:  # not done meanwhile
-                    self._urls[number] = url
-        return signed
+            self._closed = True
+
+    def _sign_ahead_if_low(self) -> None:
+        if self._low_water <= 0:
+            return
+        with self._lock:
+            if self._closed or self._requesting or self.sign_requests == 0:
+                return
+            now = self._clock()
+            ready = sum(
+                1 for n in self._urls if n not in self._handed and self._fresh(n, now) is not None
+            )
+            unsigned = self._unsigned(now)[: self._batch_size]
+            if ready >= self._low_water or not unsigned:
+                return
+            self._requesting = True
+            batch = {n: self._digests[n] for n in unsigned}
+        threading.Thread(
+            target=self._sign_ahead, args=(batch,), name="audiolift-sign-ahead", daemon=True
+        ).start()
+
+    def _sign_ahead(self, batch: Mapping[int, str]) -> None:
+        # Nobody waits for this request: a failure leaves the parts unsigned, and the
+        # sender that needs one asks again itself (and sees the failure if it lasts).
+        with contextlib.suppress(Exception):
+            self._request(batch)
+
+    def _request(self, batch: Mapping[int, str]) -> dict[int, SignedUrl]:
+        """One signing request (``_requesting`` set by the caller); stores the URLs."""
+        try:
+            with self._lock:
+                self.sign_requests += 1
+            signed = {url.part_number: url for url in self._sign(batch)}
+            missing = [n for n in batch if n not in signed]
+            if missing:
+                raise UploadError(f"The API did not sign part(s) {missing}.", code="unsigned_parts")
+            with self._lock:
+                for number, url in signed.items():
+                    if number in self._digests:  # not done meanwhile
+                        self._urls[number] = url
+            return signed
+        finally:
+            with self._lock:
+                self._requesting = False
+                self._lock.notify_all()
 
 
 # --- hashing -----------------------------------------------------------------------------
@@ -285,6 +348,88 @@ def etag_is_md5(etag: str, digest: bytes) -> bool | None:
     return bare == digest.hex()
 
 
+class HashedPrefix:
+    """The file's first ``length`` bytes, hashed before the part plan was known: their
+    SHA-256 so far, and a CRC32C per ``unit`` bytes (the last unit may be shorter, at the
+    end of the file). A part made of whole units gets its CRC32C by combining theirs."""
+
+    def __init__(self, length: int, unit: int, crcs: list[int], sha256: Any):
+        self.length = length
+        self.unit = unit
+        self.crcs = crcs
+        self.sha256 = sha256  # a hashlib object that has taken bytes [0, length)
+
+    @classmethod
+    def empty(cls, unit: int = STREAM_CHUNK_BYTES) -> HashedPrefix:
+        return cls(0, unit, [], hashlib.sha256())
+
+    def part_crc32c(self, offset: int, length: int) -> int | None:
+        """The CRC32C of bytes [offset, offset + length) from the units', or None when
+        they are not all hashed or the part does not start and end on unit boundaries."""
+        end = offset + length
+        if offset % self.unit or end > self.length or (end % self.unit and end != self.length):
+            return None
+        first, last = offset // self.unit, -(-end // self.unit)
+        return combine_all(
+            (self.crcs[i], min(self.unit, self.length - i * self.unit)) for i in range(first, last)
+        )
+
+
+class HeadStart:
+    """Hashes the start of the file while its job is being created: the request takes
+    tens to hundreds of ms, and the first parts' checksums are what the first signing
+    request waits for. The part plan comes with the job, so this hashes in units of
+    ``unit`` bytes (parts are whole MiB), in file order, in one thread, until ``limit``
+    bytes or ``finish``. A failure to read is left to the upload, which reads again and
+    reports it."""
+
+    def __init__(self, path: Path, size: int, *, limit: int, unit: int = STREAM_CHUNK_BYTES):
+        self._path = path
+        self._size = size
+        self._limit = min(size, limit)
+        self._unit = unit
+        self._stop = threading.Event()
+        self._crcs: list[int] = []
+        self._sha256 = hashlib.sha256()
+        self._hashed = 0
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="audiolift-head-start", daemon=True)
+
+    def start(self) -> HeadStart:
+        self._thread.start()
+        return self
+
+    @property
+    def hashed(self) -> int:
+        """Bytes hashed so far, from the start of the file."""
+        return self._hashed
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(self._path, os.O_RDONLY)
+        except OSError:
+            self._failed = True
+            return
+        try:
+            while self._hashed < self._limit and not self._stop.is_set():
+                chunk = read_chunk(fd, min(self._unit, self._size - self._hashed), self._hashed)
+                self._crcs.append(crc32c(chunk))
+                self._sha256.update(chunk)
+                self._hashed += len(chunk)
+        except (OSError, FileChangedError):
+            self._failed = True
+        finally:
+            os.close(fd)
+
+    def finish(self) -> HashedPrefix:
+        """Stop after the unit being hashed; what was hashed from the start."""
+        self._stop.set()
+        self._thread.join()
+        if self._failed:
+            return HashedPrefix.empty(self._unit)
+        return HashedPrefix(self._hashed, self._unit, self._crcs, self._sha256)
+
+
 class OrderedHasher:
     """The whole file's SHA-256, fed by the workers that read parts in parallel and hashed
     in file order by a thread of its own, off the path of every PUT (the digest is needed
@@ -293,10 +438,11 @@ class OrderedHasher:
     read again when the hash reaches it (from the page cache: it was just read). No
     reader ever waits for another, and memory stays bounded."""
 
-    def __init__(self, size: int, *, max_buffered: int):
+    def __init__(self, size: int, *, max_buffered: int, prefix: HashedPrefix | None = None):
         self.size = size
-        self._digest = hashlib.sha256()
-        self._frontier = 0  # the first byte not hashed yet
+        # The first bytes may be hashed already (before the plan was known).
+        self._digest = prefix.sha256 if prefix is not None else hashlib.sha256()
+        self._frontier = prefix.length if prefix is not None else 0  # first byte not hashed
         self._ahead: dict[int, bytes | int] = {}  # offset: the chunk, or its length to reread
         self._buffered = 0
         self._max_buffered = max_buffered
@@ -308,6 +454,9 @@ class OrderedHasher:
 
     def feed(self, offset: int, data: bytes) -> None:
         with self._changed:
+            if offset < self._frontier < offset + len(data):  # partly hashed already
+                data = data[self._frontier - offset :]
+                offset = self._frontier
             if offset < self._frontier or offset in self._ahead:
                 return  # hashed or noted already (a part read again)
             if self._buffered + len(data) <= self._max_buffered:
@@ -446,6 +595,9 @@ class PartUploader:
     # True: the upload was created with CRC32C (parts sign their CRC32C, completion states
     # the whole file's); False: parts sign their MD5 as Content-MD5.
     signs_crc32c: bool = True
+    # The start of the file hashed while the job was created: parts within it are not
+    # read again for their CRC32C (and their bytes are in the SHA-256 already).
+    prefix: HashedPrefix = field(default_factory=HashedPrefix.empty)
     put_requests: int = 0  # attempts, for tests and the bench
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
     _part_crcs: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -497,6 +649,10 @@ class PartUploader:
         offset = self.plan.part_offset(part_number)
         length = self.plan.part_bytes(part_number)
         md5 = hashlib.md5(usedforsecurity=False) if with_md5 or not self.signs_crc32c else None
+        if feed and md5 is None:
+            known = self.prefix.part_crc32c(offset, length)
+            if known is not None:
+                return PartDigest(known, length, None)
         crc = 0
         for start in range(0, length, self.chunk_bytes):
             if self.stop.is_set():
@@ -695,6 +851,7 @@ def upload_parts(
     finally:
         # Every part fed (it finishes), or ``stop`` set (it ends): then the file can close.
         uploader.hasher.join()
+        uploader.urls.close()
         stages.close()
 
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from audiolift import (
     Client,
     ConflictError,
     FileChangedError,
+    RateLimitError,
     RetryConfig,
     TransportError,
     UnsupportedFormatError,
     UploadError,
     UploadProgress,
 )
-from audiolift._upload import OrderedHasher, PartUrls, SignedUrl
+from audiolift._upload import HashedPrefix, HeadStart, OrderedHasher, PartUrls, SignedUrl
 from sdk_fakes import (
     API_KEY,
     API_URL,
@@ -472,6 +474,76 @@ def test_ordered_hasher_stops_when_the_upload_stops() -> None:
         hasher.hexdigest()
 
 
+def test_the_head_start_gives_the_parts_it_covers_their_crc32c(tmp_path: Path) -> None:
+    """The start of the file, hashed before the plan is known: a part of whole units gets
+    the CRC32C of its bytes; one that is not hashed whole, or not on unit boundaries,
+    gets none (it is read as usual)."""
+    data = wav_bytes(10 * 4096 + 123)
+    path = tmp_path / "take.wav"
+    path.write_bytes(data)
+    head = HeadStart(path, len(data), limit=8 * 4096, unit=4096).start()
+    while head.hashed < 8 * 4096:
+        time.sleep(0.001)
+    prefix = head.finish()
+    assert prefix.length == 8 * 4096
+    assert prefix.sha256.hexdigest() == hashlib.sha256(data[: prefix.length]).hexdigest()
+
+    def crc(offset: int, length: int) -> int:
+        return int.from_bytes(google_crc32c.Checksum(data[offset : offset + length]).digest())
+
+    assert prefix.part_crc32c(0, 8192) == crc(0, 8192)
+    assert prefix.part_crc32c(8192, 3 * 4096) == crc(8192, 3 * 4096)
+    assert prefix.part_crc32c(4096, 8 * 4096) is None  # beyond what was hashed
+    assert prefix.part_crc32c(100, 4096) is None  # not on a unit boundary
+    assert prefix.part_crc32c(0, 5000) is None
+
+    whole = HeadStart(path, len(data), limit=1 << 30, unit=4096).start()
+    while whole.hashed < len(data):
+        time.sleep(0.001)
+    everything = whole.finish()
+    assert everything.part_crc32c(8 * 4096, len(data) - 8 * 4096) == crc(8 * 4096, len(data))
+
+
+def test_the_sha256_continues_from_the_head_start_whatever_the_chunks() -> None:
+    """Chunks that end inside the part hashed ahead, or straddle its end, add only the
+    bytes after it."""
+    data = wav_bytes(50_000)
+    prefix = HashedPrefix(12_345, 4096, [], hashlib.sha256(data[:12_345]))
+    hasher = OrderedHasher(len(data), max_buffered=1 << 20, prefix=prefix)
+    stop = threading.Event()
+    hasher.start(lambda length, offset: data[offset : offset + length], stop)
+    for offset in range(0, len(data), 10_000):
+        hasher.feed(offset, data[offset : offset + 10_000])
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("chunk_bytes", [PART_SIZE // 4, 10_000])
+def test_parts_hashed_while_the_job_is_created_are_signed_and_sent_right(
+    cloud: FakeCloud, retry: RetryConfig, tmp_path: Path, chunk_bytes: int
+) -> None:
+    """A slow creation: the head start hashes the whole file meanwhile. Parts of whole
+    units take its CRC32Cs, others (chunks that do not divide the parts) are read as
+    usual; S3 checks every part's, and the whole file's, CRC32C and the SHA-256 holds."""
+    data = wav_bytes(PART_SIZE * 6 + 777)
+    path = tmp_path / "slow.wav"
+    path.write_bytes(data)
+    cloud.on_request(is_api("POST", "/v1/uploads"), lambda: time.sleep(0.3))
+    with Client(
+        API_URL,
+        API_KEY,
+        transport=cloud.api_transport(),
+        s3_transport=cloud.s3_transport(),
+        retry=retry,
+        upload_chunk_bytes=chunk_bytes,
+    ) as client:
+        job = client.upload(path)
+    stored = cloud.jobs[job.job_id]
+    assert stored.object_bytes == data
+    assert stored.completed_sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.completed_crc32c is not None  # the fake checked it against the object
+    assert cloud.bad_digests == []
+
+
 def test_part_urls_sign_the_parts_hashed_meanwhile_in_one_request() -> None:
     requests: list[dict[int, str]] = []
 
@@ -488,6 +560,58 @@ def test_part_urls_sign_the_parts_hashed_meanwhile_in_one_request() -> None:
     assert urls.get(3, "c").url == "https://s3.test/3?md5=c"  # no second request
     assert urls.get(2, "other").url == "https://s3.test/2?md5=other"  # other bytes: signed anew
     assert len(requests) == 2
+
+
+def test_part_urls_sign_ahead_before_a_sender_has_to_wait() -> None:
+    """Once fewer than ``low_water`` signed URLs wait unused, the parts hashed meanwhile
+    are signed in the background: the sender that takes one finds it ready."""
+    requests: list[list[int]] = []
+    signed_ahead = threading.Event()
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        requests.append(sorted(digests))
+        if len(requests) > 1:
+            signed_ahead.set()
+        return [
+            SignedUrl(n, f"https://s3.test/{n}?c={d}", float("inf")) for n, d in digests.items()
+        ]
+
+    urls = PartUrls(sign, first_batch=2, low_water=2)
+    urls.hashed(2, "b")
+    assert urls.get(1, "a").url == "https://s3.test/1?c=a"
+    assert requests == [[1, 2]]  # part 2's URL now waits unused: one, fewer than two
+    urls.hashed(3, "c")
+    urls.hashed(4, "d")
+    assert signed_ahead.wait(5)
+    assert requests[1][0] == 3  # signed ahead, by nobody's request
+    assert urls.get(3, "c").url == "https://s3.test/3?c=c"
+    assert urls.get(4, "d").url == "https://s3.test/4?c=d"
+    assert sorted(n for batch in requests for n in batch) == [1, 2, 3, 4]  # each signed once
+
+
+def test_part_urls_signed_ahead_in_vain_are_asked_for_again() -> None:
+    """A request signed ahead that fails is nobody's error: the sender asks again itself
+    and sees what the API answers then."""
+    calls: list[list[int]] = []
+    failed = threading.Event()
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        calls.append(sorted(digests))
+        if len(calls) == 2:
+            failed.set()
+            raise RateLimitError("Too many requests.", code="throttled", status=429)
+        return [SignedUrl(n, f"https://s3.test/{n}", float("inf")) for n in digests]
+
+    urls = PartUrls(sign, first_batch=1, low_water=1)
+    urls.get(1, "a")
+    urls.hashed(2, "b")  # no URL waits unused: signed ahead, and refused
+    assert failed.wait(5)
+    assert urls.get(2, "b").url == "https://s3.test/2"
+    assert calls == [[1], [2], [2]]
+    urls.close()
+    urls.hashed(3, "c")  # the upload ended: nothing more is signed ahead
+    time.sleep(0.05)
+    assert len(calls) == 3
 
 
 @pytest.mark.parametrize(
