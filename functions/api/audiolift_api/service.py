@@ -133,7 +133,7 @@ class UploadService:
             owner=owner,
             status=JobStatus.AWAITING_UPLOAD,
             filename=display_name,
-            size=plan.size if plan else 0,
+            size=plan.size if plan else (size or 0),  # Uppy's declared size, if any
             content_type=resolved_type,
             object_key=key,
             created_at=now,
@@ -251,6 +251,7 @@ class UploadService:
                 job.plan if job.part_count else None,
                 in_s3,
                 declared=declared,
+                declared_size=job.size or None,
                 max_bytes=self.settings.max_upload_bytes,
                 min_part_bytes=min(self.settings.part_min_bytes, S3_MIN_PART_BYTES),
             )

@@ -87,14 +87,16 @@ def verify_parts(
     parts_in_s3: Sequence[UploadedPart],
     *,
     declared: Sequence[tuple[int, str]] | None = None,
+    declared_size: int | None = None,
     max_bytes: int,
     min_part_bytes: int,
 ) -> list[UploadedPart]:
     """Check the parts S3 holds before completing: contiguous from 1, exactly the parts
     the client ``declared`` (when it sent a list) with the same ETags, every size as
-    planned (or, for an upload of unknown size, every part but the last at least the
-    minimum), the total as declared and within the limit. Returns the parts to complete
-    with, in order."""
+    planned (or, for an upload without a plan, every part but the last at least the
+    minimum), the total as planned or ``declared_size`` (a client that sizes its own
+    parts may still have said the file's size) and within the limit. Returns the parts to
+    complete with, in order."""
     declared_etags = _declared_etags(declared) if declared is not None else None
     by_number = {part.part_number: part for part in parts_in_s3}
     if not by_number:
@@ -117,8 +119,12 @@ def verify_parts(
     ordered = [by_number[n] for n in range(1, expected_count + 1)]
     _check_sizes(plan, ordered, min_part_bytes=min_part_bytes)
     total = sum(p.size for p in ordered)
-    if plan is not None and total != plan.size:
-        raise SizeMismatch(f"The parts hold {total} bytes, but {plan.size} were declared.")
+    expected_size = plan.size if plan is not None else declared_size
+    if expected_size is not None and total != expected_size:
+        raise SizeMismatch(
+            f"The parts hold {total} bytes, but {expected_size} were declared.",
+            details={"declared": expected_size, "uploaded": total},
+        )
     if total > max_bytes:
         raise UploadTooLarge(f"The parts hold {total} bytes; the limit is {max_bytes}.")
     return ordered

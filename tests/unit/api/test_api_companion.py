@@ -145,6 +145,38 @@ def test_a_missing_part_is_409_naming_it(api: Api) -> None:
     assert len(api.aws.s3.list_multipart_uploads(Bucket=api.bucket)["Uploads"]) == 1
 
 
+def test_a_declared_size_is_held_to_at_completion(api: Api) -> None:
+    """Uppy sizes its own parts, but a size given in its metadata is the file's: parts
+    that add up to another size are refused (422), and the upload stays open."""
+    uppy = UppyS3Companion(api)
+    payload = os.urandom(2 * SMALL_PART_BYTES + 10)
+    created = uppy.create("take.wav", "audio/wav", {"size": 100}).json()
+    key, upload_id = created["key"], created["uploadId"]
+    job_id = key.removeprefix("uploads/")
+    parts = [
+        (number, uppy.upload_part(key, upload_id, number, chunk))
+        for number, chunk in enumerate(chunks(payload, SMALL_PART_BYTES), start=1)
+    ]
+    refused = uppy.complete(key, upload_id, parts)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "size_mismatch"
+    assert error["details"] == {"declared": 100, "uploaded": len(payload)}
+    assert len(api.aws.s3.list_multipart_uploads(Bucket=api.bucket)["Uploads"]) == 1
+    job = api.jobs.get(job_id)
+    assert job is not None and job.status is JobStatus.AWAITING_UPLOAD and job.size == 100
+
+    honest = uppy.create("take.wav", "audio/wav", {"size": str(len(payload))}).json()
+    key, upload_id = honest["key"], honest["uploadId"]
+    parts = [
+        (number, uppy.upload_part(key, upload_id, number, chunk))
+        for number, chunk in enumerate(chunks(payload, SMALL_PART_BYTES), start=1)
+    ]
+    assert uppy.complete(key, upload_id, parts).status_code == 200
+    done = api.jobs.get(key.removeprefix("uploads/"))
+    assert done is not None and done.status is JobStatus.UPLOADED and done.size == len(payload)
+
+
 def test_a_small_part_before_the_last_is_422(api: Api) -> None:
     uppy = UppyS3Companion(api)
     created = uppy.create("take.wav", "audio/wav").json()
