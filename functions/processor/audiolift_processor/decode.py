@@ -525,13 +525,18 @@ def _read(
             "decoder error",
             extra={"container": stream.container, "frame": position, "detail": str(error)},
         )
+        # The decoder reads ahead: the damage is somewhere in the block asked for, which
+        # is all the message can say (for a short file, that is all of it).
+        end = position + len(buffer)
+        if stream.expected:
+            end = min(end, max(stream.expected, position + 1))
         where = (
-            f"past {_duration(position / stream.samplerate)} (frame {position})"
-            if position
-            else "from its start"
+            f"between {_duration(position / stream.samplerate)} and "
+            f"{_duration(end / stream.samplerate)} (frames {position}-{end})"
         )
         raise CorruptAudio(
-            f"The {_label(stream.container)} audio is damaged: it could not be decoded {where}."
+            f"The {_label(stream.container)} audio is damaged or incomplete: it could not be "
+            f"decoded {where}."
         ) from error
 
 

@@ -361,6 +361,11 @@ def test_no_failure_message_names_the_bucket_the_key_the_etag_or_the_library():
             assert library_text not in message, (name, message)
         assert message.endswith("."), (name, message)
     assert "truncated" in seen["mp3 cut at 60 %"]
+    # The decoder reads ahead: a cut or damaged FLAC names the stretch it could not decode,
+    # not its start.
+    for name in ("flac cut at 60 %", "flac with a damaged middle"):
+        assert "damaged or incomplete" in seen[name], seen[name]
+        assert "between 0.0 s and 1.0 s" in seen[name], seen[name]
     assert isinstance(_failure(failing_files()["random bytes"]), UnsupportedFormat)
 
 
