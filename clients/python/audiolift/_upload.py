@@ -10,8 +10,11 @@ connection takes the bytes. The second read comes from the page cache (~9 GB/s):
 costs far less than holding parts (16 MiB or more each) in memory. An upload created
 without CRC32C (by another client) gets each part's MD5 as Content-MD5 instead. Memory
 stays at about twice ``concurrency`` chunks (1 MiB each), whatever the part size. URLs are
-signed just in time, one request for all the parts hashed and waiting, and re-signed when
-S3 says one expired.
+signed just in time, one request for all the parts hashed and waiting, ahead of need in
+the background once few wait unused, and re-signed when S3 says one expired. The start of
+the file is hashed while the job is created (``HeadStart``), before the part plan is
+known: per MiB, so the parts it covers get their CRC32C by combining, and the SHA-256
+goes on from there.
 """
 
 from __future__ import annotations
