@@ -376,6 +376,7 @@ class Client:
             resumed_parts=len(kept),
         )
         progress.add(0)  # the first report: where we start from
+        stop = threading.Event()
         uploader = PartUploader(
             s3=self._s3,
             retry=self.retry,
@@ -383,6 +384,7 @@ class Client:
                 self._signer(job),
                 first_batch=min(concurrency, plan.part_count),
                 low_water=max(1, concurrency // 2),
+                stop=stop,
             ),
             plan=plan,
             snapshot=snapshot,
@@ -391,7 +393,7 @@ class Client:
                 snapshot.size, max_buffered=concurrency * self._chunk_bytes, prefix=prefix
             ),
             prefix=prefix,
-            stop=threading.Event(),
+            stop=stop,
             chunk_bytes=self._chunk_bytes,
             signs_crc32c=job.checksum_algorithm == CRC32C,
         )

@@ -53,6 +53,7 @@ STREAM_CHUNK_BYTES = 1024 * 1024
 URL_BATCH_SIZE = 100  # the API signs at most 1000 at once; 100 is what it hands out first
 URL_REFRESH_MARGIN_SECONDS = 60.0  # don't start a part on a URL about to expire
 FIRST_BATCH_WAIT_SECONDS = 0.2  # at most, for the first signing request to cover every sender
+STOP_POLL_SECONDS = 0.05  # how soon a sender waiting for a URL sees the upload stop
 MAX_RESIGNS_PER_PART = 3
 # S3 refusing a part's bytes as not matching its checksum: read and send it again this
 # many times (a flaky disk, memory or proxy), then give up with a clear error.
@@ -195,8 +196,10 @@ class PartUrls:
         first_batch: int = 1,
         first_batch_wait: float = FIRST_BATCH_WAIT_SECONDS,
         low_water: int = 0,
+        stop: threading.Event | None = None,
     ):
         self._sign = sign
+        self._stop = stop  # set: the upload is stopping, no URL is asked for any more
         self._digests: dict[int, str] = {}  # parts hashed and not done yet
         self._urls: dict[int, SignedUrl] = {}
         self._handed: set[int] = set()  # parts whose URL a sender took
@@ -236,16 +239,26 @@ class PartUrls:
         self._sign_ahead_if_low()
         return url
 
+    def _stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _wait(self) -> None:
+        """Wait (holding ``_lock``) for a change, or a while: the stop event does not
+        notify the condition, and a request under way may take long (retries)."""
+        self._lock.wait(STOP_POLL_SECONDS if self._stop is not None else None)
+
     def _take(self, part_number: int) -> SignedUrl:
         with self._lock:
             while True:
+                if self._stopped():
+                    raise Stopped()
                 url = self._fresh(part_number, self._clock())
                 if url is not None:
                     self._handed.add(part_number)
                     return url
                 if not self._requesting:
                     break
-                self._lock.wait()  # the request under way may sign this part too
+                self._wait()  # the request under way may sign this part too
             self._requesting = True
             if self.sign_requests == 0:
                 self._lock.wait_for(
@@ -261,7 +274,10 @@ class PartUrls:
     def resign(self, part_number: int) -> SignedUrl:
         """A new URL for one part (S3 refused the old one)."""
         with self._lock:
-            self._lock.wait_for(lambda: not self._requesting)
+            while self._requesting and not self._stopped():
+                self._wait()
+            if self._stopped():
+                raise Stopped()
             self._requesting = True
             self._urls.pop(part_number, None)
             batch = {part_number: self._digests[part_number]}
@@ -282,7 +298,7 @@ class PartUrls:
         if self._low_water <= 0:
             return
         with self._lock:
-            if self._closed or self._requesting or self.sign_requests == 0:
+            if self._closed or self._requesting or self.sign_requests == 0 or self._stopped():
                 return
             now = self._clock()
             ready = sum(

@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import google_crc32c
@@ -25,6 +25,7 @@ from audiolift import (
     UploadError,
     UploadProgress,
 )
+from audiolift._http import Stopped
 from audiolift._upload import HashedPrefix, HeadStart, OrderedHasher, PartUrls, SignedUrl
 from sdk_fakes import (
     API_KEY,
@@ -706,3 +707,58 @@ def test_a_resumed_crc32c_upload_states_the_whole_files_crc32c(
     client.resume(job_id, audio_file, concurrency=2)
     assert sorted(cloud.part_puts) == list(range(6, PARTS + 1))
     assert cloud.jobs[job_id].completed_crc32c == crc32c_b64(audio_file.read_bytes())
+
+
+def clock_noting(thread_name: str, arrived: threading.Event) -> Callable[[], float]:
+    """A clock that notes when a thread of that name reads it: PartUrls reads it, holding
+    its lock, just before a sender waits for the request under way."""
+
+    def clock() -> float:
+        if threading.current_thread().name == thread_name:
+            arrived.set()
+        return time.time()
+
+    return clock
+
+
+def test_a_sender_waiting_for_a_request_signed_ahead_stops_with_the_upload() -> None:
+    """The upload stops (another part failed) while a sender waits for a request signed
+    ahead that takes long (the API throttles it): the sender stops, it neither waits for
+    that request nor asks for its URL itself, and nothing more is signed."""
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        calls.append(sorted(digests))
+        if len(calls) == 2:
+            release.wait(10)  # the request signed ahead, held up
+        return [SignedUrl(n, f"https://s3.test/{n}", float("inf")) for n in digests]
+
+    stop = threading.Event()
+    waiting = threading.Event()
+    urls = PartUrls(
+        sign, first_batch=1, low_water=1, stop=stop, clock=clock_noting("sender", waiting)
+    )
+    urls.get(1, "a")
+    urls.hashed(2, "b")  # no URL waits unused: part 2 is signed ahead
+    outcome: list[object] = []
+
+    def sender() -> None:
+        try:
+            outcome.append(urls.get(3, "c"))
+        except Exception as caught:
+            outcome.append(caught)
+
+    thread = threading.Thread(target=sender, name="sender")
+    thread.start()
+    try:
+        assert waiting.wait(5)
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()  # it did not wait for the request signed ahead
+        assert len(outcome) == 1 and isinstance(outcome[0], Stopped)
+    finally:
+        release.set()
+        thread.join(5)
+    urls.hashed(4, "d")  # stopped: nothing is signed ahead either
+    assert calls == [[1], [2]]
