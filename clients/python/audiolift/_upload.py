@@ -317,9 +317,9 @@ class PartUrls:
         # Nobody waits for this request: a failure leaves the parts unsigned, and the
         # sender that needs one asks again itself (and sees the failure if it lasts).
         with contextlib.suppress(Exception):
-            self._request(batch)
+            self._request(batch, ahead=True)
 
-    def _request(self, batch: Mapping[int, str]) -> dict[int, SignedUrl]:
+    def _request(self, batch: Mapping[int, str], *, ahead: bool = False) -> dict[int, SignedUrl]:
         """One signing request (``_requesting`` set by the caller); stores the URLs."""
         try:
             with self._lock:
@@ -333,6 +333,12 @@ class PartUrls:
                     if number in self._digests:  # not done meanwhile
                         self._urls[number] = url
             return signed
+        except BaseException:
+            if not ahead and self._stop is not None:
+                # The sender raises this and the upload stops: set before the senders
+                # waiting for this request wake, or each would ask again in vain.
+                self._stop.set()
+            raise
         finally:
             with self._lock:
                 self._requesting = False

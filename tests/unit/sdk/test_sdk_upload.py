@@ -20,6 +20,7 @@ from audiolift import (
     FileChangedError,
     RateLimitError,
     RetryConfig,
+    ServerError,
     TransportError,
     UnsupportedFormatError,
     UploadError,
@@ -762,3 +763,55 @@ def test_a_sender_waiting_for_a_request_signed_ahead_stops_with_the_upload() -> 
         thread.join(5)
     urls.hashed(4, "d")  # stopped: nothing is signed ahead either
     assert calls == [[1], [2]]
+
+
+def test_a_signing_request_that_fails_is_not_asked_again_by_each_waiting_sender() -> None:
+    """A sender's signing request fails (after its retries): that error ends the upload.
+    The senders that waited for that request stop; they do not each send a request of
+    their own, one after the other, every one retried in vain."""
+    calls: list[list[int]] = []
+    requested = threading.Event()
+    waiting = threading.Event()
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        calls.append(sorted(digests))
+        requested.set()
+        assert waiting.wait(5)  # the other sender waits for this request
+        raise RateLimitError("Too many requests.", code="throttled", status=429)
+
+    stop = threading.Event()
+    urls = PartUrls(sign, stop=stop, clock=clock_noting("second", waiting))
+    outcomes: dict[str, object] = {}
+
+    def sender(part_number: int) -> None:
+        try:
+            outcomes[threading.current_thread().name] = urls.get(part_number, "x")
+        except Exception as caught:
+            outcomes[threading.current_thread().name] = caught
+
+    first = threading.Thread(target=sender, args=(1,), name="first")
+    first.start()
+    assert requested.wait(5)  # the first sender's request is under way
+    second = threading.Thread(target=sender, args=(2,), name="second")
+    second.start()
+    first.join(5)
+    second.join(5)
+    assert isinstance(outcomes["first"], RateLimitError)
+    assert isinstance(outcomes["second"], Stopped)
+    assert len(calls) == 1
+    assert stop.is_set()
+
+
+def test_an_api_refusing_to_sign_fails_the_upload_after_one_requests_retries(
+    client: Client, cloud: FakeCloud, audio_file: Path
+) -> None:
+    cloud.inject(
+        is_api("POST", "/v1/uploads/.*/parts"),
+        answers(lambda: error(503, "unavailable", "busy")),
+        times=100,
+    )
+    with pytest.raises(ServerError) as caught:
+        client.upload(audio_file, concurrency=4)
+    assert caught.value.status == 503 and caught.value.job_id in cloud.jobs
+    assert len(cloud.api_requests("POST", "/v1/uploads/.*/parts")) == 4  # max_attempts
+    assert cloud.part_puts == []
