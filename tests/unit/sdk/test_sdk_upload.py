@@ -245,7 +245,8 @@ def test_a_url_refused_again_and_again_stops_after_a_few_resigns(
         client.upload(audio_file, concurrency=1)
     assert caught.value.code == "access_denied"
     assert sum(3 in batch for batch in cloud.sign_calls) == 1 + 3  # signed, re-signed 3 times
-    assert cloud.sign_calls[-3:] == [[3], [3], [3]]
+    # (Part 4, hashed meanwhile, may be signed ahead between them.)
+    assert [batch for batch in cloud.sign_calls if 3 in batch][-3:] == [[3], [3], [3]]
 
 
 def test_urls_close_to_expiry_are_signed_again_before_use(
