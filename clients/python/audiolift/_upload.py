@@ -332,6 +332,11 @@ class PartUrls:
                 for number, url in signed.items():
                     if number in self._digests:  # not done meanwhile
                         self._urls[number] = url
+                now = self._clock()
+                if any(url.expires_at - self._margin <= now for url in signed.values()):
+                    # URLs live less than the margin (a short TTL, or a clock ahead of the
+                    # API's): signed ahead, they would be stale before a sender takes them.
+                    self._low_water = 0
             return signed
         except BaseException:
             if not ahead and self._stop is not None:

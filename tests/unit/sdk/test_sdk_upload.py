@@ -816,3 +816,23 @@ def test_an_api_refusing_to_sign_fails_the_upload_after_one_requests_retries(
     assert caught.value.status == 503 and caught.value.job_id in cloud.jobs
     assert len(cloud.api_requests("POST", "/v1/uploads/.*/parts")) == 4  # max_attempts
     assert cloud.part_puts == []
+
+
+def test_urls_that_live_less_than_the_margin_are_not_signed_ahead_in_vain() -> None:
+    """The API signs URLs for less than the refresh margin (PRESIGN_TTL_SECONDS under a
+    minute, or a clock ahead of the API's): a URL signed ahead would be stale before a
+    sender takes it, so the sender would wait for that request and then ask again."""
+    now = 1_000_000.0
+    calls: list[list[int]] = []
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        calls.append(sorted(digests))
+        return [SignedUrl(n, f"https://s3.test/{n}", now + 30) for n in digests]
+
+    urls = PartUrls(sign, first_batch=1, low_water=2, clock=lambda: now)
+    assert urls.get(1, "a").url == "https://s3.test/1"
+    urls.hashed(2, "b")
+    assert urls.get(2, "b").url == "https://s3.test/2"
+    urls.hashed(3, "c")
+    assert urls.get(3, "c").url == "https://s3.test/3"
+    assert len(calls) == 3  # one request per part, as without signing ahead
