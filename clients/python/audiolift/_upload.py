@@ -290,9 +290,12 @@ class PartUrls:
             self._handed.discard(part_number)
 
     def close(self) -> None:
-        """No more signing ahead (the upload ended)."""
+        """No more signing ahead (the upload ended). A request signed ahead under way is
+        waited for: none outlives the upload, to reach the API after its completion or
+        abort, or run on a client closed meanwhile."""
         with self._lock:
             self._closed = True
+            self._lock.wait_for(lambda: not self._requesting)
 
     def _sign_ahead_if_low(self) -> None:
         if self._low_water <= 0:
@@ -309,9 +312,16 @@ class PartUrls:
                 return
             self._requesting = True
             batch = {n: self._digests[n] for n in unsigned}
-        threading.Thread(
+        thread = threading.Thread(
             target=self._sign_ahead, args=(batch,), name="audiolift-sign-ahead", daemon=True
-        ).start()
+        )
+        try:
+            thread.start()
+        except BaseException:  # no thread (e.g. at interpreter exit): no request under way
+            with self._lock:
+                self._requesting = False
+                self._lock.notify_all()
+            raise
 
     def _sign_ahead(self, batch: Mapping[int, str]) -> None:
         # Nobody waits for this request: a failure leaves the parts unsigned, and the

@@ -836,3 +836,32 @@ def test_urls_that_live_less_than_the_margin_are_not_signed_ahead_in_vain() -> N
     urls.hashed(3, "c")
     assert urls.get(3, "c").url == "https://s3.test/3"
     assert len(calls) == 3  # one request per part, as without signing ahead
+
+
+def test_the_upload_ends_after_the_request_signed_ahead_under_way() -> None:
+    """Closing (the upload ended, or failed) waits for a request signed ahead that is
+    under way: none outlives the upload, to reach the API after its completion or abort,
+    or run on a client closed meanwhile."""
+    events: list[str] = []
+    release = threading.Event()
+
+    def sign(digests: Mapping[int, str]) -> list[SignedUrl]:
+        if 2 in digests:  # signed ahead
+            release.wait(10)
+            events.append("signed ahead")
+        return [SignedUrl(n, f"https://s3.test/{n}", float("inf")) for n in digests]
+
+    urls = PartUrls(sign, first_batch=1, low_water=1)
+    urls.get(1, "a")
+    urls.hashed(2, "b")  # signed ahead, held up
+
+    def close() -> None:
+        urls.close()
+        events.append("closed")
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)  # time enough to return, if closing did not wait
+    release.set()
+    closer.join(5)
+    assert events == ["signed ahead", "closed"]
