@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from audiolift import Client, RetryConfig
-from sdk_fakes import API_KEY, API_URL, PART_SIZE, FakeCloud, wav_bytes
+from sdk_fakes import PART_SIZE, FakeCloud, wav_bytes
 
 
 @pytest.fixture
@@ -35,13 +35,7 @@ def retry(sleeps: list[float]) -> RetryConfig:
 
 @pytest.fixture
 def client(cloud: FakeCloud, retry: RetryConfig) -> Iterator[Client]:
-    with Client(
-        API_URL,
-        API_KEY,
-        transport=cloud.api_transport(),
-        s3_transport=cloud.s3_transport(),
-        retry=retry,
-    ) as made:
+    with cloud.client(retry) as made:
         yield made
 
 

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 import google_crc32c
 import httpx
+from audiolift import Client, RetryConfig
 
 API_URL = "https://api.audiolift.test"
 S3_HOST = "s3.audiolift.test"
@@ -198,6 +199,17 @@ class FakeCloud:
         self.now += self.ttl + 1
 
     # --- transports --------------------------------------------------------------------
+
+    def client(self, retry: RetryConfig | None = None, **options: Any) -> Client:
+        """A client whose API and S3 are this fake (``options``: Client's keywords)."""
+        return Client(
+            API_URL,
+            API_KEY,
+            transport=self.api_transport(),
+            s3_transport=self.s3_transport(),
+            retry=retry,
+            **options,
+        )
 
     def api_transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self._handle)

@@ -29,8 +29,6 @@ from audiolift import (
 from audiolift._http import Stopped
 from audiolift._upload import HashedPrefix, HeadStart, OrderedHasher, PartUrls, SignedUrl
 from sdk_fakes import (
-    API_KEY,
-    API_URL,
     PART_SIZE,
     FakeCloud,
     answers,
@@ -99,14 +97,7 @@ def test_parts_streamed_in_small_chunks_reassemble(
     """Chunks that do not divide the part size, and a failed attempt in mid-part."""
     cloud.inject(is_part_put(4), raises(httpx.RemoteProtocolError, "dropped"))
     reports: list[UploadProgress] = []
-    with Client(
-        API_URL,
-        API_KEY,
-        transport=cloud.api_transport(),
-        s3_transport=cloud.s3_transport(),
-        retry=retry,
-        upload_chunk_bytes=10_000,
-    ) as client:
+    with cloud.client(retry, upload_chunk_bytes=10_000) as client:
         job = client.upload(audio_file, concurrency=3, on_progress=reports.append)
     assert cloud.jobs[job.job_id].object_bytes == audio_file.read_bytes()
     assert reports[-1].uploaded_bytes == audio_file.stat().st_size
@@ -531,14 +522,7 @@ def test_parts_hashed_while_the_job_is_created_are_signed_and_sent_right(
     path = tmp_path / "slow.wav"
     path.write_bytes(data)
     cloud.on_request(is_api("POST", "/v1/uploads"), lambda: time.sleep(0.3))
-    with Client(
-        API_URL,
-        API_KEY,
-        transport=cloud.api_transport(),
-        s3_transport=cloud.s3_transport(),
-        retry=retry,
-        upload_chunk_bytes=chunk_bytes,
-    ) as client:
+    with cloud.client(retry, upload_chunk_bytes=chunk_bytes) as client:
         job = client.upload(path)
     stored = cloud.jobs[job.job_id]
     assert stored.object_bytes == data
@@ -662,14 +646,7 @@ def test_hashing_ahead_never_waits_on_itself(
     request covers several parts."""
     path = tmp_path / "long.wav"
     path.write_bytes(wav_bytes(PART_SIZE * 40 + 7))
-    with Client(
-        API_URL,
-        API_KEY,
-        transport=cloud.api_transport(),
-        s3_transport=cloud.s3_transport(),
-        retry=retry,
-        upload_chunk_bytes=10_000,
-    ) as client:
+    with cloud.client(retry, upload_chunk_bytes=10_000) as client:
         job = client.upload(path, concurrency=concurrency)
     stored = cloud.jobs[job.job_id]
     assert stored.object_bytes == path.read_bytes()
