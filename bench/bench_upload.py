@@ -2,7 +2,7 @@
 boto3's ``upload_file`` (s3transfer, default TransferConfig), to the same local S3 server
 with the same file, and each one's peak RSS.
 
-    .venv/bin/python bench/bench_upload.py                 # 1 GiB file, 3 rounds each
+    .venv/bin/python bench/bench_upload.py                 # 1 GiB file, 5 rounds each
     .venv/bin/python bench/bench_upload.py --size-mib 256 --rounds 1
 
 The local stack runs as in ``make dev`` but without the processor
@@ -26,7 +26,7 @@ the figures are the median of the rounds, the ratio is SDK MiB/s over boto3 MiB/
 >= 1.0); each round's own ratio is printed too. The API caches its keys for as long as
 deployed (template.yaml's API_KEYS_CACHE_SECONDS; the local stack's default is 2 s).
 On a small machine SeaweedFS is the bottleneck (the clients' own CPU time is printed
-too), so single rounds swing by +-15 %: use --rounds 3 or more. Objects are
+too), so single rounds swing by +-15 %: hence 5 rounds by default. Objects are
 deleted after each round. Results also go to bench/out/bench_upload.json.
 """
 
@@ -303,7 +303,7 @@ def parent(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
         "--part-size-mib", type=int, default=None, help="the API's part size (default: its own)"

@@ -213,6 +213,7 @@ class PartUrls:
         self._lock = threading.Condition()
         self._requesting = False  # a signing request is under way (one at a time)
         self._closed = False
+        self._first_request_done = threading.Event()
         self.sign_requests = 0
 
     def _fresh(self, part_number: int, now: float) -> SignedUrl | None:
@@ -238,6 +239,16 @@ class PartUrls:
         url = self._take(part_number)
         self._sign_ahead_if_low()
         return url
+
+    @property
+    def first_batch(self) -> int:
+        return self._first_batch
+
+    def wait_first_request(self) -> None:
+        """Until the first signing request has ended (or the upload stops)."""
+        while not self._first_request_done.wait(STOP_POLL_SECONDS):
+            if self._stopped():
+                raise Stopped()
 
     def _stopped(self) -> bool:
         return self._stop is not None and self._stop.is_set()
@@ -355,6 +366,7 @@ class PartUrls:
                 self._stop.set()
             raise
         finally:
+            self._first_request_done.set()
             with self._lock:
                 self._requesting = False
                 self._lock.notify_all()
@@ -929,12 +941,26 @@ class _Stages:
     def hash(self, part_number: int) -> PartDigest:
         try:
             self.window.wait_turn(part_number, self.stop)
+            if self._waits_for_the_first_request(part_number):
+                # The first signing request is what the first PUTs wait for: hashing
+                # the next parts meanwhile would take the CPU it needs.
+                self.uploader.urls.wait_first_request()
             # A part S3 holds is kept if its ETag is this part's MD5.
             with_md5 = part_number in self.uploaded
             return self.uploader.hash_part(self.fd, part_number, with_md5=with_md5)
         except BaseException:
             self.stop.set()  # at once, from the worker: no queued part starts after this
             raise
+
+    def _waits_for_the_first_request(self, part_number: int) -> bool:
+        """A part beyond the first batch that needs reading, in a fresh upload (when
+        resuming, the first request may be for any part: nothing waits for it)."""
+        uploader = self.uploader
+        if self.uploaded or part_number <= uploader.urls.first_batch:
+            return False
+        plan = uploader.plan
+        end = plan.part_offset(part_number) + plan.part_bytes(part_number)
+        return end > uploader.prefix.length
 
     def send(self, part_number: int, digest: Future[PartDigest]) -> str:
         try:
