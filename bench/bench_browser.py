@@ -52,7 +52,7 @@ from typing import Any
 
 import psutil
 from audiolift_devstack.launcher import start_stack_process
-from audiolift_devstack.stack import deployed_api_keys_cache_seconds
+from audiolift_devstack.stack import keys_cached_as_deployed
 from chromium_pipe import ChromiumPipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -400,10 +400,7 @@ def main() -> int:
         state_dir = work / "stack"
         state_dir.mkdir()
         print("starting the local stack (SeaweedFS, moto, API, page; no processor) ...")
-        # The API caches its keys as deployed (the local stack's 2 s would have it read
-        # them from moto's SSM, in its own process, every other request).
-        keys_cache = f"API_KEYS_CACHE_SECONDS={deployed_api_keys_cache_seconds()}"
-        handle = start_stack_process(state_dir, "--no-poller", "--env", keys_cache)
+        handle = start_stack_process(state_dir, "--no-poller", *keys_cached_as_deployed())
         try:
             report = run_rounds(args, path, handle.info.as_dict())
         finally:

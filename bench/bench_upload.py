@@ -68,12 +68,9 @@ def start_stack_process(state_dir: Path, *args: str, timeout: float) -> Any:
     with the API's keys cached as deployed."""
     sys.path[:0] = [str(p) for p in PYTHONPATH if str(p) not in sys.path]
     from audiolift_devstack.launcher import start_stack_process as launch
-    from audiolift_devstack.stack import deployed_api_keys_cache_seconds
+    from audiolift_devstack.stack import keys_cached_as_deployed
 
-    # As deployed (60 s): the local stack's 2 s would have the API read the keys from
-    # moto's SSM, which runs in the API's own process, every other request.
-    keys_cache = f"API_KEYS_CACHE_SECONDS={deployed_api_keys_cache_seconds()}"
-    return launch(state_dir, *args, "--env", keys_cache, timeout=timeout)
+    return launch(state_dir, *args, *keys_cached_as_deployed(), timeout=timeout)
 
 
 def cpu_seconds() -> float:
