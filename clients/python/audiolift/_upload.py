@@ -218,9 +218,11 @@ class PartUrls:
 
     def _fresh(self, part_number: int, now: float) -> SignedUrl | None:
         url = self._urls.get(part_number)
-        if url is not None and url.expires_at - self._margin > now:
-            return url
-        return None
+        return url if url is not None and self._lasts(url, now) else None
+
+    def _lasts(self, url: SignedUrl, now: float) -> bool:
+        """Long enough to start a part on (a URL about to expire is signed again)."""
+        return url.expires_at - self._margin > now
 
     def _unsigned(self, now: float) -> list[int]:
         return [n for n in sorted(self._digests) if self._fresh(n, now) is None]
@@ -354,7 +356,7 @@ class PartUrls:
                     if number in self._digests:  # not done meanwhile
                         self._urls[number] = url
                 now = self._clock()
-                if any(url.expires_at - self._margin <= now for url in signed.values()):
+                if not all(self._lasts(url, now) for url in signed.values()):
                     # URLs live less than the margin (a short TTL, or a clock ahead of the
                     # API's): signed ahead, they would be stale before a sender takes them.
                     self._low_water = 0
